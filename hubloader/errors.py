@@ -1,0 +1,134 @@
+"""One exception tree. Every message says what happened and what the user can do about it.
+
+No message ever contains a token: build them from names, ids and redacted URLs only
+(see ``hubloader.config.redact_url``).
+"""
+
+from __future__ import annotations
+
+
+class HubloaderError(Exception):
+    """Base of every error Hubloader raises on purpose."""
+
+    #: Short advice appended to the message; subclasses override.
+    hint: str = ""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message
+        if hint is not None:
+            self.hint = hint
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        return f"{self.message} {self.hint}".strip() if self.hint else self.message
+
+
+class ConfigError(HubloaderError):
+    hint = "Check the setting named above (environment variable or settings file)."
+
+
+class AuthRequired(HubloaderError):
+    """The source needs a token we do not have, or the token was refused."""
+
+    hint = (
+        "Set a token: HF_TOKEN (or `hf auth login`) for HuggingFace, CIVITAI_API_TOKEN for CivitAI, "
+        "or run `hubloader login hf|civitai`."
+    )
+
+
+class GatedModel(AuthRequired):
+    """A HuggingFace repo whose terms must be accepted on its page first."""
+
+    def __init__(self, repo_id: str, *, endpoint: str = "https://huggingface.co") -> None:
+        self.repo_id = repo_id
+        super().__init__(
+            f"{repo_id} is a gated repository.",
+            hint=(
+                f"Open {endpoint.rstrip('/')}/{repo_id}, accept its terms with your account, "
+                "then set HF_TOKEN (or run `hubloader login hf`) and try again."
+            ),
+        )
+
+
+class EarlyAccess(AuthRequired):
+    hint = "This version is in early access on CivitAI: buy access on its page or wait until it is public."
+
+
+class DownloadsDisabled(HubloaderError):
+    hint = "The creator turned downloads off for this model; nothing can fetch it."
+
+
+class NotFound(HubloaderError):
+    hint = "Check the name, id or URL; the model may have been renamed, made private or deleted."
+
+
+class RevisionNotFound(NotFound):
+    hint = "Check the branch, tag or commit name (e.g. 'main')."
+
+
+class FileNotFoundOnHub(NotFound):
+    hint = "List the repository's files to find the right path."
+
+
+class RateLimited(HubloaderError):
+    hint = "The service is throttling requests; wait a little and try again."
+
+    def __init__(self, message: str, *, retry_after: float | None = None, hint: str | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, hint=hint)
+
+
+class NetworkError(HubloaderError):
+    hint = "Check the connection and the endpoint setting (HF_ENDPOINT / CIVITAI_ENDPOINT); rerun to resume."
+
+
+class OfflineError(NetworkError):
+    hint = "HF_HUB_OFFLINE is set and the file is not in the local cache; unset it to download."
+
+
+class IntegrityError(HubloaderError):
+    """The bytes received are not the bytes the source published."""
+
+    hint = "The partial file was deleted; try again, and report the model if it keeps happening."
+
+    def __init__(self, message: str, *, expected: str = "", actual: str = "", hint: str | None = None) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(message, hint=hint)
+
+
+class NotAModelFile(IntegrityError):
+    """The server sent HTML/JSON (a login page, an error) where a model file was expected."""
+
+    hint = "Nothing was saved. If the reason mentions login, set CIVITAI_API_TOKEN and retry."
+
+
+class UnsafeFile(HubloaderError):
+    """A file that could run code or exhaust memory if loaded: hostile header, dangerous pickle."""
+
+    hint = "Do not load this file. Prefer a .safetensors version of the model."
+
+
+class InvalidFile(HubloaderError):
+    """A file that is not what its name says (truncated, corrupt, wrong format)."""
+
+    hint = "Delete it and download it again."
+
+
+class PickleNotAllowed(UnsafeFile):
+    hint = "Pickle formats (.ckpt/.pt/.bin) can run code when loaded; allow them explicitly (--allow-pickle) if you trust the source."
+
+
+class DiskFull(HubloaderError):
+    hint = "Free some space (e.g. `hubloader cache cleanup`) or choose another folder."
+
+
+class Cancelled(HubloaderError):
+    hint = "The partial file was kept; start the download again to resume."
+
+
+class InvalidReference(HubloaderError):
+    hint = (
+        "Use owner/repo[/file] for HuggingFace, civitai:MODEL[@VERSION], a huggingface.co or civitai.com URL, "
+        "an AIR (urn:air:…) or a SHA256/AutoV2 hash."
+    )

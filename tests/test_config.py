@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from hubloader import config
+from hubloader.errors import ConfigError, GatedModel
+
+
+def test_tokens_from_environment_and_never_shown(monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_abcdefghijklmnopqrstuvwxyz123456")
+    monkeypatch.setenv("CIVITAI_API_KEY", "civ-secret-value")
+    hf, civ = config.hf_token(), config.civitai_token()
+    assert hf.reveal() == "hf_abcdefghijklmnopqrstuvwxyz123456"
+    assert civ.reveal() == "civ-secret-value"
+    for shown in (repr(hf), str(hf), repr([hf, civ]), f"{civ}"):
+        assert "abcdefgh" not in shown and "secret" not in shown
+
+
+def test_civitai_api_token_wins_over_key(monkeypatch):
+    monkeypatch.setenv("CIVITAI_API_TOKEN", "first")
+    monkeypatch.setenv("CIVITAI_API_KEY", "second")
+    assert config.civitai_token().reveal() == "first"
+
+
+def test_hf_token_falls_back_to_huggingface_hub_login(tmp_path, monkeypatch):
+    token_file = tmp_path / "hf-home" / "token"
+    token_file.parent.mkdir(parents=True, exist_ok=True)
+    token_file.write_text("hf_stored_login_token\n")
+    assert config.hf_token().reveal() == "hf_stored_login_token"
+
+
+def test_settings_file_is_private_and_merges(isolated_home):
+    path = config.save_settings({"civitai_token": "tok", "cache_limit_gb": 20})
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    config.save_settings({"allow_pickle": True})
+    settings = config.load_settings()
+    assert settings["civitai_token"] == "tok" and settings["cache_limit_gb"] == 20 and settings["allow_pickle"] is True
+    assert config.civitai_token().reveal() == "tok"
+    shown = config.public_settings()
+    assert shown["civitai_token"] == "set" and shown["hf_token"] == "not set"
+    config.save_settings({"civitai_token": None})
+    assert config.civitai_token() is None
+
+
+def test_unknown_setting_is_refused():
+    with pytest.raises(ConfigError, match="Unknown setting"):
+        config.save_settings({"civitai_tokn": "x"})
+
+
+def test_broken_settings_file_means_defaults(isolated_home):
+    isolated_home.mkdir(parents=True, exist_ok=True)
+    (isolated_home / "settings.json").write_text("{not json")
+    assert config.load_settings() == config.DEFAULTS
+
+
+def test_endpoints_read_at_call_time(monkeypatch):
+    assert config.hf_endpoint() == "https://huggingface.co"
+    assert config.civitai_endpoint() == "https://civitai.com"
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9/")
+    monkeypatch.setenv("CIVITAI_ENDPOINT", "http://127.0.0.1:10")
+    assert config.hf_endpoint() == "http://127.0.0.1:9"
+    assert config.civitai_endpoint() == "http://127.0.0.1:10"
+
+
+def test_redact_url_hides_tokens_and_signatures():
+    url = "https://u:p@host/api/download/models/1?token=abc123&type=Model&X-Amz-Signature=deadbeef"
+    shown = config.redact_url(url)
+    assert "abc123" not in shown and "deadbeef" not in shown and "u:p" not in shown
+    assert "type=Model" in shown
+
+
+def test_redact_text():
+    assert config.redact_text("failed with hf_AAAAAAAAAAAAAAAAAAAAAAAAAA") == "failed with hf_***"
+    assert config.redact_text("key=s3cr3t", config.Secret("s3cr3t")) == "key=***"
+
+
+def test_gated_error_tells_what_to_do():
+    message = str(GatedModel("org/gated", endpoint="http://hub"))
+    assert "org/gated" in message and "accept" in message and "HF_TOKEN" in message
