@@ -1,0 +1,593 @@
+"""The SQLite layer under the registry: schema, versioned migrations, connections, and model rows.
+
+SQLite used plainly: one file, WAL so readers never wait for a writer, a busy timeout so two
+processes (ComfyUI's server and a CLI) queue instead of failing with "database is locked", and
+every write in an explicit ``BEGIN IMMEDIATE`` transaction (taking the write lock up front is what
+lets the busy timeout work; a deferred transaction that upgrades to a writer can fail at once).
+
+The schema version lives in ``PRAGMA user_version``. :data:`MIGRATIONS` starts with the seed
+document's first schema, verbatim, and each later entry upgrades the previous one in place.
+Never edit a shipped migration: append a new one.
+
+``sqlite3`` is imported here and this module is only imported when a registry is opened, so
+``import hubloader`` stays light.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .types import BaseModel, ModelFile, ModelFormat, ModelMetadata, ModelType, Source
+
+BUSY_TIMEOUT_S = 30.0
+
+# Migration 1 is the seed's schema exactly as specified (task 14.1.3.1), so a database made by a
+# first-generation tool upgrades through the same path as ours.
+_V1_SEED = """
+CREATE TABLE IF NOT EXISTS models (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    source TEXT NOT NULL,
+    type TEXT NOT NULL,
+    base_model TEXT NOT NULL,
+    version TEXT,
+    format TEXT NOT NULL,
+    size_bytes INTEGER,
+    sha256 TEXT,
+    trigger_words TEXT,  -- JSON array
+    tags TEXT,  -- JSON array
+    description TEXT,
+    download_count INTEGER,
+    rating REAL,
+    recommended_weight REAL,
+    local_path TEXT,
+    remote_url TEXT,
+    created_at TEXT,
+    updated_at TEXT
+);
+CREATE INDEX IF NOT EXISTS idx_source ON models(source);
+CREATE INDEX IF NOT EXISTS idx_type ON models(type);
+CREATE INDEX IF NOT EXISTS idx_base_model ON models(base_model);
+CREATE INDEX IF NOT EXISTS idx_tags ON models(tags);
+"""
+
+# Rebuild with an INTEGER PRIMARY KEY: the full-text index (migration 5) points at rows by rowid,
+# and only an explicit integer key survives VACUUM unchanged. `id` stays the unique row key.
+# Every hash a file is known by gets its own indexed row, so any of them finds the model.
+_V2_IDENTITY_AND_HASHES = """
+CREATE TABLE models_v2 (
+    pk INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    source TEXT NOT NULL,
+    type TEXT NOT NULL,
+    base_model TEXT NOT NULL,
+    version TEXT,
+    format TEXT NOT NULL,
+    size_bytes INTEGER,
+    sha256 TEXT,
+    trigger_words TEXT,
+    tags TEXT,
+    description TEXT,
+    download_count INTEGER,
+    rating REAL,
+    recommended_weight REAL,
+    local_path TEXT,
+    remote_url TEXT,
+    created_at TEXT,
+    updated_at TEXT,
+    model_id TEXT NOT NULL DEFAULT '',
+    version_id TEXT NOT NULL DEFAULT '',
+    files TEXT NOT NULL DEFAULT '[]',
+    preview_urls TEXT NOT NULL DEFAULT '[]',
+    air TEXT NOT NULL DEFAULT '',
+    author TEXT NOT NULL DEFAULT '',
+    like_count INTEGER NOT NULL DEFAULT 0,
+    nsfw INTEGER NOT NULL DEFAULT 0,
+    training_tags TEXT NOT NULL DEFAULT '[]',
+    trigger_words_source TEXT NOT NULL DEFAULT '',
+    recommended_weight_source TEXT NOT NULL DEFAULT '',
+    sidecar_path TEXT,
+    preview_path TEXT,
+    extra TEXT NOT NULL DEFAULT '{}'
+);
+INSERT INTO models_v2 (id, name, source, type, base_model, version, format, size_bytes, sha256, trigger_words,
+                       tags, description, download_count, rating, recommended_weight, local_path, remote_url,
+                       created_at, updated_at, model_id)
+    SELECT id, name, source, type, base_model, version, format, size_bytes, sha256, trigger_words,
+           tags, description, download_count, rating, recommended_weight, local_path, remote_url,
+           created_at, updated_at, id
+    FROM models;
+DROP TABLE models;
+ALTER TABLE models_v2 RENAME TO models;
+CREATE INDEX idx_source ON models(source);
+CREATE INDEX idx_type ON models(type);
+CREATE INDEX idx_base_model ON models(base_model);
+CREATE INDEX idx_tags ON models(tags);
+CREATE INDEX idx_models_model_id ON models(model_id);
+CREATE INDEX idx_models_name ON models(name COLLATE NOCASE);
+CREATE INDEX idx_models_local_path ON models(local_path) WHERE local_path IS NOT NULL;
+CREATE TABLE model_hashes (
+    model_pk INTEGER NOT NULL REFERENCES models(pk) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (model_pk, kind)
+) WITHOUT ROWID;
+CREATE INDEX idx_model_hashes_value ON model_hashes(value);
+INSERT INTO model_hashes (model_pk, kind, value)
+    SELECT pk, 'SHA256', lower(sha256) FROM models WHERE length(sha256) = 64;
+INSERT INTO model_hashes (model_pk, kind, value)
+    SELECT pk, 'AutoV2', substr(lower(sha256), 1, 10) FROM models WHERE length(sha256) = 64;
+"""
+
+# Cache policy state: whether Hubloader owns the file (only those may be evicted), pins, LRU
+# clock, files gone missing or archived, and leases held by processes that are loading a model.
+_V3_CACHE = """
+ALTER TABLE models ADD COLUMN status TEXT NOT NULL DEFAULT 'ok';
+ALTER TABLE models ADD COLUMN managed INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE models ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE models ADD COLUMN last_used_at TEXT;
+ALTER TABLE models ADD COLUMN use_count INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE models ADD COLUMN archive_path TEXT;
+CREATE INDEX idx_models_last_used ON models(last_used_at);
+CREATE TABLE model_leases (
+    model_pk INTEGER NOT NULL REFERENCES models(pk) ON DELETE CASCADE,
+    pid INTEGER NOT NULL,
+    acquired_at TEXT NOT NULL
+);
+CREATE INDEX idx_model_leases_model ON model_leases(model_pk);
+"""
+
+# What the library scan learnt about a file, valid while (size, mtime_ns) are unchanged: hashes
+# and header facts, so an unchanged file is never read or hashed twice.
+_V4_HASH_CACHE = """
+CREATE TABLE hash_cache (
+    path TEXT PRIMARY KEY,
+    size_bytes INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    hashes TEXT NOT NULL DEFAULT '{}',
+    info TEXT NOT NULL DEFAULT '{}',
+    checked_at TEXT NOT NULL
+);
+"""
+
+# Full-text search over what a user types: name, tags, trigger words, description. An external
+# content table (no second copy of the text) kept in sync by triggers, so every writer, ours or
+# a future one, keeps it right. Name and trigger words weigh most in the ranking.
+_V5_FTS = """
+CREATE VIRTUAL TABLE models_fts USING fts5(
+    name, tags, trigger_words, description,
+    content='models', content_rowid='pk', tokenize='unicode61 remove_diacritics 2', prefix='2 3'
+);
+CREATE TRIGGER models_fts_insert AFTER INSERT ON models BEGIN
+    INSERT INTO models_fts (rowid, name, tags, trigger_words, description)
+    VALUES (new.pk, new.name, new.tags, new.trigger_words, new.description);
+END;
+CREATE TRIGGER models_fts_delete AFTER DELETE ON models BEGIN
+    INSERT INTO models_fts (models_fts, rowid, name, tags, trigger_words, description)
+    VALUES ('delete', old.pk, old.name, old.tags, old.trigger_words, old.description);
+END;
+CREATE TRIGGER models_fts_update AFTER UPDATE OF name, tags, trigger_words, description ON models BEGIN
+    INSERT INTO models_fts (models_fts, rowid, name, tags, trigger_words, description)
+    VALUES ('delete', old.pk, old.name, old.tags, old.trigger_words, old.description);
+    INSERT INTO models_fts (rowid, name, tags, trigger_words, description)
+    VALUES (new.pk, new.name, new.tags, new.trigger_words, new.description);
+END;
+INSERT INTO models_fts (models_fts) VALUES ('rebuild');
+INSERT INTO models_fts (models_fts, rank) VALUES ('rank', 'bm25(10.0, 4.0, 8.0, 1.0)');
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1_SEED, _V2_IDENTITY_AND_HASHES, _V3_CACHE, _V4_HASH_CACHE, _V5_FTS)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+#: Canonical names of the hash kinds CivitAI and A1111 use; lookups accept any case.
+HASH_KINDS = ("SHA256", "AutoV1", "AutoV2", "AutoV3", "BLAKE3", "CRC32")
+_HASH_KIND_BY_LOWER = {kind.lower(): kind for kind in HASH_KINDS}
+
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open (creating if needed) ``path`` with WAL, a busy timeout and foreign keys, in autocommit mode.
+
+    Autocommit (``isolation_level=None``) because transactions are opened explicitly with
+    :func:`transaction`; the sqlite3 module's implicit ones start too late to take the lock early.
+    """
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")  # safe with WAL: a crash loses at most the last commit
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``; rolled back if the block raises."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the database up to :data:`SCHEMA_VERSION` in one transaction; return the version.
+
+    Cheap when already current (one pragma read). A database with the seed's tables but no
+    version number is taken as version 0: migration 1 is idempotent, so it upgrades from there.
+    """
+    if schema_version(conn) == SCHEMA_VERSION:
+        return SCHEMA_VERSION
+    with transaction(conn):
+        current = schema_version(conn)  # another process may have migrated while we waited
+        if current > SCHEMA_VERSION:
+            raise ConfigError(
+                f"The registry database was written by a newer Hubloader (schema {current}, this one knows "
+                f"{SCHEMA_VERSION}).",
+                hint="Update Hubloader, or point HUBLOADER_HOME at another folder.",
+            )
+        for script in MIGRATIONS[current:]:
+            for statement in _statements(script):
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    return SCHEMA_VERSION
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a script into statements (trigger bodies included) without leaving the transaction.
+
+    ``executescript`` would commit first, so a failed migration could leave a half-upgraded file.
+    """
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending.strip()
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"Incomplete SQL statement in migration: {pending.strip()[:80]}")
+
+
+# --- model rows ------------------------------------------------------------------------------
+
+# Columns written from a ModelMetadata, in this order.
+_DATA_COLUMNS = (
+    "id",
+    "name",
+    "source",
+    "type",
+    "base_model",
+    "version",
+    "format",
+    "size_bytes",
+    "sha256",
+    "trigger_words",
+    "tags",
+    "description",
+    "download_count",
+    "rating",
+    "recommended_weight",
+    "local_path",
+    "remote_url",
+    "created_at",
+    "updated_at",
+    "model_id",
+    "version_id",
+    "files",
+    "preview_urls",
+    "air",
+    "author",
+    "like_count",
+    "nsfw",
+    "training_tags",
+    "trigger_words_source",
+    "recommended_weight_source",
+    "extra",
+    "status",
+)
+# Registry state read back into ``ModelMetadata.extra["registry"]``.
+STATE_COLUMNS = ("pk", "managed", "pinned", "last_used_at", "use_count", "sidecar_path", "preview_path", "archive_path")
+_SELECT_COLUMNS = _DATA_COLUMNS + STATE_COLUMNS
+_HASHES_SUBQUERY = "(SELECT json_group_object(kind, value) FROM model_hashes h WHERE h.model_pk = m.pk)"
+SELECT_MODELS = f"SELECT {', '.join('m.' + c for c in _SELECT_COLUMNS)}, {_HASHES_SUBQUERY} FROM models m"
+
+# A value set by the user ("user" provenance) is never overwritten by a re-registration from a source.
+_KEEP_USER = {
+    "trigger_words": "trigger_words_source",
+    "trigger_words_source": "trigger_words_source",
+    "recommended_weight": "recommended_weight_source",
+    "recommended_weight_source": "recommended_weight_source",
+}
+
+
+def _update_clause(column: str) -> str:
+    guard = _KEEP_USER.get(column)
+    if guard:
+        return (
+            f"{column} = CASE WHEN models.{guard} = 'user' AND excluded.{guard} != 'user' "
+            f"THEN models.{column} ELSE excluded.{column} END"
+        )
+    return f"{column} = excluded.{column}"
+
+
+_UPSERT = (
+    f"INSERT INTO models ({', '.join(_DATA_COLUMNS)}, managed) VALUES ({', '.join('?' * (len(_DATA_COLUMNS) + 1))}) "
+    "ON CONFLICT(id) DO UPDATE SET "
+    + ", ".join(_update_clause(c) for c in _DATA_COLUMNS if c not in ("id", "created_at"))
+    + ", managed = max(models.managed, excluded.managed)"
+)
+
+
+def canonical_hash_kind(kind: str) -> str:
+    return _HASH_KIND_BY_LOWER.get(kind.strip().lower(), kind.strip())
+
+
+def hashes_of(meta: ModelMetadata) -> dict[str, str]:
+    """Every hash ``meta`` carries (its own, its files', the SHA256 and the AutoV2 derived from it), lower-case."""
+    found: dict[str, str] = {}
+    sources = [meta.hashes] + [f.hashes for f in meta.files if f.primary or len(meta.files) == 1]
+    for hashes in sources:
+        for kind, value in hashes.items():
+            if value:
+                found.setdefault(canonical_hash_kind(kind), str(value).strip().lower())
+    sha256 = (meta.sha256 or found.get("SHA256", "")).strip().lower()
+    if len(sha256) == 64:
+        found["SHA256"] = sha256
+        found.setdefault("AutoV2", sha256[:10])
+    return found
+
+
+def model_row(key: str, meta: ModelMetadata, *, status: str) -> tuple[Any, ...]:
+    extra = {k: v for k, v in meta.extra.items() if k != "registry"}
+    values = {
+        "id": key,
+        "name": meta.name,
+        "source": str(meta.source),
+        "type": str(meta.type),
+        "base_model": str(meta.base_model),
+        "version": meta.version,
+        "format": str(meta.format),
+        "size_bytes": meta.size_bytes,
+        "sha256": (meta.sha256 or "").lower(),
+        "trigger_words": json.dumps(meta.trigger_words, ensure_ascii=False),
+        "tags": json.dumps(meta.tags, ensure_ascii=False),
+        "description": meta.description,
+        "download_count": meta.download_count,
+        "rating": meta.rating,
+        "recommended_weight": meta.recommended_weight,
+        "local_path": str(meta.local_path) if meta.local_path else None,
+        "remote_url": meta.remote_url,
+        "created_at": meta.created_at.isoformat(),
+        "updated_at": meta.updated_at.isoformat(),
+        "model_id": meta.model_id,
+        "version_id": str(meta.version_id or ""),
+        "files": json.dumps([_file_dict(f) for f in meta.files], ensure_ascii=False),
+        "preview_urls": json.dumps(meta.preview_urls, ensure_ascii=False),
+        "air": meta.air,
+        "author": meta.author,
+        "like_count": meta.like_count,
+        "nsfw": int(bool(meta.nsfw)),
+        "training_tags": json.dumps(meta.training_tags, ensure_ascii=False),
+        "trigger_words_source": meta.trigger_words_source,
+        "recommended_weight_source": meta.recommended_weight_source,
+        "extra": json.dumps(extra, ensure_ascii=False, default=str),
+        "status": status,
+    }
+    return tuple(values[c] for c in _DATA_COLUMNS)
+
+
+def _file_dict(f: ModelFile) -> dict[str, Any]:
+    return {
+        "name": f.name,
+        "size_bytes": f.size_bytes,
+        "url": f.url,
+        "sha256": f.sha256,
+        "hashes": f.hashes,
+        "format": str(f.format),
+        "primary": f.primary,
+        "kind": f.kind,
+        "precision": f.precision,
+    }
+
+
+def _loads(text: str | None, default: Any) -> Any:
+    if not text:
+        return default
+    try:
+        return json.loads(text)
+    except ValueError:
+        return default
+
+
+def _date(text: str | None) -> datetime:
+    if text:
+        try:
+            parsed = datetime.fromisoformat(text)
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        except ValueError:
+            pass
+    return datetime.fromtimestamp(0, timezone.utc)
+
+
+def row_to_metadata(row: tuple[Any, ...]) -> ModelMetadata:
+    """A ModelMetadata from a row of :data:`SELECT_MODELS`; registry state goes to ``extra["registry"]``."""
+    v = dict(zip(_SELECT_COLUMNS, row[:-1], strict=True))
+    extra = _loads(v["extra"], {})
+    extra["registry"] = {
+        "key": v["id"],
+        "status": v["status"],
+        "managed": bool(v["managed"]),
+        "pinned": bool(v["pinned"]),
+        "last_used_at": v["last_used_at"],
+        "use_count": v["use_count"],
+        "sidecar_path": v["sidecar_path"],
+        "preview_path": v["preview_path"],
+        "archive_path": v["archive_path"],
+    }
+    return ModelMetadata(
+        model_id=v["model_id"] or v["id"],
+        name=v["name"],
+        source=Source.parse(v["source"], Source.LOCAL),
+        type=ModelType.parse(v["type"], ModelType.OTHER),
+        base_model=BaseModel.parse(v["base_model"], BaseModel.UNKNOWN),
+        version=v["version"] or "",
+        format=ModelFormat.parse(v["format"], ModelFormat.OTHER),
+        size_bytes=v["size_bytes"] or 0,
+        sha256=v["sha256"] or "",
+        trigger_words=_loads(v["trigger_words"], []),
+        tags=_loads(v["tags"], []),
+        description=v["description"] or "",
+        download_count=v["download_count"] or 0,
+        rating=v["rating"] or 0.0,
+        recommended_weight=v["recommended_weight"],
+        local_path=Path(v["local_path"]) if v["local_path"] and v["status"] == "ok" else None,
+        remote_url=v["remote_url"] or "",
+        created_at=_date(v["created_at"]),
+        updated_at=_date(v["updated_at"]),
+        version_id=v["version_id"],
+        hashes=_loads(row[-1], {}),
+        files=[
+            ModelFile(**{**f, "format": ModelFormat.parse(f.get("format"), ModelFormat.OTHER)})
+            for f in _loads(v["files"], [])
+        ],
+        preview_urls=_loads(v["preview_urls"], []),
+        air=v["air"],
+        author=v["author"],
+        like_count=v["like_count"],
+        nsfw=bool(v["nsfw"]),
+        training_tags=_loads(v["training_tags"], []),
+        trigger_words_source=v["trigger_words_source"],
+        recommended_weight_source=v["recommended_weight_source"],
+        extra=extra,
+    )
+
+
+class ModelDatabase:
+    """The registry's database file: one connection, shared by this process's threads under a lock.
+
+    The lock serialises statements of one process; other processes are handled by SQLite's own
+    locking (WAL + busy timeout).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path).expanduser()
+        self._conn = connect(self.path)
+        self._lock = threading.RLock()
+        migrate(self._conn)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``) holding this process's lock."""
+        with self._lock, transaction(self._conn) as conn:
+            yield conn
+
+    def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._conn.execute(sql, tuple(params)).fetchall()
+
+    def query_one(self, sql: str, params: Iterable[Any] = ()) -> tuple[Any, ...] | None:
+        with self._lock:
+            return self._conn.execute(sql, tuple(params)).fetchone()
+
+    # -- models --
+
+    def upsert(self, conn: sqlite3.Connection, key: str, meta: ModelMetadata, *, managed: bool, status: str) -> int:
+        """Insert or update the row ``key`` and its hashes (inside the caller's transaction); return its pk."""
+        conn.execute(_UPSERT, (*model_row(key, meta, status=status), int(managed)))
+        pk = conn.execute("SELECT pk FROM models WHERE id = ?", (key,)).fetchone()[0]
+        hashes = hashes_of(meta)
+        stored = conn.execute("SELECT value FROM model_hashes WHERE model_pk = ? AND kind = 'SHA256'", (pk,)).fetchone()
+        if stored and hashes.get("SHA256") and stored[0] != hashes["SHA256"]:
+            conn.execute("DELETE FROM model_hashes WHERE model_pk = ?", (pk,))  # a different file now
+        conn.executemany(
+            "INSERT OR REPLACE INTO model_hashes (model_pk, kind, value) VALUES (?, ?, ?)",
+            [(pk, kind, value) for kind, value in hashes.items()],
+        )
+        return pk
+
+    def models(
+        self, where: str = "", params: Iterable[Any] = (), *, order: str = "", limit: int | None = None
+    ) -> list[ModelMetadata]:
+        sql = SELECT_MODELS + (f" WHERE {where}" if where else "") + (f" ORDER BY {order}" if order else "")
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [row_to_metadata(r) for r in self.query(sql, params)]
+
+    def set_hashes(self, pk: int, hashes: dict[str, str]) -> None:
+        with self.write() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO model_hashes (model_pk, kind, value) VALUES (?, ?, ?)",
+                [(pk, canonical_hash_kind(k), str(v).lower()) for k, v in hashes.items() if v],
+            )
+
+    # -- hash cache --
+
+    def cached_file_facts(self, path: Path, size_bytes: int, mtime_ns: int) -> dict[str, Any] | None:
+        """What was recorded about ``path`` if it still has this size and mtime, else None."""
+        row = self.query_one(
+            "SELECT hashes, info FROM hash_cache WHERE path = ? AND size_bytes = ? AND mtime_ns = ?",
+            (str(path), size_bytes, mtime_ns),
+        )
+        if row is None:
+            return None
+        return {"hashes": _loads(row[0], {}), "info": _loads(row[1], {})}
+
+    def cache_file_facts(
+        self,
+        path: Path,
+        size_bytes: int,
+        mtime_ns: int,
+        *,
+        hashes: dict[str, str] | None = None,
+        info: dict[str, Any] | None = None,
+    ) -> None:
+        """Record facts about ``path`` at (size, mtime); hashes/info given as None keep what is stored."""
+        with self.write() as conn:
+            row = conn.execute(
+                "SELECT hashes, info FROM hash_cache WHERE path = ? AND size_bytes = ? AND mtime_ns = ?",
+                (str(path), size_bytes, mtime_ns),
+            ).fetchone()
+            old_hashes, old_info = (_loads(row[0], {}), _loads(row[1], {})) if row else ({}, {})
+            conn.execute(
+                "INSERT OR REPLACE INTO hash_cache (path, size_bytes, mtime_ns, hashes, info, checked_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    str(path),
+                    size_bytes,
+                    mtime_ns,
+                    json.dumps({**old_hashes, **(hashes or {})}),
+                    json.dumps({**old_info, **(info or {})}, default=str),
+                    utcnow(),
+                ),
+            )
+
+
+def file_signature(path: Path) -> tuple[int, int]:
+    """(size, mtime_ns): the key under which facts about a file stay valid."""
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
