@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:  # imported lazily: aiohttp must not load for tests that don't use the fake hub
+    from tests.fakehub import FakeHub
 
 _ISOLATED_ENV = (
     "HF_TOKEN",
@@ -31,3 +35,26 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
     yield home
+
+
+@pytest.fixture(scope="session")
+def _fakehub_server() -> Iterator[FakeHub]:
+    from tests.fakehub import FakeHub
+
+    with FakeHub() as hub:
+        yield hub
+
+
+@pytest.fixture
+def fakehub(_fakehub_server: FakeHub) -> FakeHub:
+    """The loopback HF/CivitAI/CDN servers (one per session), reset to a clean state for this test."""
+    _fakehub_server.reset()
+    return _fakehub_server
+
+
+@pytest.fixture
+def hub_env(fakehub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> FakeHub:
+    """``fakehub`` with HF_ENDPOINT and CIVITAI_ENDPOINT pointing at it (read at call time by hubloader.config)."""
+    monkeypatch.setenv("HF_ENDPOINT", fakehub.hf_url)
+    monkeypatch.setenv("CIVITAI_ENDPOINT", fakehub.civitai_url)
+    return fakehub
