@@ -6,8 +6,9 @@ Model ids (``model_id``) for HuggingFace are:
   ``snapshot_download``; :meth:`HuggingFaceHubService.download_model` returns the snapshot folder.
 * ``owner/repo/path/in/repo.safetensors`` — one file of it; returns the file's path in the cache.
 * ``owner/repo@revision`` or ``owner/repo@revision/path`` — the same, pinned to a branch, tag or commit.
-* ``https://huggingface.co/owner/repo/resolve/<rev>/<path>`` or ``…/blob/<rev>/<path>`` (any host,
-  so mirrors work) — one file at that revision; ``…/tree/<rev>`` or a bare repo URL — the repository.
+* ``https://huggingface.co/owner/repo/resolve/<rev>/<path>`` or ``…/blob/<rev>/<path>`` (also on
+  hf.co and the ``HF_ENDPOINT`` host, so mirrors work) — one file at that revision; ``…/tree/<rev>``
+  or a bare repo URL — the repository. Parsing is :func:`hubloader.refs.parse_reference`'s.
 
 Everything lands in the standard HuggingFace cache layout (``models--owner--repo/blobs``,
 ``snapshots/<commit>``, ``refs/<rev>``), so diffusers and transformers find the same files; use
@@ -40,7 +41,6 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
 
 from . import config
 from .config import Secret
@@ -57,6 +57,7 @@ from .errors import (
     RateLimited,
     RevisionNotFound,
 )
+from .refs import HUGGINGFACE, ModelRef, parse_reference
 from .types import BaseModel, ModelFile, ModelFilter, ModelFormat, ModelMetadata, ModelType, Source
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -127,47 +128,12 @@ def _hub_compat() -> _HubCompat:
 # --- model ids --------------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class HubRef:
-    """A parsed HuggingFace model id: a repo, maybe one file in it, maybe a revision."""
-
-    repo_id: str
-    path: str | None = None
-    revision: str | None = None
-
-    @property
-    def model_id(self) -> str:
-        return f"{self.repo_id}/{self.path}" if self.path else self.repo_id
-
-
-def parse_model_id(model_id: str) -> HubRef:
-    """Parse any of the model id forms in this module's docstring; :class:`InvalidReference` otherwise."""
-    text = (model_id or "").strip()
-    if "://" in text:
-        return _parse_hub_url(text)
-    revision = None
-    parts = [p for p in text.split("/") if p]
-    if len(parts) >= 2 and "@" in parts[1]:
-        parts[1], revision = parts[1].split("@", 1)
-    if len(parts) < 2 or not all(parts[:2]) or any(p in (".", "..") for p in parts):
-        raise InvalidReference(f"{model_id!r} is not a HuggingFace model id.")
-    return HubRef("/".join(parts[:2]), "/".join(parts[2:]) or None, revision or None)
-
-
-def _parse_hub_url(url: str) -> HubRef:
-    parts = [unquote(p) for p in urlsplit(url).path.split("/") if p]
-    if parts[:1] in (["models"], ["api"]):
-        parts = parts[2:] if parts[:2] == ["api", "models"] else parts[1:]
-    if len(parts) < 2 or any(p in (".", "..") for p in parts):
-        raise InvalidReference(f"{config.redact_url(url)} is not a HuggingFace model URL.")
-    repo_id, rest = "/".join(parts[:2]), parts[2:]
-    if not rest:
-        return HubRef(repo_id)
-    if rest[0] in ("resolve", "blob") and len(rest) >= 3:
-        return HubRef(repo_id, "/".join(rest[2:]), rest[1])
-    if rest[0] == "tree" and len(rest) >= 2:
-        return HubRef(repo_id, None, "/".join(rest[1:]))
-    raise InvalidReference(f"{config.redact_url(url)} is not a HuggingFace file or repository URL.")
+def parse_model_id(model_id: str) -> ModelRef:
+    """A HuggingFace model id or URL (see the module docstring) as a :class:`~hubloader.refs.ModelRef`."""
+    ref = parse_reference(model_id)
+    if ref.kind != HUGGINGFACE or ref.repo_type != "model":
+        raise InvalidReference(f"{ref.text!r} is not a HuggingFace model repository or file.")
+    return ref
 
 
 def is_commit_hash(revision: str | None) -> bool:
@@ -371,11 +337,11 @@ class HuggingFaceHubService:
         ref = parse_model_id(model_id)
         revision = ref.revision or revision
         if config.hf_offline():
-            raise OfflineError(f"Reading {ref.model_id}'s details needs the network.", hint="Unset HF_HUB_OFFLINE.")
-        with self._hub_errors(ref.repo_id, path=ref.path, revision=revision):
+            raise OfflineError(f"Reading {ref}'s details needs the network.", hint="Unset HF_HUB_OFFLINE.")
+        with self._hub_errors(ref.repo_id, path=ref.filename, revision=revision):
             info = self.client.model_info(ref.repo_id, revision=revision, files_metadata=True, token=self._hf_token())
         meta = self._metadata_from_info(info)
-        return _narrow_to_file(meta, ref.path) if ref.path else meta
+        return _narrow_to_file(meta, ref.filename) if ref.filename else meta
 
     def _metadata_from_info(self, info: Any) -> ModelMetadata:
         """Map a huggingface_hub ``ModelInfo`` (any version) to our :class:`ModelMetadata`."""
@@ -422,20 +388,20 @@ class HuggingFaceHubService:
         Lets the caller learn architecture, type and training metadata before downloading gigabytes.
         """
         ref = parse_model_id(model_id)
-        if not ref.path:
+        if not ref.filename:
             raise InvalidReference(f"{model_id!r} names a repository; name one file (owner/repo/file.safetensors).")
         revision = ref.revision or revision
         if config.hf_offline():
-            raise OfflineError(f"Reading {ref.model_id}'s header needs the network.", hint="Unset HF_HUB_OFFLINE.")
+            raise OfflineError(f"Reading {ref}'s header needs the network.", hint="Unset HF_HUB_OFFLINE.")
         from huggingface_hub.errors import SafetensorsParsingError
 
-        with self._hub_errors(ref.repo_id, path=ref.path, revision=revision):
+        with self._hub_errors(ref.repo_id, path=ref.filename, revision=revision):
             try:
                 parsed = self.client.parse_safetensors_file_metadata(
-                    ref.repo_id, ref.path, revision=revision, token=self._hf_token()
+                    ref.repo_id, ref.filename, revision=revision, token=self._hf_token()
                 )
             except SafetensorsParsingError as exc:
-                raise InvalidFile(f"{ref.model_id} on the Hub is not a readable safetensors file.") from exc
+                raise InvalidFile(f"{ref} on the Hub is not a readable safetensors file.") from exc
         header: dict[str, Any] = {"__metadata__": dict(parsed.metadata or {})} if parsed.metadata else {}
         for name, tensor in parsed.tensors.items():
             header[name] = {
@@ -469,9 +435,9 @@ class HuggingFaceHubService:
         revision = ref.revision or revision or "main"
         cache = self._cache(cache_dir)
         self._used_caches[cache] = None
-        with self._hub_errors(ref.repo_id, path=ref.path, revision=revision):
-            if ref.path:
-                return self._download_file(ref.repo_id, ref.path, revision, cache, progress)
+        with self._hub_errors(ref.repo_id, path=ref.filename, revision=revision):
+            if ref.filename:
+                return self._download_file(ref.repo_id, ref.filename, revision, cache, progress)
             return self._download_repo(
                 ref.repo_id, revision, cache, allow_patterns, ignore_patterns, prefer_safetensors, progress
             )
@@ -636,15 +602,15 @@ class HuggingFaceHubService:
                 if repo.repo_type != "model" or repo.repo_id != ref.repo_id:
                     continue
                 revisions = [r for r in repo.revisions if not ref.revision or ref.revision in (r.commit_hash, *r.refs)]
-                if ref.path:
-                    removed = [_delete_file(repo, r, ref.path) for r in revisions]
+                if ref.filename:
+                    removed = [_delete_file(repo, r, ref.filename) for r in revisions]
                     deleted = deleted or any(removed)
                     info = scan_cache_dir(cache)  # the emptied revisions are now those without files
                     revisions = [r for again in info.repos if again.repo_id == ref.repo_id for r in again.revisions]
                     revisions = [r for r in revisions if not r.files]
                 if revisions:
                     strategy = info.delete_revisions(*(r.commit_hash for r in revisions))
-                    logger.info("Freeing %d bytes of %s in %s", strategy.expected_freed_size, ref.model_id, cache)
+                    logger.info("Freeing %d bytes of %s in %s", strategy.expected_freed_size, str(ref), cache)
                     strategy.execute()
                     deleted = True
         return deleted
