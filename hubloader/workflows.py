@@ -578,7 +578,8 @@ class LocalIndex:
         for kind in kinds:
             for rel, full in self.files(kind):
                 if _name_matches(ref.file_name, full.name):
-                    status = Status.FOUND if _norm(rel) == relative else Status.FOUND_ELSEWHERE
+                    same = _norm(rel) == relative or os.path.splitext(_norm(rel))[0] == relative
+                    status = Status.FOUND if same else Status.FOUND_ELSEWHERE
                     return status, full, rel
         return None
 
