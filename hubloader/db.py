@@ -103,7 +103,7 @@ CREATE TABLE models_v2 (
 INSERT INTO models_v2 (id, name, source, type, base_model, version, format, size_bytes, sha256, trigger_words,
                        tags, description, download_count, rating, recommended_weight, local_path, remote_url,
                        created_at, updated_at, model_id)
-    SELECT id, name, source, type, base_model, version, format, size_bytes, sha256, trigger_words,
+    SELECT id, name, source, type, base_model, version, format, size_bytes, lower(sha256), trigger_words,
            tags, description, download_count, rating, recommended_weight, local_path, remote_url,
            created_at, updated_at, id
     FROM models;
@@ -358,8 +358,12 @@ def hashes_of(meta: ModelMetadata) -> dict[str, str]:
     return found
 
 
+#: ``extra`` keys the registry adds when reading; never stored back.
+TRANSIENT_EXTRA = frozenset({"registry", "where"})
+
+
 def model_row(key: str, meta: ModelMetadata, *, status: str) -> tuple[Any, ...]:
-    extra = {k: v for k, v in meta.extra.items() if k != "registry"}
+    extra = {k: v for k, v in meta.extra.items() if k not in TRANSIENT_EXTRA}
     values = {
         "id": key,
         "name": meta.name,
@@ -436,6 +440,8 @@ def row_to_metadata(row: tuple[Any, ...]) -> ModelMetadata:
     extra = _loads(v["extra"], {})
     extra["registry"] = {
         "key": v["id"],
+        "pk": v["pk"],
+        "path": v["local_path"],
         "status": v["status"],
         "managed": bool(v["managed"]),
         "pinned": bool(v["pinned"]),

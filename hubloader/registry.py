@@ -1,0 +1,701 @@
+"""ModelRegistry: the local index of every model Hubloader knows, unified search, and the cache policy.
+
+One SQLite file (``$HUBLOADER_HOME/models.db`` unless ``db_path`` says otherwise, see
+:mod:`hubloader.db`) shared by every process on the machine: ComfyUI's server threads, the A1111
+tab and a CLI can use it at once.
+
+Choices a caller should know:
+
+* **Row identity.** A model version is one row. Its key is the source's id (``civitai:123@456``
+  for CivitAI, ``huggingface:owner/repo`` for HuggingFace, ``local:<path>`` for a file found on
+  disk), so registering the same thing twice updates the row. A sourced registration of a file the
+  library scan already knew absorbs the scan's row for the same path: one file, one row.
+* **Lookups raise.** :meth:`get_model` accepts a model id, a row key, a name, any hash (SHA256,
+  AutoV1/V2/V3, BLAKE3, CRC32) or a CivitAI AIR and raises :class:`~hubloader.errors.NotFound` when
+  nothing matches; ``find_model`` returns None instead.
+* **Registry state** (row key, status, pinned, use count, last use, owned-by-Hubloader) comes back in
+  ``ModelMetadata.extra["registry"]``; it is never written from there.
+* **Where a model lives.** ``local_path`` is set only when the file exists: a file deleted or moved
+  outside Hubloader is marked ``missing`` the next time a listing sees it, and comes back if it
+  reappears.
+* **Search never fails because a source does.** :meth:`search` returns a :class:`SearchResults`
+  (a list) whose ``warnings`` say which remote source could not answer and why.
+* **Only Hubloader's own downloads are evicted.** The cache limit and :meth:`cleanup_cache` delete
+  files Hubloader downloaded (``managed``), never a user's library found by a scan, never a pinned
+  model, one being downloaded (``.part``/``.lock`` beside it) or one a process holds with
+  :meth:`using`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import db as _db
+from .config import hubloader_home, load_settings, save_settings
+from .errors import HubloaderError, NotFound
+from .types import BaseModel, CacheCleanupReport, ModelMetadata, ModelType, Source
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .civitai import CivitAIService
+    from .huggingface import HuggingFaceHubService
+
+log = logging.getLogger(__name__)
+
+DB_FILENAME = "models.db"
+GIB = 1024**3
+REMOTE_SOURCES = (Source.HUGGINGFACE, Source.CIVITAI)
+_HEX = re.compile(r"[0-9a-f]+")
+_HASH_LENGTHS = {8, 10, 12, 64}
+
+
+def default_db_path() -> Path:
+    return hubloader_home() / DB_FILENAME
+
+
+def registry_key(meta: ModelMetadata) -> str:
+    """The row key: the source's id, prefixed with the source unless it already is (``civitai:…``)."""
+    if meta.source is Source.LOCAL and meta.local_path:
+        return f"local:{Path(meta.local_path).expanduser().absolute()}"
+    prefix = f"{meta.source}:"
+    return meta.model_id if meta.model_id.startswith(prefix) else prefix + meta.model_id
+
+
+def registry_state(meta: ModelMetadata) -> dict[str, Any]:
+    """What the registry records about ``meta`` beyond its metadata (empty for a remote result)."""
+    return meta.extra.get("registry", {})
+
+
+class SearchResults(list):
+    """The results of :meth:`ModelRegistry.search`, local first; ``warnings`` name sources that failed."""
+
+    def __init__(self, items: Iterable[ModelMetadata] = (), warnings: list[str] | None = None) -> None:
+        super().__init__(items)
+        self.warnings: list[str] = warnings or []
+
+
+@dataclass
+class _CacheEntry:
+    meta: ModelMetadata
+    pk: int
+    size_bytes: int
+    busy: str = ""  # why it may not be deleted now ("pinned", "downloading", "in use"); "" when free
+
+
+@dataclass
+class EnrichReport:
+    hashed: int = 0
+    looked_up: int = 0
+    matched: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class ModelRegistry:
+    """The unified model registry (seed AC 3). Cheap to construct: services start on first use."""
+
+    def __init__(self, db_path: Path | str | None = None) -> None:
+        self.db_path = Path(db_path).expanduser() if db_path else default_db_path()
+        self.db = _db.ModelDatabase(self.db_path)
+        self._hf_service: HuggingFaceHubService | None = None
+        self._civitai_service: CivitAIService | None = None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> ModelRegistry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- services (built on first use, so opening the registry never imports huggingface_hub) --
+
+    @property
+    def hf_service(self) -> HuggingFaceHubService:
+        if self._hf_service is None:
+            from .huggingface import HuggingFaceHubService
+
+            self._hf_service = HuggingFaceHubService()
+        return self._hf_service
+
+    @hf_service.setter
+    def hf_service(self, service: HuggingFaceHubService) -> None:
+        self._hf_service = service
+
+    @property
+    def civitai_service(self) -> CivitAIService:
+        if self._civitai_service is None:
+            from .civitai import CivitAIService
+
+            self._civitai_service = CivitAIService()
+        return self._civitai_service
+
+    @civitai_service.setter
+    def civitai_service(self, service: CivitAIService) -> None:
+        self._civitai_service = service
+
+    # -- CRUD --
+
+    def register_model(self, metadata: ModelMetadata, *, managed: bool = False) -> ModelMetadata:
+        """Record ``metadata`` (insert or update by row key) and return it as stored.
+
+        ``managed=True`` says Hubloader downloaded the file, so the cache policy may delete it later.
+        """
+        key = registry_key(metadata)
+        status = "ok"
+        if metadata.local_path and not Path(metadata.local_path).exists():
+            status = "missing"
+        with self.db.write() as conn:
+            self.db.upsert(conn, key, metadata, managed=managed, status=status)
+            self._absorb_duplicates(conn, key, metadata)
+        return self._by_key(key)
+
+    def update_model(self, metadata: ModelMetadata) -> ModelMetadata:
+        """Store changed metadata of a model already registered (NotFound otherwise)."""
+        key = registry_state(metadata).get("key") or registry_key(metadata)
+        if self.db.query_one("SELECT 1 FROM models WHERE id = ?", (key,)) is None:
+            raise NotFound(
+                f"Cannot update {metadata.model_id!r}: it is not in the registry.",
+                hint="Register it first with register_model().",
+            )
+        with self.db.write() as conn:
+            self.db.upsert(conn, key, metadata, managed=False, status=self._status_for(metadata))
+        return self._by_key(key)
+
+    def delete_model(self, model: str | ModelMetadata, *, delete_file: bool = False) -> bool:
+        """Forget a model (and delete its file if ``delete_file``); False if it was not registered."""
+        meta = self.find_model(model)
+        if meta is None:
+            return False
+        if delete_file and meta.local_path:
+            _remove_path(meta.local_path)
+        with self.db.write() as conn:
+            conn.execute("DELETE FROM models WHERE id = ?", (registry_state(meta)["key"],))
+        return True
+
+    def get_model(self, model_id: str | ModelMetadata) -> ModelMetadata:
+        """The model named by id, row key, name, any hash or AIR; raises NotFound when nothing matches."""
+        meta = self.find_model(model_id)
+        if meta is None:
+            raise NotFound(
+                f"No model {getattr(model_id, 'model_id', model_id)!r} in the registry.",
+                hint="Check the spelling, search with registry.search(...), or register it first "
+                "(register_from_huggingface / register_from_civitai / scan).",
+            )
+        return meta
+
+    def find_model(self, ref: str | int | ModelMetadata) -> ModelMetadata | None:
+        """Like :meth:`get_model` but returns None when nothing matches."""
+        if isinstance(ref, ModelMetadata):
+            key = registry_state(ref).get("key") or registry_key(ref)
+            return self._maybe_by_key(key) or self.find_model(ref.model_id)
+        text = str(ref).strip()
+        if not text:
+            return None
+        prefer = "(m.status = 'ok' AND m.local_path IS NOT NULL) DESC, m.updated_at DESC"
+        for where, value in (
+            ("m.id = ?", text),
+            ("m.model_id = ?", text),
+            ("m.name = ? COLLATE NOCASE", text),
+            ("m.air = ?", text),
+        ):
+            found = self.db.models(where, (value,), order=prefer, limit=1)
+            if found:
+                return self._checked(found)[0]
+        digest = text.rpartition(":")[2].lower()
+        if len(digest) in _HASH_LENGTHS and _HEX.fullmatch(digest):
+            found = self.db.models(
+                "m.pk IN (SELECT model_pk FROM model_hashes WHERE value = ?)", (digest,), order=prefer, limit=1
+            )
+            if found:
+                return self._checked(found)[0]
+        return None
+
+    def list_models(
+        self,
+        source: Source | None = None,
+        model_type: ModelType | None = None,
+        *,
+        base_model: BaseModel | None = None,
+        local_only: bool = False,
+        limit: int | None = None,
+    ) -> list[ModelMetadata]:
+        """Registered models, most recently updated first, optionally filtered."""
+        where, params = _filters(source=source, model_type=model_type, base_model=base_model)
+        if local_only:
+            where.append("m.local_path IS NOT NULL AND m.status = 'ok'")
+        found = self._checked(self.db.models(" AND ".join(where), params, order="m.updated_at DESC", limit=limit))
+        return [m for m in found if m.local_path] if local_only else found
+
+    # -- search --
+
+    def search(
+        self,
+        query: str | None = None,
+        sources: Iterable[Source] | None = None,
+        model_type: ModelType | None = None,
+        base_model: BaseModel | None = None,
+        local_only: bool = False,
+        limit: int = 20,
+    ) -> SearchResults:
+        """Unified search: the local index first, then live results from the remote sources asked for.
+
+        ``sources=None`` means every source. Results are de-duplicated (same source id or same
+        hash = one result, the local one kept) and each says where it lives:
+        ``extra["where"]`` is ``"local"`` (``local_path`` is set) or ``"remote"`` (``remote_url``).
+        """
+        wanted = _source_list(sources)
+        results = SearchResults(self._search_local(query, wanted, model_type, base_model, limit))
+        remotes = [] if local_only else [s for s in wanted if s in REMOTE_SOURCES]
+        if remotes:
+            seen_ids = {(m.source, m.model_id) for m in results}
+            seen_hashes = {h for m in results for h in _db.hashes_of(m).values() if len(h) == 64}
+            for source, found, error in self._search_remote(remotes, query, model_type, base_model, limit):
+                if error:
+                    message = f"{source} search failed: {error}"
+                    log.warning("%s", message)
+                    results.warnings.append(message)
+                    continue
+                for meta in found:
+                    hashes = {h for h in _db.hashes_of(meta).values() if len(h) == 64}
+                    if (meta.source, meta.model_id) in seen_ids or hashes & seen_hashes:
+                        continue
+                    seen_ids.add((meta.source, meta.model_id))
+                    seen_hashes |= hashes
+                    meta.extra["where"] = "local" if meta.local_path else "remote"
+                    results.append(meta)
+        return results
+
+    def _search_local(
+        self,
+        query: str | None,
+        sources: list[Source],
+        model_type: ModelType | None,
+        base_model: BaseModel | None,
+        limit: int,
+    ) -> list[ModelMetadata]:
+        where, params = _filters(sources=sources, model_type=model_type, base_model=base_model)
+        match = _fts_query(query)
+        if match:
+            sql = (
+                _db.SELECT_MODELS
+                + " JOIN models_fts f ON f.rowid = m.pk WHERE models_fts MATCH ?"
+                + "".join(f" AND {w}" for w in where)
+                + f" ORDER BY f.rank LIMIT {int(limit)}"
+            )
+            found = [_db.row_to_metadata(r) for r in self.db.query(sql, (match, *params))]
+        else:
+            order = "(m.status = 'ok' AND m.local_path IS NOT NULL) DESC, m.last_used_at DESC, m.download_count DESC"
+            found = self.db.models(" AND ".join(where), params, order=order, limit=limit)
+        found = self._checked(found)
+        for meta in found:
+            meta.extra["where"] = "local" if meta.local_path else "remote"
+        return found
+
+    def _search_remote(
+        self,
+        sources: list[Source],
+        query: str | None,
+        model_type: ModelType | None,
+        base_model: BaseModel | None,
+        limit: int,
+    ) -> list[tuple[Source, list[ModelMetadata], str]]:
+        def one(source: Source) -> tuple[Source, list[ModelMetadata], str]:
+            # A remote source must never break the answer the others (and the local index) give.
+            try:
+                if source is Source.HUGGINGFACE:
+                    from .types import ModelFilter
+
+                    found = self.hf_service.search_models(
+                        query or "", filter=ModelFilter(model_type=model_type, base_model=base_model), limit=limit
+                    )
+                else:
+                    found = self.civitai_service.search_models(
+                        query=query, type=model_type, base_model=base_model, limit=limit
+                    )
+                return source, list(found), ""
+            except Exception as exc:  # reported to the caller as a warning
+                log.debug("%s search failed", source, exc_info=True)
+                return source, [], f"{type(exc).__name__}: {exc}"
+
+        with ThreadPoolExecutor(max_workers=len(sources), thread_name_prefix="hubloader-search") as pool:
+            return list(pool.map(one, sources))
+
+    # -- use, pins, leases --
+
+    def mark_used(self, model: str | ModelMetadata) -> ModelMetadata:
+        """Count a use (the LRU clock of the cache) and return the model, restoring it from archive if needed."""
+        meta = self.get_model(model)
+        if registry_state(meta).get("status") == "archived":
+            meta = self.restore(meta)
+        with self.db.write() as conn:
+            conn.execute(
+                "UPDATE models SET last_used_at = ?, use_count = use_count + 1 WHERE id = ?",
+                (_db.utcnow(), registry_state(meta)["key"]),
+            )
+        return self._by_key(registry_state(meta)["key"])
+
+    touch = mark_used
+
+    @contextmanager
+    def using(self, model: str | ModelMetadata) -> Iterator[ModelMetadata]:
+        """Hold a model while it is being loaded: counts a use, and no process may evict it meanwhile."""
+        meta = self.mark_used(model)
+        pk = registry_state(meta)["pk"]
+        with self.db.write() as conn:
+            lease = conn.execute(
+                "INSERT INTO model_leases (model_pk, pid, acquired_at) VALUES (?, ?, ?)",
+                (pk, os.getpid(), _db.utcnow()),
+            ).lastrowid
+        try:
+            yield meta
+        finally:
+            with self.db.write() as conn:
+                conn.execute("DELETE FROM model_leases WHERE rowid = ?", (lease,))
+
+    def pin(self, model: str | ModelMetadata, pinned: bool = True) -> ModelMetadata:
+        """Pin (or unpin) a model: a pinned model is never evicted or archived."""
+        key = registry_state(self.get_model(model))["key"]
+        with self.db.write() as conn:
+            conn.execute("UPDATE models SET pinned = ? WHERE id = ?", (int(pinned), key))
+        return self._by_key(key)
+
+    def set_paths(
+        self, model: str | ModelMetadata, *, sidecar_path: Path | None = None, preview_path: Path | None = None
+    ) -> ModelMetadata:
+        """Record where the model's sidecar and preview image were written."""
+        key = registry_state(self.get_model(model))["key"]
+        with self.db.write() as conn:
+            if sidecar_path is not None:
+                conn.execute("UPDATE models SET sidecar_path = ? WHERE id = ?", (str(sidecar_path), key))
+            if preview_path is not None:
+                conn.execute("UPDATE models SET preview_path = ? WHERE id = ?", (str(preview_path), key))
+        return self._by_key(key)
+
+    # -- cache --
+
+    def list_cached_models(self) -> list[ModelMetadata]:
+        """Models with a local copy on disk (``local_path.exists()`` holds for each), least recently used first."""
+        found = self.db.models(
+            "m.local_path IS NOT NULL AND m.status = 'ok'", order="COALESCE(m.last_used_at, m.created_at) ASC"
+        )
+        return [m for m in self._checked(found) if m.local_path]
+
+    @property
+    def cache_limit_gb(self) -> float | None:
+        """The persisted limit for Hubloader's downloads (settings key ``cache_limit_gb``), None for none."""
+        value = load_settings().get("cache_limit_gb")
+        return float(value) if value not in (None, "") else None
+
+    def set_cache_limit(self, max_size_gb: float | None) -> CacheCleanupReport:
+        """Persist the cache limit and apply it now (least recently used downloads go first)."""
+        if max_size_gb is not None and max_size_gb < 0:
+            raise ValueError("max_size_gb must be >= 0 (or None for no limit).")
+        save_settings({"cache_limit_gb": max_size_gb})
+        return self.enforce_cache_limit()
+
+    def enforce_cache_limit(self, *, protect: Iterable[str] = ()) -> CacheCleanupReport:
+        """Evict least recently used downloads until they fit the limit; ``protect`` lists row keys to keep."""
+        limit = self.cache_limit_gb
+        entries = self._cache_entries()
+        if limit is None:
+            return self._report(entries, [], dry_run=False)
+        keep = set(protect)
+        return self._evict(entries, budget=int(limit * GIB), keep_count=None, protect=keep, dry_run=False)
+
+    def cleanup_cache(
+        self, keep_recent: int = 10, max_size_gb: float = 50.0, dry_run: bool = False
+    ) -> CacheCleanupReport:
+        """Delete Hubloader's least recently used downloads, keeping the ``keep_recent`` most recent.
+
+        Deletes every download beyond the ``keep_recent`` most recently used, then the oldest of
+        those too while the total exceeds ``max_size_gb``. Pinned models, files being downloaded and
+        models a process holds are never deleted (they are reported in ``kept_models``, so with pins
+        ``kept_models`` may exceed ``keep_recent``). ``dry_run`` reports without deleting.
+        """
+        entries = self._cache_entries()
+        return self._evict(
+            entries, budget=int(max_size_gb * GIB), keep_count=max(0, keep_recent), protect=set(), dry_run=dry_run
+        )
+
+    def _cache_entries(self) -> list[_CacheEntry]:
+        """Hubloader's downloads present on disk, least recently used first."""
+        rows = self.db.query(
+            "SELECT m.pk, m.id, m.pinned, EXISTS (SELECT 1 FROM model_leases l WHERE l.model_pk = m.pk) "
+            "FROM models m WHERE m.managed = 1 AND m.status = 'ok' AND m.local_path IS NOT NULL"
+        )
+        leased = {pk: key for pk, key, _, has_lease in rows if has_lease and self._lease_alive(pk)}
+        metas = {registry_state(m)["pk"]: m for m in self.list_cached_models()}
+        entries = []
+        for pk, _key, pinned, _ in rows:
+            meta = metas.get(pk)
+            if meta is None:
+                continue
+            busy = "pinned" if pinned else ("in use" if pk in leased else _download_in_progress(meta.local_path))
+            entries.append(_CacheEntry(meta, pk, _disk_size(meta.local_path), busy))
+        order = {pk: i for i, pk in enumerate(metas)}
+        entries.sort(key=lambda e: order[e.pk])
+        return entries
+
+    def _lease_alive(self, pk: int) -> bool:
+        """True if a live process holds ``pk``; leases of dead processes are dropped."""
+        pids = [pid for (pid,) in self.db.query("SELECT pid FROM model_leases WHERE model_pk = ?", (pk,))]
+        dead = [pid for pid in pids if not _pid_alive(pid)]
+        if dead:
+            with self.db.write() as conn:
+                conn.executemany("DELETE FROM model_leases WHERE model_pk = ? AND pid = ?", [(pk, p) for p in dead])
+        return len(dead) < len(pids)
+
+    def _evict(
+        self,
+        entries: list[_CacheEntry],
+        *,
+        budget: int,
+        keep_count: int | None,
+        protect: set[str],
+        dry_run: bool,
+    ) -> CacheCleanupReport:
+        victims: list[_CacheEntry] = []
+        total = sum(e.size_bytes for e in entries)
+        free = [e for e in entries if not e.busy and registry_state(e.meta)["key"] not in protect]
+        if keep_count is not None:
+            beyond = free[: max(0, len(free) - keep_count)]
+            victims.extend(beyond)
+            total -= sum(e.size_bytes for e in beyond)
+        for entry in free:
+            if total <= budget:
+                break
+            if entry not in victims:
+                victims.append(entry)
+                total -= entry.size_bytes
+        if not dry_run:
+            victims = self._delete_entries(victims)
+        return self._report(entries, victims, dry_run=dry_run)
+
+    def _delete_entries(self, victims: list[_CacheEntry]) -> list[_CacheEntry]:
+        deleted = []
+        for entry in victims:
+            try:
+                _remove_path(entry.meta.local_path)
+            except OSError as exc:
+                log.warning("Could not delete %s: %s", entry.meta.local_path, exc)
+                continue
+            with self.db.write() as conn:
+                conn.execute("UPDATE models SET local_path = NULL, status = 'ok' WHERE pk = ?", (entry.pk,))
+            deleted.append(entry)
+        return deleted
+
+    def _report(self, entries: list[_CacheEntry], victims: list[_CacheEntry], *, dry_run: bool) -> CacheCleanupReport:
+        gone = {e.pk for e in victims}
+        kept = [e for e in entries if e.pk not in gone]
+        failed = [e for e in victims if e.pk not in gone]
+        return CacheCleanupReport(
+            deleted_count=len(victims),
+            freed_space_gb=sum(e.size_bytes for e in victims) / GIB,
+            kept_models=[e.meta for e in kept],
+            deleted_models=[e.meta for e in victims],
+            dry_run=dry_run,
+            total_size_gb=sum(e.size_bytes for e in kept) / GIB,
+            errors=[f"could not delete {e.meta.local_path}" for e in failed],
+        )
+
+    # -- archive --
+
+    def archive(self, model: str | ModelMetadata) -> ModelMetadata:
+        """Compress a cold model into ``<file>.zst`` (see :mod:`hubloader.archive`); restored on next use."""
+        from .archive import archive_file
+
+        meta = self.get_model(model)
+        state = registry_state(meta)
+        if not meta.local_path or state["pinned"]:
+            raise HubloaderError(
+                f"{meta.name} cannot be archived: it is {'pinned' if state['pinned'] else 'not on disk'}.",
+                hint="Unpin it first, or download it.",
+            )
+        if _download_in_progress(meta.local_path) or self._lease_alive(state["pk"]):
+            raise HubloaderError(f"{meta.name} is in use.", hint="Try again when it is no longer being loaded.")
+        archived = archive_file(meta.local_path)
+        with self.db.write() as conn:
+            conn.execute(
+                "UPDATE models SET status = 'archived', archive_path = ? WHERE pk = ?", (str(archived), state["pk"])
+            )
+        return self._by_key(state["key"])
+
+    def restore(self, model: str | ModelMetadata) -> ModelMetadata:
+        """Decompress an archived model back to its place."""
+        from .archive import restore_file
+
+        meta = self.get_model(model)
+        state = registry_state(meta)
+        if state["status"] != "archived":
+            return meta
+        path = restore_file(Path(state["archive_path"]), Path(state["path"]))
+        with self.db.write() as conn:
+            conn.execute(
+                "UPDATE models SET status = 'ok', archive_path = NULL, local_path = ? WHERE pk = ?",
+                (str(path), state["pk"]),
+            )
+        return self._by_key(state["key"])
+
+    # -- internals --
+
+    def _by_key(self, key: str) -> ModelMetadata:
+        found = self._maybe_by_key(key)
+        if found is None:
+            raise NotFound(f"Model {key!r} vanished from the registry while in use.", hint="Register it again.")
+        return found
+
+    def _maybe_by_key(self, key: str) -> ModelMetadata | None:
+        found = self.db.models("m.id = ?", (key,))
+        return self._checked(found)[0] if found else None
+
+    def _status_for(self, meta: ModelMetadata) -> str:
+        state = registry_state(meta)
+        if state.get("status") == "archived":
+            return "archived"
+        path = meta.local_path or state.get("path")
+        return "missing" if path and not Path(path).exists() else "ok"
+
+    def _checked(self, metas: list[ModelMetadata]) -> list[ModelMetadata]:
+        """Reconcile rows with the disk: files gone are marked missing, files back are marked ok."""
+        changes: list[tuple[str, str]] = []
+        for i, meta in enumerate(metas):
+            state = meta.extra["registry"]
+            stored = state.get("path")
+            if not stored or state["status"] == "archived":
+                continue
+            exists = os.path.exists(stored)
+            if state["status"] == "ok" and not exists:
+                changes.append(("missing", state["key"]))
+                state["status"] = "missing"
+                metas[i] = replace(meta, local_path=None)
+            elif state["status"] == "missing" and exists:
+                changes.append(("ok", state["key"]))
+                state["status"] = "ok"
+                metas[i] = replace(meta, local_path=Path(stored))
+        if changes:
+            with self.db.write() as conn:
+                conn.executemany("UPDATE models SET status = ? WHERE id = ?", changes)
+        return metas
+
+    def _absorb_duplicates(self, conn: Any, key: str, meta: ModelMetadata) -> None:
+        """Fold a scan's ``local:`` row for the same file into the sourced row ``key``, keeping its use history."""
+        if meta.source is Source.LOCAL or not meta.local_path:
+            return
+        rows = conn.execute(
+            "SELECT pk, pinned, use_count, last_used_at, sidecar_path, preview_path FROM models "
+            "WHERE source = 'local' AND id != ? AND local_path = ?",
+            (key, str(meta.local_path)),
+        ).fetchall()
+        for pk, pinned, use_count, last_used_at, sidecar, preview in rows:
+            conn.execute(
+                "UPDATE models SET pinned = max(pinned, ?), use_count = use_count + ?, "
+                "last_used_at = max(COALESCE(last_used_at, ''), COALESCE(?, '')), "
+                "sidecar_path = COALESCE(sidecar_path, ?), preview_path = COALESCE(preview_path, ?) WHERE id = ?",
+                (pinned, use_count, last_used_at, sidecar, preview, key),
+            )
+            conn.execute("DELETE FROM models WHERE pk = ?", (pk,))
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _source_list(sources: Iterable[Source] | None) -> list[Source]:
+    if sources is None:
+        return [Source.LOCAL, *REMOTE_SOURCES, Source.URL]
+    return [Source.parse(s) for s in sources]
+
+
+def _type_values(model_type: ModelType) -> list[str]:
+    # A LoRA search also wants LyCORIS (LoCon/LoHa): CivitAI and the hosts treat them alike.
+    if model_type is ModelType.LORA:
+        return [ModelType.LORA.value, ModelType.LYCORIS.value]
+    return [model_type.value]
+
+
+def _filters(
+    *,
+    source: Source | None = None,
+    sources: list[Source] | None = None,
+    model_type: ModelType | None = None,
+    base_model: BaseModel | None = None,
+) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    if source is not None:
+        where.append("m.source = ?")
+        params.append(str(Source.parse(source)))
+    if sources is not None and set(sources) != set(Source):
+        where.append(f"m.source IN ({', '.join('?' * len(sources))})")
+        params.extend(str(s) for s in sources)
+    if model_type is not None:
+        values = _type_values(ModelType.parse(model_type))
+        where.append(f"m.type IN ({', '.join('?' * len(values))})")
+        params.extend(values)
+    if base_model is not None:
+        where.append("m.base_model = ?")
+        params.append(str(BaseModel.parse(base_model)))
+    return where, params
+
+
+def _fts_query(query: str | None) -> str:
+    """Words of ``query`` as quoted prefix terms, all required: user text never reaches FTS5 syntax."""
+    words = re.findall(r"\w+", (query or "").lower())
+    return " ".join(f'"{w}"*' for w in words)
+
+
+def _download_in_progress(path: Path | None) -> str:
+    """ "downloading" if a ``.part`` or ``.lock`` sits beside ``path`` (or inside it, for a folder)."""
+    if path is None:
+        return ""
+    path = Path(path)
+    for suffix in (".part", ".lock", ".incomplete"):
+        if path.with_name(path.name + suffix).exists():
+            return "downloading"
+    if path.is_dir() and any(p.suffix in (".part", ".lock", ".incomplete") for p in path.rglob("*")):
+        return "downloading"
+    return ""
+
+
+def _disk_size(path: Path | None) -> int:
+    if path is None:
+        return 0
+    path = Path(path)
+    try:
+        if path.is_dir():
+            return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _remove_path(path: Path | None) -> None:
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    if os.name == "nt":
+        return True  # os.kill(pid, 0) would terminate the process on Windows; stale leases expire instead
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists but belongs to someone else, or we cannot tell: assume alive (safe side)
+    return True
