@@ -1,0 +1,884 @@
+"""CivitAI over its REST API v1: search, details, by-hash lookup and verified downloads.
+
+Every answer becomes a :class:`~hubloader.types.ModelMetadata` for ONE model version, whose
+``model_id`` is ``civitai:<modelId>@<versionId>`` (see :func:`hubloader.refs.civitai_id`).
+
+Protocol facts (routes, error bodies, the browser sniffing that turns errors into login pages)
+are in the project's CivitAI reference. The client speaks to ``hubloader.config.civitai_endpoint()``
+read at call time, sends a non-browser User-Agent so failures come back as JSON reasons, and sends
+the API key only as an ``Authorization`` header to that host, never in a URL.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import statistics
+import time
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from . import __version__
+from .config import Secret, civitai_endpoint, civitai_token, load_settings, redact_text, redact_url
+from .errors import (
+    AuthRequired,
+    DownloadsDisabled,
+    EarlyAccess,
+    HubloaderError,
+    InvalidReference,
+    NetworkError,
+    NotFound,
+    RateLimited,
+)
+from .hashing import verify_checksum
+from .ratelimit import RateLimiter, limiter_for
+from .refs import CIVITAI, HASH, ModelRef, civitai_id, format_air, parse_hash, parse_reference
+from .types import BaseModel, DownloadResult, ModelFile, ModelFormat, ModelMetadata, ModelType, SortBy, Source
+
+log = logging.getLogger(__name__)
+
+PERIODS = ("AllTime", "Year", "Month", "Week", "Day")
+
+#: Types whose recommended weight (LoRA strength) means something.
+WEIGHTED_TYPES = frozenset({ModelType.LORA, ModelType.LYCORIS, ModelType.HYPERNETWORK})
+
+# CivitAI model type → AIR type (CivitAI's own ``typeUrnMap``), for versions whose answer has no ``air``.
+_AIR_TYPES = {
+    "Checkpoint": "checkpoint",
+    "LORA": "lora",
+    "LoCon": "lycoris",
+    "DoRA": "dora",
+    "TextualInversion": "embedding",
+    "Hypernetwork": "hypernet",
+    "AestheticGradient": "ag",
+    "Controlnet": "controlnet",
+    "Upscaler": "upscaler",
+    "MotionModule": "motion",
+    "VAE": "vae",
+    "TextEncoder": "text_encoders",
+    "UNet": "unet",
+    "CLIPVision": "clipvision",
+    "CLIP": "clip",
+    "VisionLanguage": "visionlanguage",
+}
+# Our BaseModel → AIR ecosystem (the root ecosystem: Pony/Illustrious/NoobAI are sdxl).
+_AIR_ECOSYSTEMS = {
+    BaseModel.SD15: "sd1",
+    BaseModel.SD2: "sd2",
+    BaseModel.SDXL: "sdxl",
+    BaseModel.PONY: "sdxl",
+    BaseModel.ILLUSTRIOUS: "sdxl",
+    BaseModel.NOOBAI: "sdxl",
+    BaseModel.SD3: "sd3",
+    BaseModel.SD35: "sd3",
+    BaseModel.FLUX1: "flux1",
+    BaseModel.FLUX2: "flux2",
+}
+_FORMATS = {
+    "safetensor": ModelFormat.SAFETENSORS,
+    "gguf": ModelFormat.GGUF,
+    "diffusers": ModelFormat.DIFFUSERS,
+    "onnx": ModelFormat.ONNX,
+}
+# Files that are the model itself (not training data, configs, archives, negatives …).
+_MODEL_FILE_TYPES = frozenset({"model", "pruned model", "diffusion model", "unet"})
+_PRECISION_RANK = {"fp16": 0, "bf16": 1, "fp32": 2}
+
+
+class CivitAIService:
+    """Client of CivitAI's REST API v1 (``BASE_URL``, or the ``CIVITAI_ENDPOINT`` mirror/test server).
+
+    ``rate_limit`` is requests per second for this client's API calls; they also respect the
+    process-wide CivitAI limiter, so several clients in one process stay polite together.
+    """
+
+    BASE_URL = "https://civitai.com/api/v1"
+    #: Retries of a request that failed with 429/503 or a network error.
+    max_retries = 3
+    #: First back-off in seconds when the server gives no Retry-After (doubles each retry).
+    retry_backoff = 1.0
+    #: Longest Retry-After we wait out; beyond it RateLimited is raised at once.
+    max_retry_after = 60.0
+    timeout = (10.0, 60.0)
+    #: Hashes per batched by-hash request (the API's cap).
+    hash_batch = 100
+    #: Pages a search may read while local filtering discards results.
+    max_search_pages = 10
+
+    def __init__(
+        self,
+        api_key: str | Secret | None = None,
+        cache_dir: Path = Path("~/.cache/civitai"),
+        rate_limit: float = 1.0,
+    ) -> None:
+        self._api_key = Secret(api_key) if isinstance(api_key, str) and api_key.strip() else api_key or None
+        self.cache_dir = Path(cache_dir).expanduser()
+        self.rate_limiter = RateLimiter(rate_limit)
+        self.session = requests.Session()
+        self.session.headers.update({"User-Agent": f"hubloader/{__version__}", "Accept": "application/json"})
+
+    def __repr__(self) -> str:
+        return f"CivitAIService(api_url={self.api_url!r}, api_key={'set' if self.api_key else 'not set'})"
+
+    # --- configuration ---------------------------------------------------------------------------
+
+    @property
+    def api_key(self) -> Secret | None:
+        """The key given to the constructor, else ``CIVITAI_API_TOKEN``/``CIVITAI_API_KEY``/the settings file."""
+        return self._api_key or civitai_token()
+
+    @property
+    def site_url(self) -> str:
+        return civitai_endpoint()
+
+    @property
+    def api_url(self) -> str:
+        """Where requests go now: ``CIVITAI_ENDPOINT`` + ``/api/v1`` (``BASE_URL`` by default)."""
+        return f"{self.site_url}/api/v1"
+
+    # --- lookups ---------------------------------------------------------------------------------
+
+    def search_models(
+        self,
+        query: str | None = None,
+        type: ModelType | str | None = None,
+        base_model: BaseModel | str | None = None,
+        sort: SortBy | str = SortBy.POPULARITY,
+        limit: int = 20,
+        nsfw: bool | None = None,
+        period: str | None = None,
+    ) -> list[ModelMetadata]:
+        """Search models; every result really has the ``type`` and ``base_model`` asked for.
+
+        CivitAI's filters are looser than ours (its "SDXL" family, LoCon among LoRAs …), so results
+        are filtered again here, and pages are read (by cursor) until ``limit`` results are found.
+        Each result describes the newest version that matches ``base_model``.
+        """
+        wanted_type = ModelType.parse(type) if type else None
+        wanted_base = BaseModel.parse(base_model) if base_model else None
+        nsfw = load_settings().get("nsfw") if nsfw is None else nsfw
+        params: dict[str, Any] = {
+            "limit": min(100, max(limit, 20)),
+            "sort": SortBy.parse(sort).civitai(),
+            "nsfw": "true" if nsfw else "false",
+        }
+        if query:
+            params["query"] = query
+        if wanted_type and wanted_type.civitai_names():
+            params["types"] = wanted_type.civitai_names()
+        if wanted_base and wanted_base.civitai_names():
+            params["baseModels"] = wanted_base.civitai_names()
+        if period:
+            params["period"] = _parse_period(period)
+        results: list[ModelMetadata] = []
+        seen: set[int] = set()
+        for _ in range(self.max_search_pages):
+            page = self._get("models", params, what=f"search {query or ''}".strip())
+            for model in page.get("items") or []:
+                if model.get("id") in seen:
+                    continue
+                seen.add(model.get("id"))
+                meta = _search_hit(model, wanted_type, wanted_base, self.site_url)
+                if meta is not None:
+                    results.append(meta)
+            cursor = _next_cursor(page.get("metadata") or {})
+            if len(results) >= limit or not cursor or not page.get("items"):
+                break
+            params["cursor"] = cursor
+        return results[:limit]
+
+    def get_model_details(self, model_id: int | str | ModelRef, version_id: int | None = None) -> ModelMetadata:
+        """One model (its newest version, or ``version_id``); ``model_id`` may also be any CivitAI reference."""
+        ref = _civitai_ref(model_id, version_id)
+        if ref.model_id is None:
+            return self.get_model_version(ref.version_id)  # type: ignore[arg-type]
+        model = self._get(f"models/{ref.model_id}", what=f"CivitAI model {ref.model_id}")
+        version = _pick_version(model, ref.version_id)
+        return self._describe(model, version)
+
+    def get_model_version(self, version_id: int | str) -> ModelMetadata:
+        """One model version (the version document, completed with its model's tags and description)."""
+        version = self._get(f"model-versions/{int(version_id)}", what=f"CivitAI model version {version_id}")
+        return self._with_model(version)
+
+    def find_by_hash(self, file_hash: str) -> ModelMetadata | None:
+        """The version whose file has this hash (SHA256, AutoV1/V2/V3, BLAKE3, CRC32); None if CivitAI has none.
+
+        The metadata describes the matching file (``sha256``, ``hashes``, ``size_bytes``), not the primary one.
+        """
+        ref = parse_hash(file_hash)
+        try:
+            version = self._get(f"model-versions/by-hash/{ref.hash.upper()}", what=f"hash {ref.hash}")  # type: ignore[union-attr]
+        except NotFound:
+            return None
+        return self._with_model(version, file_hash=ref.hash)
+
+    def find_by_hashes(self, hashes: Iterable[str]) -> dict[str, ModelMetadata]:
+        """Look many hashes up in batches of ``hash_batch``: ``{hash (lower-case): metadata}``, unknown ones absent."""
+        wanted = list(dict.fromkeys(parse_hash(h).hash for h in hashes))  # type: ignore[misc]
+        found: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}  # hash → (version doc, matched file)
+        for start in range(0, len(wanted), self.hash_batch):
+            batch = wanted[start : start + self.hash_batch]
+            answer = self._request("POST", "model-versions/by-hash", json=[h.upper() for h in batch], what="hashes")
+            batch_set = set(batch)
+            for version in answer if isinstance(answer, list) else []:
+                for file in version.get("files") or []:
+                    for value in (file.get("hashes") or {}).values():
+                        if str(value).lower() in batch_set:
+                            found.setdefault(str(value).lower(), (version, file))
+        models = self._models_by_id({v.get("modelId") for v, _ in found.values()})
+        return {
+            h: self._from_version_document(version, models.get(version.get("modelId")), file)
+            for h, (version, file) in found.items()
+        }
+
+    def lookup(self, reference: str | ModelRef) -> ModelMetadata:
+        """Any CivitAI reference or hash (id, AIR, URL, ``civitai:M@V``) → metadata; NotFound if unknown."""
+        ref = reference if isinstance(reference, ModelRef) else parse_reference(str(reference))
+        if ref.kind == HASH:
+            meta = self.find_by_hash(ref.hash or "")
+            if meta is None:
+                raise NotFound(f"CivitAI knows no file with hash {ref.hash}.")
+            return meta
+        if ref.kind != CIVITAI:
+            raise InvalidReference(f"{ref.text} is not a CivitAI reference.")
+        if ref.version_id is not None:
+            return self.get_model_version(ref.version_id)
+        return self.get_model_details(ref.model_id)  # type: ignore[arg-type]
+
+    # --- downloads -------------------------------------------------------------------------------
+
+    def download_model(
+        self,
+        model_id: int | str,
+        version_id: int | None = None,
+        download_dir: Path | str | None = None,
+    ) -> DownloadResult:
+        """Download a version's model file, verify its SHA256 and place it.
+
+        The file is the creator's primary one unless a better one exists (SafeTensor over pickle;
+        pruned fp16 for checkpoints), or the one a download URL/AIR named (``?type=..``, ``+fileId``).
+        Without ``download_dir`` it goes to the host's folder for its type (loras, checkpoints …).
+        """
+        from .download import download_file
+        from .hosts import folder_for, safe_filename
+
+        ref = _civitai_ref(model_id, version_id)
+        meta = self.get_model_details(ref)
+        files = meta.extra.get("civitai_files") or []
+        chosen = pick_file(files, meta.type, file_id=ref.file_id, params=dict(ref.download_params))
+        if chosen is None:
+            raise NotFound(
+                f"CivitAI model {meta.name!r} version {meta.version!r} has no downloadable model file.",
+                hint="It may be archived; pick another version on its page.",
+            )
+        folder = Path(download_dir).expanduser() if download_dir is not None else folder_for(meta.type)
+        dest = folder / safe_filename(chosen.get("name") or f"{meta.name}-{meta.version_id}")
+        expected = str((chosen.get("hashes") or {}).get("SHA256") or "").lower() or None
+        version = int(meta.version_id)
+        file_id = chosen.get("id")
+
+        def resolve() -> str:
+            return self._signed_url(version, file_id)
+
+        result = download_file(
+            resolve(),
+            dest,
+            expected_sha256=expected,
+            token=self.api_key,  # sent only if a mirror serves the file from the API host itself
+            service="civitai",
+            resolve_url=resolve,
+            expect="model",
+        )
+        file_meta = _describe_file(chosen)
+        meta.sha256, meta.hashes, meta.size_bytes, meta.format = (
+            result.sha256 or file_meta.sha256,
+            file_meta.hashes,
+            result.size_bytes,
+            file_meta.format,
+        )
+        meta.local_path = result.path
+        result.metadata = meta
+        return result
+
+    def _signed_url(self, version_id: int, file_id: int | None) -> str:
+        """Ask the download route for the file's short-lived storage URL (a 307), raising its reason."""
+        url = f"{self.site_url}/api/download/models/{version_id}"
+        params = {"fileId": file_id} if file_id else None
+        response = self._send("GET", url, params=params, allow_redirects=False, stream=True)
+        with response:
+            if response.is_redirect or response.status_code in (301, 302, 303, 307, 308):
+                location = response.headers.get("Location", "")
+                if location:
+                    return requests.compat.urljoin(response.url, location)
+            if response.status_code == 200 and not _is_text(response):
+                return response.url  # a mirror serving the file itself
+            raise self._error(response, f"the download of CivitAI version {version_id}")
+
+    # --- integrity -------------------------------------------------------------------------------
+
+    def verify_checksum(self, file_path: Path | str, expected_hash: str) -> bool:
+        """True if the file's SHA256 is ``expected_hash`` (64 hex) or starts with it (AutoV2, 10 hex).
+
+        Case-insensitive; any other value is never a match. A missing file raises FileNotFoundError.
+        """
+        return verify_checksum(file_path, expected_hash)
+
+    # --- HTTP ------------------------------------------------------------------------------------
+
+    def _get(self, path: str, params: dict[str, Any] | None = None, *, what: str) -> Any:
+        return self._request("GET", path, params=params, what=what)
+
+    def _request(self, method: str, path: str, *, what: str, **kwargs: Any) -> Any:
+        """One API call → its JSON, or the matching Hubloader error with the server's reason."""
+        response = self._send(method, f"{self.api_url}/{path}", **kwargs)
+        with response:
+            if response.status_code >= 400 or _is_html(response):
+                raise self._error(response, what)
+            try:
+                return response.json()
+            except ValueError:
+                raise NetworkError(f"CivitAI sent an unreadable answer for {what}.") from None
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """Send with rate limiting, the key header, and retries on 429/503 and network errors."""
+        headers = self._auth_headers(url)
+        attempt = 0
+        while True:
+            self.rate_limiter.wait_if_needed()
+            limiter_for("civitai").wait_if_needed()
+            try:
+                response = self.session.request(method, url, headers=headers, timeout=self.timeout, **kwargs)
+            except requests.RequestException as exc:
+                if attempt < self.max_retries:
+                    time.sleep(self.retry_backoff * 2**attempt)
+                    attempt += 1
+                    continue
+                reason = redact_text(f"{type(exc).__name__}: {exc}", self.api_key)
+                raise NetworkError(f"CivitAI at {redact_url(self.site_url)} is unreachable ({reason}).") from None
+            if response.status_code in (429, 503) and attempt < self.max_retries:
+                wait = _retry_after(response)
+                if wait is not None and wait > self.max_retry_after:
+                    return response  # too long to wait here: the caller raises RateLimited with it
+                response.close()
+                time.sleep(wait if wait is not None else self.retry_backoff * 2**attempt)
+                attempt += 1
+                continue
+            return response
+
+    def _auth_headers(self, url: str) -> dict[str, str]:
+        """The key goes only to the CivitAI host itself."""
+        key = self.api_key
+        if not key or urlsplit(url).netloc != urlsplit(self.site_url).netloc:
+            return {}
+        return {"Authorization": f"Bearer {key.reveal()}"}
+
+    def _error(self, response: requests.Response, what: str) -> HubloaderError:
+        """The exception for a failed answer, carrying the server's own reason (never the key)."""
+        status = response.status_code
+        body = _json_or_none(response)
+        error = body.get("error") if isinstance(body, dict) else None
+        message = body.get("message") if isinstance(body, dict) else None
+        if not isinstance(error, str) and error is not None:
+            error = str(error)[:300]  # a validation error object
+        reason = redact_text(str(message or error or response.reason or f"HTTP {status}"), self.api_key)
+        text = f"{what}: {reason}"
+        if _is_html(response):
+            if status in (200, 401, 403):
+                return AuthRequired(f"{what}: CivitAI answered with a login page (HTTP {status}), not the file.")
+            return NetworkError(f"{what}: CivitAI answered with a web page (HTTP {status}), not JSON.")
+        lowered = reason.lower()
+        if "disabled downloads" in lowered:
+            return DownloadsDisabled(text)
+        if status == 403 and ((error or "").lower() == "early access" or "early access" in lowered):
+            deadline = body.get("deadline") if isinstance(body, dict) else None
+            return EarlyAccess(f"{text}{f' (until {deadline})' if deadline else ''}")
+        if status in (401, 403):
+            if self.api_key and status == 401:
+                return AuthRequired(f"{what}: CivitAI refused the API key ({reason}).", hint="Check CIVITAI_API_TOKEN.")
+            return AuthRequired(text)
+        if status in (404, 410):
+            return NotFound(text)
+        if status == 429:
+            return RateLimited(text, retry_after=_retry_after(response))
+        if status == 400:
+            return HubloaderError(f"CivitAI rejected the request for {text}.", hint="Check the ids and filters given.")
+        return NetworkError(f"{what}: CivitAI answered HTTP {status} ({reason}).")
+
+    # --- assembling metadata ---------------------------------------------------------------------
+
+    def _with_model(self, version: dict[str, Any], file_hash: str | None = None) -> ModelMetadata:
+        """A version document plus its model's document (tags, description, creator, thumbs-down)."""
+        model_id = version.get("modelId")
+        try:
+            model = self._get(f"models/{int(model_id)}", what=f"CivitAI model {model_id}") if model_id else None
+        except NotFound:  # hidden or archived model; the version document alone still says a lot
+            model = None
+        file = _file_with_hash(version, file_hash) if file_hash else None
+        return self._from_version_document(version, model, file)
+
+    def _from_version_document(
+        self, version: dict[str, Any], model: dict[str, Any] | None, file: dict[str, Any] | None
+    ) -> ModelMetadata:
+        model = model or _model_for(version, {})
+        in_model = next((v for v in model.get("modelVersions") or [] if v.get("id") == version.get("id")), {})
+        return self._describe(model, _merge_versions(in_model, version), file=file, complete=True)
+
+    def _models_by_id(self, ids: set[Any]) -> dict[int, dict[str, Any]]:
+        """Model documents for many ids, 100 per list request (``ids=`` filter, NSFW included)."""
+        wanted = sorted(int(i) for i in ids if i)
+        models: dict[int, dict[str, Any]] = {}
+        for start in range(0, len(wanted), 100):
+            batch = wanted[start : start + 100]
+            params = {"ids": ",".join(map(str, batch)), "limit": len(batch), "nsfw": "true"}
+            for model in self._get("models", params, what="models by id").get("items") or []:
+                models[int(model["id"])] = model
+        return models
+
+    def _describe(
+        self,
+        model: dict[str, Any],
+        version: dict[str, Any],
+        *,
+        file: dict[str, Any] | None = None,
+        complete: bool = False,
+    ) -> ModelMetadata:
+        """Metadata for a version. Unless ``complete`` (already the version document), the version document
+        is fetched when only its example images' generation data can still give a recommended weight."""
+        meta = metadata_from_civitai(model, version, file=file, site_url=self.site_url)
+        if not complete and meta.recommended_weight is None and meta.type in WEIGHTED_TYPES and version.get("id"):
+            try:
+                full = self._get(f"model-versions/{int(version['id'])}", what=f"CivitAI model version {version['id']}")
+            except NotFound:
+                return meta
+            meta = metadata_from_civitai(model, _merge_versions(version, full), file=file, site_url=self.site_url)
+        return meta
+
+
+# --- pure mapping: CivitAI JSON → ModelMetadata ----------------------------------------------------
+
+
+def metadata_from_civitai(
+    model: dict[str, Any],
+    version: dict[str, Any],
+    *,
+    file: dict[str, Any] | None = None,
+    site_url: str = "https://civitai.com",
+) -> ModelMetadata:
+    """Map a model document and one of its versions (list item, model or version document) to metadata.
+
+    ``file`` is the file the caller cares about (a by-hash match); by default the primary model file.
+    Hashes are lower-case hex. ``extra`` keeps what our dataclass has no field for: the raw HTML
+    descriptions, the exact CivitAI type and base-model names, stats, the page URL and the raw files.
+    """
+    model_id, version_id = model.get("id") or version.get("modelId"), version.get("id")
+    civitai_type = str(model.get("type") or "")
+    model_type = ModelType.from_civitai(civitai_type)
+    base_name = str(version.get("baseModel") or "")
+    base = BaseModel.from_civitai(base_name)
+    files = [f for f in version.get("files") or [] if isinstance(f, dict)]
+    primary = file or pick_file(files, model_type) or {}
+    described = _describe_file(primary) if primary else ModelFile(name="")
+    model_html = str(model.get("description") or "")
+    version_html = str(version.get("description") or "")
+    stats = {**(model.get("stats") or {}), **(version.get("stats") or {})}
+    creator = model.get("creator") or {}
+    weight, weight_source, weight_range = _recommended_weight(
+        model_type, version, model_html, version_html, files, str(model.get("name") or "")
+    )
+    triggers = [w.strip() for w in version.get("trainedWords") or [] if isinstance(w, str) and w.strip()]
+    air = version.get("air") or (
+        format_air(
+            _AIR_ECOSYSTEMS.get(base, "other"), _AIR_TYPES.get(civitai_type, "unknown"), CIVITAI, model_id, version_id
+        )
+        if model_id and version_id
+        else ""
+    )
+    extra: dict[str, Any] = {
+        "civitai_model_id": model_id,
+        "civitai_version_id": version_id,
+        "civitai_type": civitai_type,
+        "civitai_base_model": base_name,
+        "page_url": f"{site_url}/models/{model_id}?modelVersionId={version_id}",
+        "description_html": model_html,
+        "version_description": html_to_text(version_html),
+        "version_description_html": version_html,
+        "stats": stats,
+        "civitai_files": files,
+        "availability": version.get("availability") or model.get("availability") or "",
+    }
+    for key in ("earlyAccessEndsAt", "earlyAccessDeadline", "usageControl", "status", "mode", "baseModelType"):
+        if version.get(key) or model.get(key):
+            extra[key] = version.get(key) or model.get(key)
+    if weight_range:
+        extra["recommended_weight_range"] = weight_range
+    if isinstance(version.get("settings"), dict):
+        extra["settings"] = version["settings"]
+    return ModelMetadata(
+        model_id=civitai_id(model_id, version_id),
+        name=str(model.get("name") or version.get("name") or f"civitai {model_id}"),
+        source=Source.CIVITAI,
+        type=model_type,
+        base_model=base,
+        version=str(version.get("name") or ""),
+        format=described.format if primary else ModelFormat.OTHER,
+        size_bytes=described.size_bytes,
+        sha256=described.sha256,
+        trigger_words=list(dict.fromkeys(triggers)),
+        tags=[str(t) for t in model.get("tags") or []],
+        description=html_to_text(model_html),
+        download_count=int(stats.get("downloadCount") or 0),
+        rating=thumbs_rating(stats),
+        recommended_weight=weight,
+        remote_url=str(primary.get("downloadUrl") or version.get("downloadUrl") or ""),
+        created_at=_parse_time(version.get("createdAt") or version.get("publishedAt")),
+        updated_at=_parse_time(version.get("updatedAt") or version.get("publishedAt") or version.get("createdAt")),
+        version_id=str(version_id or ""),
+        hashes=described.hashes,
+        files=[_describe_file(f) for f in files],
+        preview_urls=[
+            str(i["url"]) for i in version.get("images") or [] if i.get("url") and i.get("type", "image") == "image"
+        ],
+        air=str(air),
+        author=str(creator.get("username") or ""),
+        like_count=int(stats.get("thumbsUpCount") or 0),
+        nsfw=bool(model.get("nsfw")),
+        trigger_words_source="civitai" if triggers else "",
+        recommended_weight_source=weight_source,
+        extra=extra,
+    )
+
+
+def thumbs_rating(stats: dict[str, Any]) -> float:
+    """A 0–5 rating: 5 × thumbs-up share when both thumb counts are known, else CivitAI's legacy star rating.
+
+    CivitAI replaced star ratings with thumbs; a model with 52 554 up and 17 down rates 5 × 0.9997 = 5.0.
+    A version document lists only thumbs-up: a share cannot be computed from it, so it falls back.
+    """
+    up, down = stats.get("thumbsUpCount"), stats.get("thumbsDownCount")
+    if isinstance(up, (int, float)) and isinstance(down, (int, float)) and up + down > 0:
+        return round(5.0 * up / (up + down), 2)
+    return round(float(stats.get("rating") or 0.0), 2)
+
+
+def pick_file(
+    files: list[dict[str, Any]],
+    model_type: ModelType,
+    *,
+    file_id: int | None = None,
+    params: dict[str, str] | None = None,
+) -> dict[str, Any] | None:
+    """The file to download: ``file_id`` if given, else the best model file matching ``params``.
+
+    Best = SafeTensor over GGUF over others over pickle; for checkpoints pruned over full and fp16 over
+    bf16 over fp32; then the creator's primary file. Training data, configs and archives never win.
+    """
+    if file_id is not None:
+        return next((f for f in files if f.get("id") == file_id), None)
+    candidates = [f for f in files if _matches(f, params or {})]
+    models = [f for f in candidates if str(f.get("type") or "model").lower() in _MODEL_FILE_TYPES]
+    if model_type is ModelType.VAE:
+        models += [f for f in candidates if str(f.get("type") or "").lower() == "vae"]
+    if not models:
+        return None
+
+    def rank(f: dict[str, Any]) -> tuple[int, ...]:
+        meta = f.get("metadata") or {}
+        fmt = str(meta.get("format") or "").lower()
+        format_rank = 0 if fmt == "safetensor" else 1 if fmt == "gguf" else 3 if fmt == "pickletensor" else 2
+        if format_rank == 2 and str(f.get("name") or "").lower().endswith(".safetensors"):
+            format_rank = 0
+        checkpoint = model_type is ModelType.BASE_MODEL
+        pruned = 0 if not checkpoint or meta.get("size") == "pruned" else 1
+        precision = _PRECISION_RANK.get(str(meta.get("fp") or ""), 3) if checkpoint else 0
+        return (format_rank, pruned, precision, 0 if f.get("primary") else 1)
+
+    return min(models, key=rank)
+
+
+def _matches(file: dict[str, Any], params: dict[str, str]) -> bool:
+    meta = file.get("metadata") or {}
+    actual = {"type": file.get("type"), **{k: meta.get(k) for k in ("format", "size", "fp", "quantType")}}
+    return all(str(actual.get(k) or "").lower() == str(v).lower() for k, v in params.items())
+
+
+def _describe_file(file: dict[str, Any]) -> ModelFile:
+    hashes = {str(k): str(v).lower() for k, v in (file.get("hashes") or {}).items() if v}
+    meta = file.get("metadata") or {}
+    name = str(file.get("name") or "")
+    fmt = _FORMATS.get(str(meta.get("format") or "").lower()) or ModelFormat.from_filename(name)
+    return ModelFile(
+        name=name,
+        size_bytes=round(float(file.get("sizeKB") or 0) * 1024),
+        url=str(file.get("downloadUrl") or ""),
+        sha256=hashes.get("SHA256", ""),
+        hashes=hashes,
+        format=fmt,
+        primary=bool(file.get("primary")),
+        kind=str(file.get("type") or ""),
+        precision=str(meta.get("fp") or ""),
+    )
+
+
+def _search_hit(
+    model: dict[str, Any], wanted_type: ModelType | None, wanted_base: BaseModel | None, site_url: str
+) -> ModelMetadata | None:
+    if wanted_type and ModelType.from_civitai(model.get("type")) is not wanted_type:
+        return None
+    versions = [v for v in model.get("modelVersions") or [] if isinstance(v, dict)]
+    if wanted_base:
+        versions = [v for v in versions if BaseModel.from_civitai(v.get("baseModel")) is wanted_base]
+    if not versions:
+        return None
+    return metadata_from_civitai(model, versions[0], site_url=site_url)
+
+
+def _pick_version(model: dict[str, Any], version_id: int | None) -> dict[str, Any]:
+    versions = [v for v in model.get("modelVersions") or [] if isinstance(v, dict)]
+    if version_id is None:
+        if versions:
+            return versions[0]  # index 0 is the newest
+        raise NotFound(f"CivitAI model {model.get('id')} has no published version.")
+    for version in versions:
+        if version.get("id") == version_id:
+            return version
+    raise NotFound(
+        f"CivitAI model {model.get('id')} ({model.get('name')!r}) has no version {version_id}.",
+        hint=f"Its versions: {', '.join(str(v.get('id')) for v in versions) or 'none'}.",
+    )
+
+
+def _merge_versions(base: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+    """A version entry from a model document completed by the version document (stats merged, not replaced)."""
+    merged = {**base, **more}
+    merged["stats"] = {**(base.get("stats") or {}), **(more.get("stats") or {})}
+    return merged
+
+
+def _model_for(version: dict[str, Any], models: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """The model document of a version, or the little the version document says about its model."""
+    model_id = version.get("modelId")
+    if model_id in models:
+        return models[model_id]
+    return {"id": model_id, **(version.get("model") or {})}
+
+
+def _file_with_hash(version: dict[str, Any], file_hash: str) -> dict[str, Any] | None:
+    for file in version.get("files") or []:
+        if file_hash.lower() in (str(v).lower() for v in (file.get("hashes") or {}).values()):
+            return file
+    return None
+
+
+def _civitai_ref(model_id: int | str | ModelRef, version_id: int | None = None) -> ModelRef:
+    """A model id as int, digits or any CivitAI reference (``civitai:M@V``, AIR, URL); ``version_id`` wins."""
+    if isinstance(model_id, ModelRef):
+        ref = model_id
+    elif isinstance(model_id, int) or str(model_id).strip().isdigit():
+        ref = ModelRef(CIVITAI, text=str(model_id), model_id=int(model_id))
+    else:
+        ref = parse_reference(str(model_id))
+        if ref.kind != CIVITAI:
+            raise InvalidReference(f"{ref.text} is not a CivitAI model.", hint="Give a CivitAI id, URL or AIR.")
+    if version_id is not None:
+        ref = ModelRef(
+            CIVITAI,
+            text=ref.text,
+            model_id=ref.model_id,
+            version_id=int(version_id),
+            file_id=ref.file_id,
+            download_params=ref.download_params,
+        )
+    if ref.model_id is None and ref.version_id is None:
+        raise InvalidReference(f"{ref.text!r} names no CivitAI model or version.")
+    return ref
+
+
+# --- recommended weight ----------------------------------------------------------------------------
+
+# "weight 0.7", "strength: 0.8", "Recommended weight: 0.6-0.8" — not "denoising strength 0.4".
+_WEIGHT_IN_TEXT = re.compile(
+    r"(?<![a-z])(?<!denoising )(?<!denoise )(?<!hires )(?:weight|strength)s?\b[^\d\n]{0,24}?"
+    r"(?P<low>\d*\.\d+|\d)(?![\d])(?:\s*(?:-|~|–|to)\s*(?P<high>\d*\.\d+|\d)(?![\d]))?",
+    re.IGNORECASE,
+)
+_LORA_TAG = re.compile(r"<(?:lora|lyco):([^:>]+):(-?\d*\.?\d+)[^>]*>", re.IGNORECASE)
+_MAX_WEIGHT = 2.0
+
+
+def _recommended_weight(
+    model_type: ModelType,
+    version: dict[str, Any],
+    model_html: str,
+    version_html: str,
+    files: list[dict[str, Any]],
+    model_name: str,
+) -> tuple[float | None, str, list[float] | None]:
+    """(weight, provenance, [min, max] if known): settings → description → example images → none.
+
+    Unknown stays unknown (None); a UI then applies its own default.
+    """
+    settings = version.get("settings") if isinstance(version.get("settings"), dict) else {}
+    low, high = settings.get("minStrength"), settings.get("maxStrength")
+    weight_range = [float(low), float(high)] if _is_number(low) and _is_number(high) else None
+    if _is_number(settings.get("strength")):
+        return float(settings["strength"]), "civitai.settings", weight_range
+    if model_type not in WEIGHTED_TYPES:
+        return None, "", weight_range
+    for text in (version_html, model_html):
+        found = weight_from_text(html_to_text(text))
+        if found is not None:
+            return found, "civitai.description", weight_range
+    names = {model_name.lower()} | {Path(str(f.get("name") or "")).stem.lower() for f in files}
+    hashes = {str(v).lower() for f in files for v in (f.get("hashes") or {}).values()}
+    weights = image_weights(version.get("images") or [], names - {""}, hashes, version.get("id"))
+    if weights:
+        return round(statistics.median(weights), 2), "civitai.images", weight_range
+    return None, "", weight_range
+
+
+def weight_from_text(text: str) -> float | None:
+    """A strength the author states in prose ("weight 0.7", "Strength: 0.8", "0.6-0.8" → 0.7) or a ``<lora:x:w>``."""
+    for match in _WEIGHT_IN_TEXT.finditer(text or ""):
+        low = float(match["low"])
+        value = (low + float(match["high"])) / 2 if match["high"] else low
+        if 0 < value <= _MAX_WEIGHT:
+            return round(value, 2)
+    for _, weight in _LORA_TAG.findall(text or ""):
+        if 0 < float(weight) <= _MAX_WEIGHT:
+            return round(float(weight), 2)
+    return None
+
+
+def image_weights(images: list[dict[str, Any]], names: set[str], hashes: set[str], version_id: Any) -> list[float]:
+    """The strength each example image used this model at (one per image), from its generation metadata.
+
+    Matches ``resources[]`` by name or hash, ``civitaiResources[]`` by version id, and ``<lora:name:w>``
+    in the prompt by file or model name.
+    """
+    weights = []
+    for image in images:
+        meta = image.get("meta") if isinstance(image, dict) else None
+        if not isinstance(meta, dict):
+            continue
+        found = [
+            r.get("weight")
+            for r in meta.get("resources") or []
+            if isinstance(r, dict)
+            and (str(r.get("name") or "").lower() in names or str(r.get("hash") or "").lower() in hashes)
+        ]
+        found += [
+            r.get("weight")
+            for r in meta.get("civitaiResources") or []
+            if isinstance(r, dict) and version_id is not None and r.get("modelVersionId") == version_id
+        ]
+        found += [float(w) for name, w in _LORA_TAG.findall(str(meta.get("prompt") or "")) if name.lower() in names]
+        usable = [float(w) for w in found if _is_number(w) and 0 < float(w) <= _MAX_WEIGHT]
+        if usable:
+            weights.append(usable[0])
+    return weights
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# --- small helpers ---------------------------------------------------------------------------------
+
+
+class _TextExtractor(HTMLParser):
+    _BREAKS = frozenset({"p", "br", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "blockquote"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._BREAKS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._BREAKS:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def html_to_text(markup: str) -> str:
+    """CivitAI's HTML descriptions as plain text: one line per block, entities decoded, spaces tidied."""
+    if not markup:
+        return ""
+    parser = _TextExtractor()
+    parser.feed(markup)
+    parser.close()
+    text = html.unescape("".join(parser.parts)).replace("\xa0", " ")
+    lines = (" ".join(line.split()) for line in text.splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+def _parse_period(period: str) -> str:
+    for name in PERIODS:
+        if name.lower() == str(period).strip().lower():
+            return name
+    raise ValueError(f"period {period!r} is not one of {', '.join(PERIODS)}")
+
+
+def _next_cursor(metadata: dict[str, Any]) -> str | None:
+    """``nextCursor``, else the ``cursor`` inside ``nextPage`` (older answers); None on the last page."""
+    if metadata.get("nextCursor") not in (None, ""):
+        return str(metadata["nextCursor"])
+    next_page = metadata.get("nextPage")
+    if next_page:
+        from urllib.parse import parse_qs
+
+        values = parse_qs(urlsplit(str(next_page)).query).get("cursor")
+        return values[0] if values else None
+    return None
+
+
+def _parse_time(value: Any) -> datetime:
+    """CivitAI's ISO times ("…Z", or naive meaning UTC); now if absent or unreadable."""
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.now(timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _is_html(response: requests.Response) -> bool:
+    return "text/html" in response.headers.get("Content-Type", "").lower()
+
+
+def _is_text(response: requests.Response) -> bool:
+    content_type = response.headers.get("Content-Type", "").lower()
+    return content_type.startswith(("text/", "application/json"))
