@@ -65,7 +65,7 @@ class ModelType(_StrEnum):
         return _CIVITAI_TYPES.get((value or "").lower(), cls.OTHER)
 
     def civitai_names(self) -> list[str]:
-        """CivitAI ``types`` strings that denote this kind (a LoRA search must also ask for LoCon/DoRA)."""
+        """CivitAI ``types`` strings that denote this kind (a LoRA search also asks for DoRA; LoCon is LYCORIS)."""
         return [name for name, kind in _CIVITAI_TYPE_NAMES if kind is self]
 
 
@@ -156,15 +156,23 @@ _CIVITAI_BASE_PREFIXES: list[tuple[str, BaseModel]] = [
 ]
 _CIVITAI_FILTER_NAMES: dict[BaseModel, list[str]] = {
     BaseModel.SD15: ["SD 1.4", "SD 1.5", "SD 1.5 LCM", "SD 1.5 Hyper"],
-    BaseModel.SD2: ["SD 2.0", "SD 2.0 768", "SD 2.1", "SD 2.1 768"],
-    BaseModel.SDXL: ["SDXL 0.9", "SDXL 1.0", "SDXL 1.0 LCM", "SDXL Lightning", "SDXL Hyper", "SDXL Turbo"],
+    BaseModel.SD2: ["SD 2.0", "SD 2.0 768", "SD 2.1", "SD 2.1 768", "SD 2.1 Unclip"],
+    BaseModel.SDXL: [
+        "SDXL 0.9",
+        "SDXL 1.0",
+        "SDXL 1.0 LCM",
+        "SDXL Lightning",
+        "SDXL Hyper",
+        "SDXL Turbo",
+        "SDXL Distilled",
+    ],
     BaseModel.PONY: ["Pony"],
     BaseModel.ILLUSTRIOUS: ["Illustrious"],
     BaseModel.NOOBAI: ["NoobAI"],
     BaseModel.SD3: ["SD 3"],
     BaseModel.SD35: ["SD 3.5", "SD 3.5 Large", "SD 3.5 Large Turbo", "SD 3.5 Medium"],
     BaseModel.FLUX1: ["Flux.1 D", "Flux.1 S", "Flux.1 Krea", "Flux.1 Kontext"],
-    BaseModel.FLUX2: ["Flux.2 D", "Flux.2 Klein 9B", "Flux.2 Klein 4B"],
+    BaseModel.FLUX2: ["Flux.2 D", "Flux.2 Klein 9B", "Flux.2 Klein 9B-base", "Flux.2 Klein 4B", "Flux.2 Klein 4B-base"],
 }
 # Order matters: the more specific needle first.
 _HF_TAG_HINTS: list[tuple[str, BaseModel]] = [
