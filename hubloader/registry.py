@@ -385,7 +385,8 @@ class ModelRegistry:
     def list_cached_models(self) -> list[ModelMetadata]:
         """Models with a local copy on disk (``local_path.exists()`` holds for each), least recently used first."""
         found = self.db.models(
-            "m.local_path IS NOT NULL AND m.status = 'ok'", order="COALESCE(m.last_used_at, m.created_at) ASC"
+            "m.local_path IS NOT NULL AND m.status IN ('ok', 'missing')",
+            order="COALESCE(m.last_used_at, m.created_at) ASC",
         )
         return [m for m in self._checked(found) if m.local_path]
 
