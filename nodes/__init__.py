@@ -1,4 +1,35 @@
-"""ComfyUI glue: loader nodes and routes. Filled in by the ComfyUI face; empty mappings until then."""
+"""ComfyUI glue: loader nodes, and (inside a running ComfyUI) the /hubloader/ routes and websocket events.
 
-NODE_CLASS_MAPPINGS: dict[str, type] = {}
-NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}
+Cheap to import: no network, no torch, no folder scan; aiohttp is only touched when ComfyUI's server
+(which already imported it) is running.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from .loaders import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+
+log = logging.getLogger(__name__)
+
+
+def _register_routes() -> None:
+    """Add our routes to ComfyUI's server at import time (ComfyUI adds its route table right after)."""
+    server = sys.modules.get("server")
+    prompt_server = getattr(getattr(server, "PromptServer", None), "instance", None)
+    if prompt_server is None:
+        return
+    from hubloader.jobs import JobManager
+
+    from .routes import HubRoutes
+
+    HubRoutes(JobManager(), prompt_server.send_sync).add_to(prompt_server.routes)
+
+
+try:
+    _register_routes()
+except Exception:  # the nodes must still load if the page side cannot
+    log.exception("hubloader: could not register the /hubloader routes; the Model Hub sidebar will not work")
+
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

@@ -1,0 +1,351 @@
+"""HTTP routes under /hubloader/ and websocket events ``hubloader.*`` for the page.
+
+ComfyUI has no authentication and is often reachable from a network, so every route treats its input
+as hostile: downloads only from references the hub layer parses (HuggingFace, CivitAI, the configured
+endpoints), only into ComfyUI's model folder kinds, under sanitised names; tokens are written, never read.
+Blocking hub calls run in a worker thread so the server's event loop stays responsive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from hubloader import config
+from hubloader.errors import ConfigError, HubloaderError, InvalidReference, NotFound
+from hubloader.hosts import KIND_BY_TYPE
+from hubloader.jobs import DONE, JobManager
+from hubloader.types import BaseModel, ModelType, Source
+
+from . import fetch, folders
+from .loaders import MODEL_INPUTS
+
+log = logging.getLogger(__name__)
+PREFIX = "/hubloader"
+#: Settings the page may write (tokens included: write-only, shown back as "set"/"not set").
+WRITABLE_SETTINGS = frozenset({"hf_token", "civitai_token", "nsfw", "max_connections"})
+
+Send = Callable[[str, dict[str, Any]], None]
+
+
+def _error(exc: Exception, status: int = 400) -> web.Response:
+    hint = getattr(exc, "hint", "")
+    message = getattr(exc, "message", str(exc))
+    return web.json_response({"error": message, "hint": hint}, status=status)
+
+
+def _status_of(exc: HubloaderError) -> int:
+    if isinstance(exc, (InvalidReference, ConfigError)):
+        return 400
+    if isinstance(exc, NotFound):
+        return 404
+    return 502
+
+
+async def _blocking(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(None, lambda: function(*args, **kwargs))
+
+
+def _kind_of_type(model_type: ModelType) -> str:
+    return KIND_BY_TYPE.get(model_type, "")
+
+
+def _card(meta: Any) -> dict[str, Any]:
+    """What a result card shows: the metadata plus the ComfyUI folder it would go to."""
+    data = meta.to_dict()
+    data.pop("description", None)  # can be long HTML; the details route gives it
+    data["kind"] = _kind_of_type(meta.type)
+    data["reference"] = meta.air or meta.model_id
+    return data
+
+
+class HubRoutes:
+    """The route handlers, bound to one job queue and one event sender (ComfyUI's websocket, or a test's)."""
+
+    def __init__(self, jobs: JobManager, send: Send) -> None:
+        self.jobs = jobs
+        self.send = send
+        jobs.subscribe(self._job_event)
+
+    def add_to(self, routes: web.RouteTableDef) -> None:
+        routes.get(f"{PREFIX}/search")(self.search)
+        routes.get(f"{PREFIX}/details")(self.details)
+        routes.post(f"{PREFIX}/downloads")(self.start_download)
+        routes.get(f"{PREFIX}/downloads")(self.list_downloads)
+        routes.post(f"{PREFIX}/downloads/{{job_id}}/cancel")(self.cancel_download)
+        routes.get(f"{PREFIX}/library")(self.library)
+        routes.get(f"{PREFIX}/model")(self.model_info)
+        routes.get(f"{PREFIX}/settings")(self.get_settings)
+        routes.post(f"{PREFIX}/settings")(self.set_settings)
+        routes.post(f"{PREFIX}/missing")(self.missing)
+        routes.post(f"{PREFIX}/missing/fetch")(self.fetch_missing)
+        routes.get(f"{PREFIX}/nodes")(self.node_inputs)
+
+    # -- events ----------------------------------------------------------------------------------------
+    def _job_event(self, event: str, job: dict[str, Any]) -> None:
+        if event == "state" and job["state"] == DONE and job["kind"]:
+            folders.refresh(job["kind"])
+        self.send(f"hubloader.download.{event}", job)
+        if event == "state" and job["state"] == DONE:
+            self.send("hubloader.models.changed", {"kind": job["kind"], "name": job["filename"]})
+
+    # -- search and details ----------------------------------------------------------------------------
+    async def search(self, request: web.Request) -> web.Response:
+        q = request.query
+        try:
+            sources = _sources(q.get("source", "all"))
+            model_type = ModelType.parse(q["type"]) if q.get("type") else None
+            base = BaseModel.parse(q["base"]) if q.get("base") else None
+            limit = max(1, min(int(q.get("limit", "20")), 100))
+        except ValueError as exc:
+            return _error(exc)
+        try:
+            results, warnings = await _blocking(
+                _search, q.get("q", ""), sources, model_type, base, limit, q.get("sort")
+            )
+        except HubloaderError as exc:
+            return _error(exc, _status_of(exc))
+        return web.json_response({"results": [_card(m) for m in results], "warnings": warnings})
+
+    async def details(self, request: web.Request) -> web.Response:
+        reference = request.query.get("ref", "")
+        try:
+            meta = await _blocking(_details, reference)
+        except HubloaderError as exc:
+            return _error(exc, _status_of(exc))
+        data = _card(meta)
+        data["description"] = meta.description
+        return web.json_response(data)
+
+    # -- downloads ---------------------------------------------------------------------------------------
+    async def start_download(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            reference = str(body.get("ref") or "").strip()
+            fetch.check_reference(reference)
+            kind = folders.check_kind(
+                body.get("kind") or _kind_of_type(ModelType.parse(body.get("type"), ModelType.OTHER))
+            )
+        except (ValueError, AttributeError) as exc:
+            return _error(ValueError(f"Bad request: {exc}"))
+        except HubloaderError as exc:
+            return _error(exc)
+        label = str(body.get("label") or reference)[:200]
+        job = self.jobs.submit(
+            label,
+            lambda progress, cancel: fetch.fetch(reference, kind, progress=progress, cancel=cancel),
+            kind=kind,
+            ref=reference,
+        )
+        return web.json_response(job.to_dict(), status=202)
+
+    async def list_downloads(self, request: web.Request) -> web.Response:
+        return web.json_response({"downloads": [job.to_dict() for job in self.jobs.list()]})
+
+    async def cancel_download(self, request: web.Request) -> web.Response:
+        job_id = request.match_info["job_id"]
+        if not self.jobs.cancel(job_id):
+            return web.json_response({"error": f"No running download {job_id!r}."}, status=404)
+        return web.json_response({"cancelled": job_id})
+
+    # -- local models --------------------------------------------------------------------------------------
+    async def library(self, request: web.Request) -> web.Response:
+        try:
+            kinds = [folders.check_kind(request.query["kind"])] if request.query.get("kind") else folders.model_kinds()
+        except HubloaderError as exc:
+            return _error(exc)
+        return web.json_response({"models": await _blocking(_library, kinds)})
+
+    async def model_info(self, request: web.Request) -> web.Response:
+        """One local file: exists?, trigger words, weight, source URL and hash (for properties.models)."""
+        try:
+            kind = folders.check_kind(request.query.get("kind", ""))
+        except HubloaderError as exc:
+            return _error(exc)
+        name = request.query.get("name", "")
+        problem = folders.check_name(name)
+        if problem:
+            return _error(ValueError(problem))
+        return web.json_response(await _blocking(_model_info, kind, name))
+
+    async def node_inputs(self, request: web.Request) -> web.Response:
+        return web.json_response({node: {"kind": k, "input": i} for node, (k, i) in MODEL_INPUTS.items()})
+
+    # -- settings -------------------------------------------------------------------------------------------
+    async def get_settings(self, request: web.Request) -> web.Response:
+        return web.json_response(_public_settings())
+
+    async def set_settings(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(ValueError("Send a JSON object of settings."))
+        if not isinstance(body, dict) or set(body) - WRITABLE_SETTINGS:
+            return _error(
+                ValueError(f"Only these settings can be changed here: {', '.join(sorted(WRITABLE_SETTINGS))}.")
+            )
+        try:
+            config.save_settings(body)
+        except HubloaderError as exc:
+            return _error(exc)
+        return web.json_response(_public_settings())
+
+    # -- missing models of a workflow -----------------------------------------------------------------------
+    async def missing(self, request: web.Request) -> web.Response:
+        try:
+            workflow = (await request.json()).get("workflow")
+        except (ValueError, AttributeError):
+            return _error(ValueError('Send {"workflow": <the workflow JSON>}.'))
+        resolve = request.query.get("resolve", "1") != "0"
+        try:
+            report = await _blocking(_resolver_report, workflow, resolve)
+        except HubloaderError as exc:
+            return _error(exc, _status_of(exc))
+        return web.json_response(report.to_dict())
+
+    async def fetch_missing(self, request: web.Request) -> web.Response:
+        """Resolve the workflow again server-side (never trust URLs echoed by the page) and queue each fetch."""
+        try:
+            workflow = (await request.json()).get("workflow")
+        except (ValueError, AttributeError):
+            return _error(ValueError('Send {"workflow": <the workflow JSON>}.'))
+        try:
+            resolver, report = await _blocking(_resolver_and_report, workflow)
+        except HubloaderError as exc:
+            return _error(exc, _status_of(exc))
+        jobs = [self._queue_item(resolver, item) for item in report.items if item.status.value == "resolved"]
+        return web.json_response({"report": report.to_dict(), "downloads": [job.to_dict() for job in jobs]}, status=202)
+
+    def _queue_item(self, resolver: Any, item: Any) -> Any:
+        from hubloader.workflows import ResolutionReport
+
+        kind = item.reference.kind or item.chosen.kind
+
+        def work(progress: Callable[[int, int], None], cancel: Any) -> Any:
+            one = ResolutionReport(items=[item])
+            resolver.fetch(one, progress=lambda _item, p: progress(p.bytes_done, p.total or 0), cancel=cancel)
+            if item.status.value != "fetched":
+                raise HubloaderError(item.reason or f"Could not fetch {item.reference.name}.")
+            return item.path
+
+        return self.jobs.submit(item.reference.name, work, kind=kind, ref=item.chosen.url)
+
+
+# -- blocking helpers (run in a worker thread) ------------------------------------------------------------
+
+
+def _sources(text: str) -> list[Source]:
+    text = (text or "all").lower()
+    if text in ("all", "both", ""):
+        return [Source.CIVITAI, Source.HUGGINGFACE]
+    return [Source.parse(part) for part in text.split(",")]
+
+
+def _search(
+    query: str,
+    sources: list[Source],
+    model_type: ModelType | None,
+    base: BaseModel | None,
+    limit: int,
+    sort: str | None,
+) -> tuple[list[Any], list[str]]:
+    from hubloader.registry import ModelRegistry
+
+    registry = ModelRegistry()
+    try:
+        results = registry.search(query or None, sources=sources, model_type=model_type, base_model=base, limit=limit)
+    finally:
+        registry.close()
+    found = list(results)
+    if sort:
+        key = {"rating": lambda m: m.rating, "newest": lambda m: m.created_at, "likes": lambda m: m.like_count}.get(
+            sort, lambda m: m.download_count
+        )
+        found.sort(key=key, reverse=True)
+    return found, list(getattr(results, "warnings", []))
+
+
+def _details(reference: str) -> Any:
+    ref = fetch.check_reference(reference)
+    if ref.source is Source.HUGGINGFACE:
+        from hubloader.huggingface import HuggingFaceHubService
+
+        return HuggingFaceHubService().model_info(str(ref))
+    from hubloader.civitai import CivitAIService
+
+    return CivitAIService().lookup(ref)
+
+
+def _library(kinds: list[str]) -> list[dict[str, Any]]:
+    models = []
+    for kind in kinds:
+        for name in folders.list_names(kind):
+            path = folders.full_path(kind, name)
+            if path is None:
+                continue
+            words, weight = fetch.describe(path)
+            models.append(
+                {
+                    "kind": kind,
+                    "name": name,
+                    "size_bytes": path.stat().st_size,
+                    "trigger_words": words,
+                    "recommended_weight": weight,
+                }
+            )
+    return models
+
+
+def _model_info(kind: str, name: str) -> dict[str, Any]:
+    path = folders.full_path(kind, name)
+    if path is None:
+        return {"kind": kind, "name": name, "exists": False}
+    words, weight = fetch.describe(path)
+    info: dict[str, Any] = {
+        "kind": kind,
+        "name": name,
+        "exists": True,
+        "size_bytes": path.stat().st_size,
+        "trigger_words": words,
+        "recommended_weight": weight,
+        "url": "",
+        "sha256": "",
+    }
+    known = fetch.known_source(path)
+    if known is not None:
+        info["url"], info["sha256"] = known
+    return info
+
+
+def _public_settings() -> dict[str, Any]:
+    shown = config.public_settings()
+    return {k: v for k, v in shown.items() if k in WRITABLE_SETTINGS or k.endswith("_endpoint")}
+
+
+def _resolver() -> Any:
+    from hubloader.hosts import active_folders
+    from hubloader.workflows import Resolver
+
+    return Resolver(active_folders())
+
+
+def _resolver_report(workflow: Any, resolve: bool) -> Any:
+    if not isinstance(workflow, dict):
+        raise InvalidReference(
+            "The workflow must be a JSON object (UI or API format).", hint="Send the workflow as saved by ComfyUI."
+        )
+    resolver = _resolver()
+    return resolver.resolve(workflow) if resolve else resolver.check(workflow)
+
+
+def _resolver_and_report(workflow: Any) -> tuple[Any, Any]:
+    if not isinstance(workflow, dict):
+        raise InvalidReference(
+            "The workflow must be a JSON object (UI or API format).", hint="Send the workflow as saved by ComfyUI."
+        )
+    resolver = _resolver()
+    return resolver, resolver.resolve(workflow)
