@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +36,30 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
     yield home
+
+
+@pytest.fixture(autouse=True)
+def isolated_hf_constants(isolated_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """huggingface_hub reads its cache and token paths once, at import: repoint them for every test.
+
+    Without this, every test after the first import would share the first test's HF cache, and a
+    file cached by one test would hide a download error in the next.
+    """
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is None:
+        return  # not imported yet: the first import reads the env set by isolated_home
+    hf_home = tmp_path / "hf-home"
+    paths = {
+        "HF_HOME": hf_home,
+        "HF_HUB_CACHE": hf_home / "hub",
+        "HF_ASSETS_CACHE": hf_home / "assets",
+        "HF_XET_CACHE": hf_home / "xet",
+        "HF_TOKEN_PATH": hf_home / "token",
+        "HF_STORED_TOKENS_PATH": hf_home / "stored_tokens",
+    }
+    for name, path in paths.items():
+        if hasattr(constants, name):
+            monkeypatch.setattr(constants, name, str(path))
 
 
 @pytest.fixture(scope="session")

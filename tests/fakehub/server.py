@@ -28,7 +28,7 @@ from .bodies import login_page, send_blob
 from .civitai import CivitaiCatalog
 from .faults import Faults
 from .hf import HfCatalog
-from .storage import Blob, GeneratedBlob, make_blob
+from .storage import Blob, GeneratedBlob, StoredObject, make_blob
 
 HOSTS = ("hf", "civitai", "cdn")
 _SIGNING_KEY = b"fakehub-signing-key"
@@ -52,15 +52,6 @@ class PlainFile:
     login_required: bool = False
     content_type: str = "application/octet-stream"
     headers: dict[str, str] | None = None
-
-
-@dataclass
-class StoredObject:
-    """A body reachable through a signed CDN URL (HF LFS blob or CivitAI storage object)."""
-
-    blob: Blob
-    filename: str | None = None
-    etag: str | None = None
 
 
 def request_token(request: web.Request) -> str | None:
@@ -174,8 +165,8 @@ class FakeHub:
         self.storage.clear()
         self._drops = 0
         self._signed_epoch = 0.0
-        self.hf = HfCatalog(self)
-        self.civitai = CivitaiCatalog(self)
+        self.hf.__init__(self)  # in place: the running apps' routes are bound to these objects
+        self.civitai.__init__(self)
         if self.seed_demo:
             from .demo import seed_demo
 

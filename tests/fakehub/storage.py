@@ -14,6 +14,7 @@ import struct
 import threading
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 CHUNK = 64 * 1024
@@ -178,6 +179,15 @@ class GeneratedBlob(Blob):
                 del buffer[:chunk]
         if buffer:
             yield bytes(buffer)
+
+
+@dataclass
+class StoredObject:
+    """A body reachable through a signed CDN URL (HF LFS blob or CivitAI storage object)."""
+
+    blob: Blob
+    filename: str | None = None
+    etag: str | None = None
 
 
 def make_blob(source: bytes | bytearray | Path | tuple | Blob, seed: int | str = 0) -> Blob:
