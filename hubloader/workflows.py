@@ -675,7 +675,7 @@ class Resolver:
         if not ref.hashes or (self._registry is None and not _module_present("registry")):
             return None
         for digest in ref.hashes.values():
-            meta = _lookup(self.registry, "get_model", digest)
+            meta = _lookup(self.registry, "find_model", digest)
             path = getattr(meta, "local_path", None)
             if path and Path(path).is_file() and _hash_agrees(meta, ref):
                 path = Path(path)
@@ -768,8 +768,11 @@ class Resolver:
 
     def _civitai_by_hashes(self, refs: list[ModelReference]) -> dict[str, ModelMetadata]:
         """One batched CivitAI lookup for every hash of every reference that has no URL."""
-        digests = list(dict.fromkeys(d for r in refs if not r.url for d in r.hashes.values()))
-        if not digests:
+        return self._civitai_lookup([d for r in refs if not r.url for d in r.hashes.values()])
+
+    def _civitai_lookup(self, digests: list[str]) -> dict[str, ModelMetadata]:
+        digests = list(dict.fromkeys(d.lower() for d in digests if d))
+        if not digests or (self._civitai is None and not _module_present("civitai")):
             return {}
         found: dict[str, ModelMetadata] = {}
         batch = getattr(self.civitai, "find_by_hashes", None)
@@ -787,11 +790,21 @@ class Resolver:
             return found  # CivitAI unreachable: the other steps still run
         return found
 
+    def sources_by_sha256(self, digests: list[str]) -> dict[str, Candidate]:
+        """Where CivitAI says the files with these SHA256s come from (one batched lookup)."""
+        sources = {}
+        for digest, meta in self._civitai_lookup(digests).items():
+            try:
+                sources[digest] = _from_metadata(meta, ModelReference(""), "CivitAI knows its SHA256", 0.95, digest)
+            except HubloaderError:
+                continue
+        return sources
+
     def _from_registry(self, ref: ModelReference) -> list[Candidate]:
         if self._registry is None and not _module_present("registry"):
             return []
         for key in (ref.file_name, os.path.splitext(ref.file_name)[0]):
-            meta = _lookup(self.registry, "get_model", key)
+            meta = _lookup(self.registry, "find_model", key)
             if meta is not None and (meta.remote_url or meta.files):
                 return [_from_metadata(meta, ref, f"our registry knows {meta.name!r} ({meta.model_id})", 0.7)]
         return []

@@ -1,0 +1,130 @@
+"""Lockfiles: lock a workflow's models, write/read the format, resolve it in another folder."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from hubloader.errors import HubloaderError, InvalidFile
+from hubloader.hosts import standalone_folders
+from hubloader.lockfile import LOCKFILE_VERSION, Lockfile, lock, lockfile_path, resolve_lockfile, write_lockfile
+from hubloader.workflows import Resolver, Status
+from tests.fakehub.modelfiles import kohya_lora, safetensors_bytes, sd15_checkpoint
+from tests.workflow_samples import node, ui_workflow
+
+HF_URL = "https://huggingface.co/acme/models/blob/main/ckpt/base.safetensors"
+
+
+def put(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+@pytest.fixture
+def machine_a(tmp_path: Path, hub_env) -> tuple[Path, Path, dict[str, bytes]]:
+    """A models folder holding what the workflow needs (one LoRA in a subfolder) and the workflow file."""
+    files = {
+        "ckpt": safetensors_bytes(sd15_checkpoint(), seed=1),
+        "lora": safetensors_bytes(kohya_lora("sd15"), seed=2),
+    }
+    root = tmp_path / "a" / "models"
+    put(root / "checkpoints" / "base.safetensors", files["ckpt"])
+    put(root / "loras" / "styles" / "ink.safetensors", files["lora"])
+    graph = ui_workflow(
+        [
+            node(1, "CheckpointLoaderSimple", ["base.safetensors"], models=[{"name": "base.safetensors", "url": HF_URL, "directory": "checkpoints"}]),
+            node(2, "LoraLoader", ["ink.safetensors", 1.0, 1.0]),
+        ]
+    )  # fmt: skip
+    workflow = put(tmp_path / "a" / "wf.json", json.dumps(graph).encode())
+    return root, workflow, files
+
+
+def test_lock_local_models(machine_a):
+    root, workflow, files = machine_a
+    locked = lock(workflow, standalone_folders(root))
+    entries = {m.name: m for m in locked.models}
+    assert set(entries) == {"base.safetensors", "styles/ink.safetensors"}
+    base = entries["base.safetensors"]
+    assert base.kind == "checkpoints" and base.size == len(files["ckpt"])
+    assert base.sha256 == hashlib.sha256(files["ckpt"]).hexdigest()
+    assert base.url == "https://huggingface.co/acme/models/blob/main/ckpt/base.safetensors"
+    ink = entries["styles/ink.safetensors"]
+    assert ink.kind == "loras" and ink.sha256 == hashlib.sha256(files["lora"]).hexdigest() and ink.url == ""
+    assert locked.workflow == "wf.json" and locked.workflow_sha256 == hashlib.sha256(workflow.read_bytes()).hexdigest()
+
+
+def test_lockfile_format_round_trip(machine_a, tmp_path: Path):
+    root, workflow, _ = machine_a
+    path = write_lockfile(workflow, folders=standalone_folders(root))
+    assert path == lockfile_path(workflow) == workflow.with_name("wf.lock.json")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert data["lockfile_version"] == LOCKFILE_VERSION
+    assert set(data["models"][0]) == {"kind", "name", "size", "sha256", "url", "air"}
+    assert Lockfile.load(path).to_dict() == data
+
+
+def test_resolve_keeps_identical_files_and_plans_the_rest(machine_a, tmp_path: Path, monkeypatch):
+    root, workflow, files = machine_a
+    locked = lock(workflow, standalone_folders(root))
+    other = tmp_path / "b" / "models"
+    put(other / "checkpoints" / "base.safetensors", files["ckpt"])
+    monkeypatch.setenv("HF_ENDPOINT", "http://mirror.example:8080")
+    report = resolve_lockfile(locked, standalone_folders(other), download=False)
+    items = {i.reference.name: i for i in report.items}
+    assert items["base.safetensors"].status is Status.FOUND
+    assert items["styles/ink.safetensors"].status is Status.UNRESOLVED  # no URL known for it
+    assert "no URL" in items["styles/ink.safetensors"].reason
+
+
+def test_resolve_plans_download_from_the_configured_mirror(machine_a, tmp_path: Path, monkeypatch):
+    root, workflow, _ = machine_a
+    locked = lock(workflow, standalone_folders(root))
+    monkeypatch.setenv("HF_ENDPOINT", "http://mirror.example:8080")
+    report = resolve_lockfile(locked, standalone_folders(tmp_path / "empty"), download=False)
+    base = next(i for i in report.items if i.reference.name == "base.safetensors")
+    assert base.status is Status.RESOLVED
+    assert base.chosen.url == "http://mirror.example:8080/acme/models/blob/main/ckpt/base.safetensors"
+    assert base.chosen.source == "huggingface" and base.chosen.sha256 == locked.models[0].sha256
+
+
+def test_a_different_file_at_the_locked_path_is_never_replaced(machine_a, tmp_path: Path):
+    root, workflow, _ = machine_a
+    locked = lock(workflow, standalone_folders(root))
+    other = tmp_path / "b" / "models"
+    mine = put(other / "checkpoints" / "base.safetensors", b"my own different model")
+    report = resolve_lockfile(locked, standalone_folders(other), download=True)
+    item = next(i for i in report.items if i.reference.name == "base.safetensors")
+    assert item.status is Status.FAILED and "different file" in item.reason
+    assert mine.read_bytes() == b"my own different model"
+
+
+def test_lock_refuses_missing_models_it_cannot_pin(tmp_path: Path):
+    workflow = put(
+        tmp_path / "wf.json", json.dumps(ui_workflow([node(1, "LoraLoader", ["gone.safetensors", 1, 1])])).encode()
+    )
+    resolver = Resolver(standalone_folders(tmp_path / "models"), search=False, registry=_NoRegistry())
+    with pytest.raises(HubloaderError, match="gone.safetensors"):
+        lock(workflow, resolver=resolver)
+
+
+class _NoRegistry:
+    def get_model(self, key: str):
+        raise KeyError(key)
+
+
+def test_bad_lockfiles_are_refused_clearly(tmp_path: Path):
+    newer = put(tmp_path / "newer.lock.json", json.dumps({"lockfile_version": 99, "models": []}).encode())
+    with pytest.raises(InvalidFile, match="Upgrade Hubloader"):
+        Lockfile.load(newer)
+    bad = {"lockfile_version": 1, "models": [{"kind": "loras", "name": "x.safetensors", "size": 1, "sha256": "abc"}]}
+    with pytest.raises(InvalidFile, match="no valid SHA256"):
+        Lockfile.from_dict(bad)
+    with pytest.raises(InvalidFile, match="not a Hubloader lockfile"):
+        Lockfile.from_dict({"models": []})
+    with pytest.raises(InvalidFile, match="not valid JSON"):
+        Lockfile.load(put(tmp_path / "broken.lock.json", b"{"))
