@@ -415,7 +415,7 @@ def _file_dict(f: ModelFile) -> dict[str, Any]:
     }
 
 
-def _loads(text: str | None, default: Any) -> Any:
+def loads(text: str | None, default: Any) -> Any:
     if not text:
         return default
     try:
@@ -437,7 +437,7 @@ def _date(text: str | None) -> datetime:
 def row_to_metadata(row: tuple[Any, ...]) -> ModelMetadata:
     """A ModelMetadata from a row of :data:`SELECT_MODELS`; registry state goes to ``extra["registry"]``."""
     v = dict(zip(_SELECT_COLUMNS, row[:-1], strict=True))
-    extra = _loads(v["extra"], {})
+    extra = loads(v["extra"], {})
     extra["registry"] = {
         "key": v["id"],
         "pk": v["pk"],
@@ -461,8 +461,8 @@ def row_to_metadata(row: tuple[Any, ...]) -> ModelMetadata:
         format=ModelFormat.parse(v["format"], ModelFormat.OTHER),
         size_bytes=v["size_bytes"] or 0,
         sha256=v["sha256"] or "",
-        trigger_words=_loads(v["trigger_words"], []),
-        tags=_loads(v["tags"], []),
+        trigger_words=loads(v["trigger_words"], []),
+        tags=loads(v["tags"], []),
         description=v["description"] or "",
         download_count=v["download_count"] or 0,
         rating=v["rating"] or 0.0,
@@ -472,17 +472,17 @@ def row_to_metadata(row: tuple[Any, ...]) -> ModelMetadata:
         created_at=_date(v["created_at"]),
         updated_at=_date(v["updated_at"]),
         version_id=v["version_id"],
-        hashes=_loads(row[-1], {}),
+        hashes=loads(row[-1], {}),
         files=[
             ModelFile(**{**f, "format": ModelFormat.parse(f.get("format"), ModelFormat.OTHER)})
-            for f in _loads(v["files"], [])
+            for f in loads(v["files"], [])
         ],
-        preview_urls=_loads(v["preview_urls"], []),
+        preview_urls=loads(v["preview_urls"], []),
         air=v["air"],
         author=v["author"],
         like_count=v["like_count"],
         nsfw=bool(v["nsfw"]),
-        training_tags=_loads(v["training_tags"], []),
+        training_tags=loads(v["training_tags"], []),
         trigger_words_source=v["trigger_words_source"],
         recommended_weight_source=v["recommended_weight_source"],
         extra=extra,
@@ -561,7 +561,40 @@ class ModelDatabase:
         )
         if row is None:
             return None
-        return {"hashes": _loads(row[0], {}), "info": _loads(row[1], {})}
+        return {"hashes": loads(row[0], {}), "info": loads(row[1], {})}
+
+    def cached_facts_in(self, conn: sqlite3.Connection, path: str) -> dict[str, Any] | None:
+        row = conn.execute("SELECT size_bytes, mtime_ns, hashes FROM hash_cache WHERE path = ?", (path,)).fetchone()
+        return {"signature": (row[0], row[1]), "hashes": loads(row[2], {})} if row else None
+
+    def store_facts(
+        self,
+        conn: sqlite3.Connection,
+        path: Path,
+        size_bytes: int,
+        mtime_ns: int,
+        *,
+        hashes: dict[str, str] | None = None,
+        info: dict[str, Any] | None = None,
+    ) -> None:
+        """:meth:`cache_file_facts` inside the caller's transaction."""
+        row = conn.execute(
+            "SELECT hashes, info FROM hash_cache WHERE path = ? AND size_bytes = ? AND mtime_ns = ?",
+            (str(path), size_bytes, mtime_ns),
+        ).fetchone()
+        old_hashes, old_info = (loads(row[0], {}), loads(row[1], {})) if row else ({}, {})
+        conn.execute(
+            "INSERT OR REPLACE INTO hash_cache (path, size_bytes, mtime_ns, hashes, info, checked_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                str(path),
+                size_bytes,
+                mtime_ns,
+                json.dumps({**old_hashes, **(hashes or {})}),
+                json.dumps({**old_info, **(info or {})}, default=str),
+                utcnow(),
+            ),
+        )
 
     def cache_file_facts(
         self,
@@ -574,23 +607,7 @@ class ModelDatabase:
     ) -> None:
         """Record facts about ``path`` at (size, mtime); hashes/info given as None keep what is stored."""
         with self.write() as conn:
-            row = conn.execute(
-                "SELECT hashes, info FROM hash_cache WHERE path = ? AND size_bytes = ? AND mtime_ns = ?",
-                (str(path), size_bytes, mtime_ns),
-            ).fetchone()
-            old_hashes, old_info = (_loads(row[0], {}), _loads(row[1], {})) if row else ({}, {})
-            conn.execute(
-                "INSERT OR REPLACE INTO hash_cache (path, size_bytes, mtime_ns, hashes, info, checked_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    str(path),
-                    size_bytes,
-                    mtime_ns,
-                    json.dumps({**old_hashes, **(hashes or {})}),
-                    json.dumps({**old_info, **(info or {})}, default=str),
-                    utcnow(),
-                ),
-            )
+            self.store_facts(conn, path, size_bytes, mtime_ns, hashes=hashes, info=info)
 
 
 def file_signature(path: Path) -> tuple[int, int]:

@@ -32,6 +32,7 @@ import logging
 import os
 import re
 import shutil
+import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -42,11 +43,12 @@ from typing import TYPE_CHECKING, Any
 from . import db as _db
 from .config import hubloader_home, load_settings, save_settings
 from .errors import HubloaderError, NotFound
-from .types import BaseModel, CacheCleanupReport, ModelMetadata, ModelType, Source
+from .types import BaseModel, CacheCleanupReport, ModelFormat, ModelMetadata, ModelType, Source
 
 if TYPE_CHECKING:  # pragma: no cover
     from .civitai import CivitAIService
     from .huggingface import HuggingFaceHubService
+    from .scan import ScanReport
 
 log = logging.getLogger(__name__)
 
@@ -234,6 +236,216 @@ class ModelRegistry:
             where.append("m.local_path IS NOT NULL AND m.status = 'ok'")
         found = self._checked(self.db.models(" AND ".join(where), params, order="m.updated_at DESC", limit=limit))
         return [m for m in found if m.local_path] if local_only else found
+
+    # -- registration from the sources --
+
+    def register_from_huggingface(self, model_id: str, revision: str = "main") -> ModelMetadata:
+        """Download a HuggingFace repo (or one file of it, ``owner/repo/file``) and register it.
+
+        The files stay in the HuggingFace cache (shared with diffusers); ``local_path`` is the main
+        weight file of a single-file repo, or the snapshot folder of a diffusers repo.
+        """
+        source = self.hf_service.model_info(model_id, revision=revision)
+        downloaded = self.hf_service.download_model(model_id, revision=revision)
+        weight = downloaded if downloaded.is_file() else _primary_file_in(downloaded, source)
+        if weight is not None and weight.suffix.lower() in (".safetensors", ".sft", ".ckpt", ".pt", ".bin", ".pth"):
+            from .scan import describe_file
+
+            meta = describe_file(weight, source=source)
+        else:
+            meta = source
+        meta.local_path = weight if weight is not None and source.format is not ModelFormat.DIFFUSERS else downloaded
+        meta.size_bytes = _disk_size(meta.local_path) or meta.size_bytes
+        return self.register_model(meta, managed=True)
+
+    def register_from_civitai(self, model_id: int | str, version_id: int | None = None) -> ModelMetadata:
+        """Download a CivitAI model version (the newest when ``version_id`` is None) into the host's folder and register it.
+
+        ``model_id`` may be the number or any CivitAI reference (``civitai:123@456``, an AIR, a URL).
+        """
+        result = self.civitai_service.download_model(model_id, version_id)
+        from .scan import describe_file
+
+        source = result.metadata or ModelMetadata(model_id=str(model_id), name=result.path.stem, source=Source.CIVITAI)
+        meta = describe_file(result.path, source=source)
+        meta.sha256 = result.sha256 or meta.sha256
+        meta.hashes.update({k: v for k, v in result.hashes.items() if v})
+        # A file that was already there (same hash) belongs to the user's library, not to our cache.
+        return self.register_model(meta, managed=not result.reused)
+
+    def download_model(self, ref: str | ModelMetadata) -> ModelMetadata:
+        """Make a model available locally and count a use: a known local copy is reused, an archived one restored.
+
+        ``ref`` is anything :meth:`get_model` accepts for a model the registry knows (a remote one is
+        downloaded from its source), or a new CivitAI/HuggingFace reference (``civitai:123@456``,
+        ``owner/repo``, a URL, an AIR). Afterwards the cache limit is applied to the other downloads.
+        """
+        known = self.find_model(ref)
+        if known is not None and (known.local_path or registry_state(known).get("status") == "archived"):
+            return self.mark_used(known)
+        meta = self._fetch(known) if known is not None else self._fetch_reference(str(ref))
+        meta = self.mark_used(meta)
+        report = self.enforce_cache_limit(protect=[registry_state(meta)["key"]])
+        if self.cache_limit_gb is not None and report.total_size_gb > self.cache_limit_gb:
+            log.warning(
+                "The cache holds %.2f GB, over its %.2f GB limit: the rest is pinned, in use or just downloaded.",
+                report.total_size_gb,
+                self.cache_limit_gb,
+            )
+        return meta
+
+    def _fetch(self, known: ModelMetadata) -> ModelMetadata:
+        if known.source is Source.CIVITAI:
+            return self.register_from_civitai(known.model_id)
+        if known.source is Source.HUGGINGFACE:
+            return self.register_from_huggingface(known.model_id, revision=known.version_id or "main")
+        if not known.remote_url:
+            raise NotFound(
+                f"{known.name} has no local copy and no address to download it from.",
+                hint="Register it from its source (register_from_civitai / register_from_huggingface).",
+            )
+        from .download import download_file
+        from .hosts import folder_for, safe_filename
+
+        name = known.files[0].name if known.files else known.name
+        dest = folder_for(known.type) / safe_filename(name)
+        result = download_file(known.remote_url, dest, expected_sha256=known.sha256 or None, service="url")
+        known.local_path, known.size_bytes, known.sha256 = result.path, result.size_bytes, result.sha256
+        known.hashes.update({k: v for k, v in result.hashes.items() if v})
+        return self.register_model(known, managed=not result.reused)
+
+    def _fetch_reference(self, text: str) -> ModelMetadata:
+        from .refs import CIVITAI, HASH, HUGGINGFACE, parse_reference
+
+        ref = parse_reference(text)
+        if ref.kind == CIVITAI:
+            return self.register_from_civitai(text)
+        if ref.kind == HUGGINGFACE:
+            return self.register_from_huggingface(str(ref))
+        if ref.kind == HASH:
+            found = self.civitai_service.find_by_hash(ref.hash or "")
+            if found is not None:
+                return self.register_from_civitai(found.model_id)
+        raise NotFound(f"No source knows {text!r}.", hint="Check the reference, or search for the model by name.")
+
+    # -- library scan and background enrichment --
+
+    def scan(self, dirs: Iterable[str | Path] | None = None, *, scan_pickles: bool = False) -> ScanReport:
+        """Register every model file under ``dirs`` (default: the host's model folders). Incremental:
+        a file whose (size, mtime) the registry already recorded is not opened again."""
+        from .scan import describe_file, scan_paths
+
+        roots = [Path(d) for d in dirs] if dirs is not None else _host_model_dirs()
+        known: dict[str, tuple[int, int]] = {}
+        known_hashes: dict[str, str] = {}
+        for path, size, mtime_ns, sha256 in self.db.query(
+            "SELECT h.path, h.size_bytes, h.mtime_ns, m.sha256 FROM hash_cache h JOIN models m ON m.local_path = h.path"
+        ):
+            known[path] = (size, mtime_ns)
+            if sha256:
+                known_hashes[path] = sha256
+        report = scan_paths(roots, known=known, known_hashes=known_hashes, scan_pickles=scan_pickles)
+        sourced = {
+            path: pk
+            for path, pk in self.db.query(
+                "SELECT local_path, id FROM models WHERE source != 'local' AND local_path IS NOT NULL"
+            )
+        }
+        with self.db.write() as conn:
+            for meta in report.models:
+                path = str(meta.local_path)
+                if path in sourced:  # a file we downloaded and that changed: keep its source metadata
+                    meta = describe_file(meta.local_path, source=self._by_key(sourced[path]))
+                cached = self.db.cached_facts_in(conn, path)
+                if (
+                    cached
+                    and cached["hashes"].get("SHA256")
+                    and (meta.extra["size"], meta.extra["mtime_ns"]) == cached["signature"]
+                ):
+                    meta.sha256 = cached["hashes"]["SHA256"]
+                self.db.upsert(conn, registry_key(meta), meta, managed=False, status="ok")
+                self.db.store_facts(
+                    conn, Path(path), meta.extra["size"], meta.extra["mtime_ns"], info={"scanned": True}
+                )
+            conn.executemany(
+                "UPDATE models SET status = 'missing' WHERE local_path = ?", [(str(p),) for p in report.removed]
+            )
+        return report
+
+    def enrich(
+        self, *, lookup_civitai: bool = True, cancel: threading.Event | None = None, limit: int | None = None
+    ) -> EnrichReport:
+        """Background work after a scan: hash local files not hashed yet, then ask CivitAI who they are
+        (by hash, in batches of at most 100). Call it explicitly (or :meth:`start_enrichment`); never
+        run at import or host start-up, because hashing a library reads every byte of it."""
+        from .scan import describe_file, hash_models
+
+        report = EnrichReport()
+        rows = self.db.query(
+            "SELECT m.id, m.local_path, h.size_bytes, h.mtime_ns, h.hashes FROM models m "
+            "LEFT JOIN hash_cache h ON h.path = m.local_path "
+            "WHERE m.local_path IS NOT NULL AND m.status = 'ok' AND COALESCE(m.sha256, '') = ''"
+            + (f" LIMIT {int(limit)}" if limit else "")
+        )
+        keys = {path: key for key, path, *_ in rows}
+        known = {
+            path: (size, mtime, _db.loads(hashes, {})) for _, path, size, mtime, hashes in rows if size is not None
+        }
+        for path, (size, mtime_ns), hashes in hash_models(list(keys), known=known, cancel=cancel):
+            values = hashes.civitai() if hashes is not None else dict(known[str(path)][2])
+            if hashes is not None:
+                report.hashed += 1
+                self.db.cache_file_facts(path, size, mtime_ns, hashes=values)
+            self._record_hashes(keys[str(path)], values)
+        if not lookup_civitai:
+            return report
+        pending = {
+            sha: key
+            for key, sha in self.db.query(
+                "SELECT m.id, m.sha256 FROM models m LEFT JOIN hash_cache h ON h.path = m.local_path "
+                "WHERE m.source = 'local' AND m.status = 'ok' AND length(m.sha256) = 64 "
+                "AND json_extract(COALESCE(h.info, '{}'), '$.civitai_checked') IS NULL"
+            )
+        }
+        if not pending:
+            return report
+        try:
+            found = self.civitai_service.find_by_hashes(list(pending))  # batched by the service (≤ 100 a request)
+        except HubloaderError as exc:
+            report.errors.append(f"CivitAI lookup failed: {exc}")
+            return report
+        report.looked_up = len(pending)
+        for sha, key in pending.items():
+            local = self._by_key(key)
+            if sha in found:
+                report.matched += 1
+                self.register_model(describe_file(local.local_path, source=found[sha]))
+            size, mtime_ns = _db.file_signature(local.local_path)
+            self.db.cache_file_facts(local.local_path, size, mtime_ns, info={"civitai_checked": _db.utcnow()})
+        return report
+
+    def start_enrichment(self, **kwargs: Any) -> threading.Thread:
+        """Run :meth:`enrich` on a daemon thread with its own registry connection; returns the thread."""
+
+        def work() -> None:
+            with ModelRegistry(self.db_path) as registry:
+                registry._civitai_service = self._civitai_service
+                result = registry.enrich(**kwargs)
+                log.info("Enrichment: %s", result)
+
+        thread = threading.Thread(target=work, name="hubloader-enrich", daemon=True)
+        thread.start()
+        return thread
+
+    def _record_hashes(self, key: str, hashes: dict[str, str]) -> None:
+        sha256 = str(hashes.get("SHA256") or "").lower()
+        with self.db.write() as conn:
+            pk = conn.execute("SELECT pk FROM models WHERE id = ?", (key,)).fetchone()[0]
+            conn.execute("UPDATE models SET sha256 = ? WHERE pk = ?", (sha256, pk))
+            conn.executemany(
+                "INSERT OR REPLACE INTO model_hashes (model_pk, kind, value) VALUES (?, ?, ?)",
+                [(pk, _db.canonical_hash_kind(k), str(v).lower()) for k, v in hashes.items() if v],
+            )
 
     # -- search --
 
@@ -664,6 +876,21 @@ def _download_in_progress(path: Path | None) -> str:
     if path.is_dir() and any(p.suffix in (".part", ".lock", ".incomplete") for p in path.rglob("*")):
         return "downloading"
     return ""
+
+
+def _primary_file_in(folder: Path, source: ModelMetadata) -> Path | None:
+    """The weight file a repo's metadata points at (its SHA256), inside a downloaded snapshot folder."""
+    for f in source.files:
+        if source.sha256 and f.sha256 == source.sha256 and (folder / f.name).is_file():
+            return folder / f.name
+    return None
+
+
+def _host_model_dirs() -> list[Path]:
+    from .hosts import active_folders
+
+    folders = active_folders()
+    return list(dict.fromkeys(d for kind in folders.kinds() for d in folders.dirs(kind) if d.is_dir()))
 
 
 def _disk_size(path: Path | None) -> int:
