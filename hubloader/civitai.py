@@ -14,7 +14,6 @@ from __future__ import annotations
 import html
 import logging
 import re
-import statistics
 import time
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -36,11 +35,13 @@ from .errors import (
     InvalidReference,
     NetworkError,
     NotFound,
+    PickleNotAllowed,
     RateLimited,
 )
 from .hashing import verify_checksum
 from .ratelimit import RateLimiter, limiter_for
 from .refs import CIVITAI, HASH, ModelRef, civitai_id, format_air, parse_hash, parse_reference
+from .triggers import triggers_from_civitai, weights_from_civitai
 from .types import BaseModel, DownloadResult, ModelFile, ModelFormat, ModelMetadata, ModelType, SortBy, Source
 
 log = logging.getLogger(__name__)
@@ -261,50 +262,58 @@ class CivitAIService:
         model_id: int | str,
         version_id: int | None = None,
         download_dir: Path | str | None = None,
+        *,
+        allow_pickle: bool | None = None,
     ) -> DownloadResult:
-        """Download a version's model file, verify its SHA256 and place it.
+        """Download a version's model file, verify its SHA256 and place it; ``result.metadata`` describes it.
 
         The file is the creator's primary one unless a better one exists (SafeTensor over pickle;
         pruned fp16 for checkpoints), or the one a download URL/AIR named (``?type=..``, ``+fileId``).
         Without ``download_dir`` it goes to the host's folder for its type (loras, checkpoints …).
+        A file already there with the same SHA256 is kept (``reused``). Pickle files (.ckpt/.pt) need
+        ``allow_pickle`` (default: the ``allow_pickle`` setting).
         """
-        from .download import download_file
+        from .download import download_file, file_hashes
         from .hosts import folder_for, safe_filename
 
         ref = _civitai_ref(model_id, version_id)
         meta = self.get_model_details(ref)
-        files = meta.extra.get("civitai_files") or []
-        chosen = pick_file(files, meta.type, file_id=ref.file_id, params=dict(ref.download_params))
+        chosen = pick_file(
+            meta.extra.get("civitai_files") or [], meta.type, file_id=ref.file_id, params=dict(ref.download_params)
+        )
         if chosen is None:
             raise NotFound(
                 f"CivitAI model {meta.name!r} version {meta.version!r} has no downloadable model file.",
-                hint="It may be archived; pick another version on its page.",
+                hint="It may be archived, or the file asked for does not exist; pick another on its page.",
             )
+        file = _describe_file(chosen)
+        if file.format.is_pickle and not (
+            load_settings().get("allow_pickle") if allow_pickle is None else allow_pickle
+        ):
+            raise PickleNotAllowed(f"{meta.name!r} {meta.version!r} is only available as {file.name!r}, a pickle file.")
         folder = Path(download_dir).expanduser() if download_dir is not None else folder_for(meta.type)
-        dest = folder / safe_filename(chosen.get("name") or f"{meta.name}-{meta.version_id}")
-        expected = str((chosen.get("hashes") or {}).get("SHA256") or "").lower() or None
+        dest = folder / safe_filename(file.name or f"{meta.name}-{meta.version_id}")
         version = int(meta.version_id)
-        file_id = chosen.get("id")
 
         def resolve() -> str:
-            return self._signed_url(version, file_id)
+            return self._signed_url(version, chosen.get("id"))
 
-        result = download_file(
-            resolve(),
-            dest,
-            expected_sha256=expected,
-            token=self.api_key,  # sent only if a mirror serves the file from the API host itself
-            service="civitai",
-            resolve_url=resolve,
-            expect="model",
-        )
-        file_meta = _describe_file(chosen)
-        meta.sha256, meta.hashes, meta.size_bytes, meta.format = (
-            result.sha256 or file_meta.sha256,
-            file_meta.hashes,
-            result.size_bytes,
-            file_meta.format,
-        )
+        if file.sha256 and dest.is_file() and file_hashes(dest)["sha256"] == file.sha256:
+            result = DownloadResult(path=dest, sha256=file.sha256, size_bytes=dest.stat().st_size, reused=True)
+        else:
+            result = download_file(
+                resolve(),
+                dest,
+                expected_sha256=file.sha256 or None,
+                token=self.api_key,  # sent only if a mirror serves the file from the API host itself
+                service="civitai",
+                resolve_url=resolve,
+                expect="model",
+            )
+        meta.sha256 = result.sha256
+        meta.hashes = {**file.hashes, "SHA256": result.sha256}
+        meta.size_bytes = result.size_bytes
+        meta.format = file.format
         meta.local_path = result.path
         result.metadata = meta
         return result
@@ -491,10 +500,8 @@ def metadata_from_civitai(
     version_html = str(version.get("description") or "")
     stats = {**(model.get("stats") or {}), **(version.get("stats") or {})}
     creator = model.get("creator") or {}
-    weight, weight_source, weight_range = _recommended_weight(
-        model_type, version, model_html, version_html, files, str(model.get("name") or "")
-    )
-    triggers = [w.strip() for w in version.get("trainedWords") or [] if isinstance(w, str) and w.strip()]
+    weight, weight_source, weight_range = _recommended_weight(model_type, version, model_html, version_html)
+    triggers = triggers_from_civitai(version)
     air = version.get("air") or (
         format_air(
             _AIR_ECOSYSTEMS.get(base, "other"), _AIR_TYPES.get(civitai_type, "unknown"), CIVITAI, model_id, version_id
@@ -532,7 +539,7 @@ def metadata_from_civitai(
         format=described.format if primary else ModelFormat.OTHER,
         size_bytes=described.size_bytes,
         sha256=described.sha256,
-        trigger_words=list(dict.fromkeys(triggers)),
+        trigger_words=list(triggers.value) if triggers else [],
         tags=[str(t) for t in model.get("tags") or []],
         description=html_to_text(model_html),
         download_count=int(stats.get("downloadCount") or 0),
@@ -551,7 +558,7 @@ def metadata_from_civitai(
         author=str(creator.get("username") or ""),
         like_count=int(stats.get("thumbsUpCount") or 0),
         nsfw=bool(model.get("nsfw")),
-        trigger_words_source="civitai" if triggers else "",
+        trigger_words_source=triggers.source if triggers else "",
         recommended_weight_source=weight_source,
         extra=extra,
     )
@@ -704,91 +711,26 @@ def _civitai_ref(model_id: int | str | ModelRef, version_id: int | None = None) 
 
 # --- recommended weight ----------------------------------------------------------------------------
 
-# "weight 0.7", "strength: 0.8", "Recommended weight: 0.6-0.8" — not "denoising strength 0.4".
-_WEIGHT_IN_TEXT = re.compile(
-    r"(?<![a-z])(?<!denoising )(?<!denoise )(?<!hires )(?:weight|strength)s?\b[^\d\n]{0,24}?"
-    r"(?P<low>\d*\.\d+|\d)(?![\d])(?:\s*(?:-|~|–|to)\s*(?P<high>\d*\.\d+|\d)(?![\d]))?",
-    re.IGNORECASE,
-)
-_LORA_TAG = re.compile(r"<(?:lora|lyco):([^:>]+):(-?\d*\.?\d+)[^>]*>", re.IGNORECASE)
-_MAX_WEIGHT = 2.0
-
 
 def _recommended_weight(
-    model_type: ModelType,
-    version: dict[str, Any],
-    model_html: str,
-    version_html: str,
-    files: list[dict[str, Any]],
-    model_name: str,
+    model_type: ModelType, version: dict[str, Any], model_html: str, version_html: str
 ) -> tuple[float | None, str, list[float] | None]:
-    """(weight, provenance, [min, max] if known): settings → description → example images → none.
+    """(weight, provenance, [min, max] if CivitAI states them), by ``hubloader.triggers``' precedence:
+    ``settings.strength`` → a strength in the version's, then the model's description → the median of
+    the example images' weights → unknown (None; a UI then applies its own default).
 
-    Unknown stays unknown (None); a UI then applies its own default.
+    Only the explicit setting counts for types without a strength (a checkpoint's "denoise strength"
+    in a description is not a LoRA weight).
     """
     settings = version.get("settings") if isinstance(version.get("settings"), dict) else {}
     low, high = settings.get("minStrength"), settings.get("maxStrength")
-    weight_range = [float(low), float(high)] if _is_number(low) and _is_number(high) else None
-    if _is_number(settings.get("strength")):
-        return float(settings["strength"]), "civitai.settings", weight_range
-    if model_type not in WEIGHTED_TYPES:
-        return None, "", weight_range
-    for text in (version_html, model_html):
-        found = weight_from_text(html_to_text(text))
-        if found is not None:
-            return found, "civitai.description", weight_range
-    names = {model_name.lower()} | {Path(str(f.get("name") or "")).stem.lower() for f in files}
-    hashes = {str(v).lower() for f in files for v in (f.get("hashes") or {}).values()}
-    weights = image_weights(version.get("images") or [], names - {""}, hashes, version.get("id"))
-    if weights:
-        return round(statistics.median(weights), 2), "civitai.images", weight_range
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
+    weight_range = [float(low), float(high)] if numbers else None
+    descriptions = "\n".join(text for text in (version_html, model_html) if text)
+    for candidate in weights_from_civitai({**version, "description": descriptions}):
+        if candidate.source == "civitai.settings" or model_type in WEIGHTED_TYPES:
+            return float(candidate.value), candidate.source, weight_range
     return None, "", weight_range
-
-
-def weight_from_text(text: str) -> float | None:
-    """A strength the author states in prose ("weight 0.7", "Strength: 0.8", "0.6-0.8" → 0.7) or a ``<lora:x:w>``."""
-    for match in _WEIGHT_IN_TEXT.finditer(text or ""):
-        low = float(match["low"])
-        value = (low + float(match["high"])) / 2 if match["high"] else low
-        if 0 < value <= _MAX_WEIGHT:
-            return round(value, 2)
-    for _, weight in _LORA_TAG.findall(text or ""):
-        if 0 < float(weight) <= _MAX_WEIGHT:
-            return round(float(weight), 2)
-    return None
-
-
-def image_weights(images: list[dict[str, Any]], names: set[str], hashes: set[str], version_id: Any) -> list[float]:
-    """The strength each example image used this model at (one per image), from its generation metadata.
-
-    Matches ``resources[]`` by name or hash, ``civitaiResources[]`` by version id, and ``<lora:name:w>``
-    in the prompt by file or model name.
-    """
-    weights = []
-    for image in images:
-        meta = image.get("meta") if isinstance(image, dict) else None
-        if not isinstance(meta, dict):
-            continue
-        found = [
-            r.get("weight")
-            for r in meta.get("resources") or []
-            if isinstance(r, dict)
-            and (str(r.get("name") or "").lower() in names or str(r.get("hash") or "").lower() in hashes)
-        ]
-        found += [
-            r.get("weight")
-            for r in meta.get("civitaiResources") or []
-            if isinstance(r, dict) and version_id is not None and r.get("modelVersionId") == version_id
-        ]
-        found += [float(w) for name, w in _LORA_TAG.findall(str(meta.get("prompt") or "")) if name.lower() in names]
-        usable = [float(w) for w in found if _is_number(w) and 0 < float(w) <= _MAX_WEIGHT]
-        if usable:
-            weights.append(usable[0])
-    return weights
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 # --- small helpers ---------------------------------------------------------------------------------
@@ -820,7 +762,9 @@ def html_to_text(markup: str) -> str:
     parser = _TextExtractor()
     parser.feed(markup)
     parser.close()
-    text = html.unescape("".join(parser.parts)).replace("\xa0", " ")
+    # A cut-off tag at the end (truncated descriptions) is left as data by the parser: it is not text.
+    text = re.sub(r"<[A-Za-z/][^>]*\Z", "", "".join(parser.parts))
+    text = html.unescape(text).replace("\xa0", " ")
     lines = (" ".join(line.split()) for line in text.splitlines())
     return "\n".join(line for line in lines if line)
 
