@@ -509,7 +509,7 @@ class HuggingFaceHubService:
                 expected_size=size,
                 token=self._token,
                 service="huggingface",
-                expect="any",
+                expect="model" if ModelFormat.from_filename(path) is not ModelFormat.OTHER else "any",
                 progress=progress,
             )
         _link_pointer(blob, pointer)
