@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -308,3 +309,34 @@ def test_extra_folders_of_a_kind_are_searched(tmp_path: Path):
     graph = ui_workflow([node(1, "LoraLoader", ["ink.safetensors", 1, 1])])
     (item,) = Resolver(folders, registry=Untouchable()).check(graph).items
     assert item.status is Status.FOUND_ELSEWHERE and item.use_as == str(Path("sub") / "ink.safetensors")
+
+
+# --- same hash anywhere in the registry (the real SQLite registry) ------------------------------
+
+
+def test_same_hash_in_the_registry_is_found_without_network(tmp_path: Path):
+    from hubloader.registry import ModelRegistry
+    from hubloader.types import ModelMetadata, ModelType, Source
+
+    data = b"checkpoint bytes" * 100
+    sha = hashlib.sha256(data).hexdigest()
+    root = tmp_path / "models"
+    stored = make(root / "checkpoints" / "renamed" / "whatever.safetensors", data)
+    registry = ModelRegistry(tmp_path / "registry.db")
+    registry.register_model(
+        ModelMetadata(
+            "local:whatever",
+            "whatever",
+            Source.LOCAL,
+            type=ModelType.BASE_MODEL,
+            sha256=sha,
+            hashes={"AutoV2": sha[:10]},
+            local_path=stored,
+        )  # fmt: skip
+    )
+    infotext = f"a cat\nSteps: 20, Sampler: Euler, Model hash: {sha[:10]}, Model: sd_xl_base_1.0"
+    resolver = Resolver(standalone_folders(root), registry=registry, civitai=Untouchable(), huggingface=Untouchable())
+    (item,) = resolver.check(infotext).items
+    assert item.status is Status.FOUND_BY_HASH
+    assert item.path == stored and item.use_as == str(Path("renamed") / "whatever.safetensors")
+    registry.close()
