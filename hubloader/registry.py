@@ -866,16 +866,28 @@ def _fts_query(query: str | None) -> str:
 
 
 def _download_in_progress(path: Path | None) -> str:
-    """ "downloading" if a ``.part`` or ``.lock`` sits beside ``path`` (or inside it, for a folder)."""
+    """ "downloading" if a ``.part`` sits beside ``path`` (or inside it, for a folder) or its ``.lock`` is held."""
     if path is None:
         return ""
     path = Path(path)
-    for suffix in (".part", ".lock", ".incomplete"):
-        if path.with_name(path.name + suffix).exists():
-            return "downloading"
-    if path.is_dir() and any(p.suffix in (".part", ".lock", ".incomplete") for p in path.rglob("*")):
+    if path.with_name(path.name + ".part").exists() or _lock_held(path.with_name(path.name + ".lock")):
+        return "downloading"
+    if path.is_dir() and any(p.suffix in (".part", ".incomplete") for p in path.rglob("*")):
         return "downloading"
     return ""
+
+
+def _lock_held(lock: Path) -> bool:
+    """True if another download holds ``lock`` (the download engine's per-target file lock; the file outlives it)."""
+    if not lock.exists():
+        return False
+    from filelock import FileLock, Timeout
+
+    try:
+        with FileLock(str(lock), timeout=0):
+            return False
+    except Timeout:
+        return True
 
 
 def _primary_file_in(folder: Path, source: ModelMetadata) -> Path | None:
