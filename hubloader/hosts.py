@@ -35,7 +35,9 @@ KIND_BY_TYPE: dict[ModelType, str] = {
     ModelType.CLIP_VISION: "clip_vision",
     ModelType.OTHER: "other",
 }
-KINDS: tuple[str, ...] = tuple(dict.fromkeys(KIND_BY_TYPE.values()))
+# ComfyUI kinds no ModelType maps to; still valid folders when a workflow names them.
+COMFYUI_ONLY_KINDS = ("style_models", "gligen", "photomaker", "model_patches", "vae_approx", "audio_encoders")
+KINDS: tuple[str, ...] = tuple(dict.fromkeys(KIND_BY_TYPE.values())) + COMFYUI_ONLY_KINDS
 # ComfyUI's legacy folder names, still found in workflows and extra_model_paths.yaml.
 LEGACY_KINDS = {"unet": "diffusion_models", "clip": "text_encoders"}
 
