@@ -1,0 +1,224 @@
+"""The /hubloader routes over aiohttp's test client, against the loopback hub servers and real folders."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from hubloader.jobs import CANCELLED, DONE, FAILED, JobManager
+from tests.comfy_stub import folder_paths as stub_folder_paths
+from tests.fakehub.modelfiles import kohya_lora, safetensors_bytes
+
+
+@pytest.fixture
+def comfy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    stub_folder_paths.setup(tmp_path / "comfy")
+    monkeypatch.setitem(sys.modules, "folder_paths", stub_folder_paths)
+    return stub_folder_paths
+
+
+class Events(list):
+    """What the page would receive over the websocket."""
+
+    def __call__(self, event: str, data: dict[str, Any]) -> None:
+        self.append((event, dict(data)))
+
+    def names(self) -> list[str]:
+        return [e for e, _ in self]
+
+
+def run_app(test: Callable[[TestClient, Events, JobManager], Awaitable[None]]) -> None:
+    from nodes.routes import HubRoutes
+
+    async def main() -> None:
+        jobs, events = JobManager(max_workers=2), Events()
+        routes = web.RouteTableDef()
+        HubRoutes(jobs, events).add_to(routes)
+        app = web.Application()
+        app.add_routes(routes)
+        async with TestClient(TestServer(app)) as client:
+            try:
+                await test(client, events, jobs)
+            finally:
+                jobs.shutdown()
+
+    asyncio.run(main())
+
+
+async def wait_job(client: TestClient, job_id: str, timeout: float = 30.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        jobs = (await (await client.get("/hubloader/downloads")).json())["downloads"]
+        job = next(j for j in jobs if j["id"] == job_id)
+        if job["state"] in (DONE, FAILED, CANCELLED):
+            return job
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+@pytest.mark.hf
+def test_download_from_huggingface_lands_in_the_kind_folder_and_refreshes_combos(comfy, hub_env):
+    data = safetensors_bytes(kohya_lora())
+    hub_env.add_hf_repo("someone/styles", files={"loras/ink.safetensors": data})
+
+    async def test(client: TestClient, events: Events, jobs: JobManager) -> None:
+        assert comfy.get_filename_list("loras") == []  # cached listing, refreshed after the download
+        response = await client.post(
+            "/hubloader/downloads", json={"ref": "someone/styles/loras/ink.safetensors", "kind": "loras"}
+        )
+        assert response.status == 202, await response.text()
+        job = await wait_job(client, (await response.json())["id"])
+        assert job["state"] == DONE, job["error"]
+        assert job["filename"] == "ink.safetensors"
+        placed = Path(comfy.get_folder_paths("loras")[0]) / "ink.safetensors"
+        assert placed.read_bytes() == data
+        assert "ink.safetensors" in comfy.get_filename_list("loras")
+        assert "hubloader.models.changed" in events.names()
+        assert ("hubloader.download.state", "done") in [(e, d["state"]) for e, d in events if "state" in d]
+        library = await (await client.get("/hubloader/library?kind=loras")).json()
+        assert [m["name"] for m in library["models"]] == ["ink.safetensors"]
+        info = await (await client.get("/hubloader/model?kind=loras&name=ink.safetensors")).json()
+        assert info["exists"] is True and info["url"].endswith("/resolve/main/loras/ink.safetensors")
+
+    run_app(test)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "needle"),
+    [
+        ({"ref": "someone/styles/x.safetensors", "kind": "custom_nodes"}, 400, "not a ComfyUI model folder"),
+        ({"ref": "someone/styles/x.safetensors", "kind": "../../etc"}, 400, "not a ComfyUI model folder"),
+        ({"ref": "http://evil.example/x.safetensors", "kind": "loras"}, 400, "neither a CivitAI nor a HuggingFace URL"),
+        ({"ref": "file:///etc/passwd", "kind": "loras"}, 400, "not an http(s) URL"),
+        ({"ref": "", "kind": "loras"}, 400, "Empty model reference"),
+    ],
+)
+def test_download_refuses_other_hosts_and_folders(comfy, body, status, needle):
+    async def test(client: TestClient, events: Events, jobs: JobManager) -> None:
+        response = await client.post("/hubloader/downloads", json=body)
+        assert response.status == status
+        assert needle in (await response.json())["error"]
+        assert jobs.list() == []
+
+    run_app(test)
+
+
+def test_model_info_refuses_names_outside_the_folder(comfy):
+    async def test(client: TestClient, events: Events, jobs: JobManager) -> None:
+        response = await client.get("/hubloader/model?kind=loras&name=../../secret.safetensors")
+        assert response.status == 400
+        response = await client.get("/hubloader/model?kind=nope&name=a.safetensors")
+        assert response.status == 400
+
+    run_app(test)
+
+
+def test_tokens_are_write_only(comfy):
+    async def test(client: TestClient, events: Events, jobs: JobManager) -> None:
+        shown = await (await client.get("/hubloader/settings")).json()
+        assert shown["hf_token"] == "not set"
+        response = await client.post("/hubloader/settings", json={"hf_token": "hf_supersecretvalue1234567890"})
+        text = await response.text()
+        assert response.status == 200 and "supersecret" not in text
+        assert (await (await client.get("/hubloader/settings")).json())["hf_token"] == "set"
+        refused = await client.post("/hubloader/settings", json={"models_dir": "/tmp/elsewhere"})
+        assert refused.status == 400
+
+    run_app(test)
+
+
+def test_missing_models_route_reports_local_and_missing(comfy):
+    lora_dir = Path(comfy.get_folder_paths("loras")[0])
+    (lora_dir / "sub").mkdir()
+    (lora_dir / "sub" / "present.safetensors").write_bytes(safetensors_bytes(kohya_lora()))
+    workflow = {
+        "nodes": [
+            {"id": 1, "type": "LoraLoader", "mode": 0, "widgets_values": ["present.safetensors", 1, 1]},
+            {"id": 2, "type": "LoraLoader", "mode": 0, "widgets_values": ["absent.safetensors", 1, 1]},
+        ]
+    }
+
+    async def test(client: TestClient, events: Events, jobs: JobManager) -> None:
+        response = await client.post("/hubloader/missing?resolve=0", json={"workflow": workflow})
+        assert response.status == 200, await response.text()
+        items = {i["reference"]["name"]: i for i in (await response.json())["items"]}
+        assert items["present.safetensors"]["status"] == "found_elsewhere"
+        assert items["present.safetensors"]["use_as"] == str(Path("sub/present.safetensors"))
+        assert items["absent.safetensors"]["status"] == "unresolved"
+        bad = await client.post("/hubloader/missing", json={"workflow": "not a workflow"})
+        assert bad.status == 400
+
+    run_app(test)
+
+
+def test_node_inputs_route_tells_the_page_which_widget_to_watch(comfy):
+    async def test(client: TestClient, events: Events, jobs: JobManager) -> None:
+        spec = await (await client.get("/hubloader/nodes")).json()
+        assert spec["HubloaderLoraLoader"] == {"kind": "loras", "input": "lora_name"}
+        assert spec["HubloaderCheckpointLoader"] == {"kind": "checkpoints", "input": "ckpt_name"}
+
+    run_app(test)
+
+
+# -- the job queue on its own ------------------------------------------------------------------------------
+
+
+def test_jobs_report_progress_then_done():
+    seen: list[tuple[str, str]] = []
+    jobs = JobManager(max_workers=1)
+    jobs.subscribe(lambda event, job: seen.append((event, job["state"])))
+
+    def work(progress, cancel):
+        for i in range(1, 4):
+            progress(i * 10, 30)
+        return Path("/models/loras/x.safetensors")
+
+    job = jobs.wait(jobs.submit("x", work, kind="loras", ref="a/b/x.safetensors").id, timeout=10)
+    assert job.state == DONE and job.filename == "x.safetensors" and job.done_bytes == 30
+    assert seen[0] == ("state", "queued") and seen[-1] == ("state", "done")
+    jobs.shutdown()
+
+
+def test_jobs_cancel_a_running_download_and_dedupe_the_same_reference():
+    from hubloader.errors import Cancelled
+
+    started = threading.Event()
+
+    def work(progress, cancel):
+        started.set()
+        if not cancel.wait(10):
+            raise AssertionError("never cancelled")
+        raise Cancelled("Download cancelled.")
+
+    jobs = JobManager(max_workers=1)
+    first = jobs.submit("x", work, kind="loras", ref="civitai:1@2")
+    assert jobs.submit("x", work, kind="loras", ref="civitai:1@2") is first
+    queued = jobs.submit("y", work, kind="loras", ref="civitai:3@4")
+    assert started.wait(10)
+    assert jobs.cancel(queued.id) and queued.state == CANCELLED  # never started
+    assert jobs.cancel(first.id)
+    assert jobs.wait(first.id, timeout=10).state == CANCELLED
+    assert "partial file was kept" in first.error
+    assert not jobs.cancel(first.id)
+    jobs.shutdown()
+
+
+def test_jobs_turn_errors_into_failed_with_the_message():
+    from hubloader.errors import NotFound
+
+    def work(progress, cancel):
+        raise NotFound("CivitAI has no version 9.")
+
+    jobs = JobManager()
+    job = jobs.wait(jobs.submit("x", work).id, timeout=10)
+    assert job.state == FAILED and "no version 9" in job.error
+    jobs.shutdown()
