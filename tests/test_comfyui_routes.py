@@ -222,3 +222,42 @@ def test_jobs_turn_errors_into_failed_with_the_message():
     job = jobs.wait(jobs.submit("x", work).id, timeout=10)
     assert job.state == FAILED and "no version 9" in job.error
     jobs.shutdown()
+
+
+def test_civitai_download_by_air_carries_trigger_words_and_weight(comfy, hub_env):
+    model_id, version_id = hub_env.add_civitai_model(
+        "Ink Style", trained_words=["inkstyle", "lineart"], settings={"strength": 0.7}
+    )
+
+    async def test(client: TestClient, events: Events, jobs: JobManager) -> None:
+        ref = f"urn:air:sdxl:lora:civitai:{model_id}@{version_id}"
+        response = await client.post("/hubloader/downloads", json={"ref": ref, "type": "lora"})
+        assert response.status == 202, await response.text()
+        job = await wait_job(client, (await response.json())["id"])
+        assert job["state"] == DONE, job["error"]
+        assert job["kind"] == "loras"
+        info = await (await client.get(f"/hubloader/model?kind=loras&name={job['filename']}")).json()
+        assert info["trigger_words"] == ["inkstyle", "lineart"]
+        assert info["recommended_weight"] == 0.7
+        assert info["url"] == f"{hub_env.civitai_url}/api/download/models/{version_id}"
+        assert len(info["sha256"]) == 64
+
+    run_app(test)
+
+
+def test_search_both_sources_with_filters(comfy, hub_env):
+    hub_env.add_civitai_model("Ink Style", trained_words=["inkstyle"])
+    hub_env.add_civitai_model("Ink Checkpoint", type="Checkpoint")
+
+    async def test(client: TestClient, events: Events, jobs: JobManager) -> None:
+        response = await client.get("/hubloader/search?q=ink&source=civitai&type=lora")
+        assert response.status == 200, await response.text()
+        body = await response.json()
+        names = [r["name"] for r in body["results"]]
+        assert "Ink Style" in names and "Ink Checkpoint" not in names
+        card = next(r for r in body["results"] if r["name"] == "Ink Style")
+        assert card["kind"] == "loras" and card["trigger_words"] == ["inkstyle"] and card["reference"]
+        bad = await client.get("/hubloader/search?q=ink&type=spaceship")
+        assert bad.status == 400
+
+    run_app(test)
