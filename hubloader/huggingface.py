@@ -36,6 +36,7 @@ import os
 import posixpath
 import re
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -156,6 +157,11 @@ def _repo_folder(cache: Path, repo_id: str) -> Path:
     return cache / ("models--" + repo_id.replace("/", "--"))
 
 
+def _scratch_name(path: Path) -> Path:
+    """A sibling name no other thread or process is using, for build-then-rename."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.hubloader-tmp")
+
+
 def link_into(path: Path | str, dest: Path | str) -> Path:
     """Make ``dest`` show the cached file ``path`` without a second copy when the filesystem allows.
 
@@ -171,7 +177,7 @@ def link_into(path: Path | str, dest: Path | str) -> Path:
             f"{dest} already exists and is a different file.", hint="Move it away or pick another name."
         )
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.hubloader-link")
+    tmp = _scratch_name(dest)
     tmp.unlink(missing_ok=True)
     for make in (os.link, os.symlink, shutil.copyfile):
         try:
@@ -187,7 +193,7 @@ def link_into(path: Path | str, dest: Path | str) -> Path:
 def _link_pointer(blob: Path, pointer: Path) -> None:
     """Point ``snapshots/<commit>/<path>`` at its blob the way huggingface_hub does (relative symlink)."""
     pointer.parent.mkdir(parents=True, exist_ok=True)
-    tmp = pointer.with_name(f".{pointer.name}.hubloader-link")
+    tmp = _scratch_name(pointer)
     tmp.unlink(missing_ok=True)
     try:
         os.symlink(os.path.relpath(blob, pointer.parent), tmp)
@@ -311,7 +317,7 @@ class HuggingFaceHubService:
         if wanted.model_type in (ModelType.LORA, ModelType.LYCORIS):
             tags.append("lora")
         post_filter = wanted.base_model is not None or wanted.model_type is not None
-        with self._hub_errors(query or "search"):
+        with self._hub_errors(f"the search {query or ''!r}"):
             infos = self.client.list_models(
                 search=query or None,
                 author=wanted.author or None,
@@ -761,7 +767,7 @@ def _write_file_list(folder: Path, commit: str, paths: list[str]) -> None:
     """Record a commit's full file list: with it, a pinned download can prove itself complete offline."""
     target = folder / _MARKER_DIR / f"{commit}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
+    tmp = _scratch_name(target)
     tmp.write_text(json.dumps({"files": sorted(paths)}), encoding="utf-8")
     os.replace(tmp, target)
 

@@ -449,12 +449,34 @@ def test_offline_serves_the_cache_and_refuses_the_rest(hub_env, monkeypatch):
 
 
 def test_unreachable_endpoint_is_a_network_error(monkeypatch):
+    # (search is left out: huggingface_hub 2.x retries list_models with backoff for ~25 s first)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: nothing listens
     service = HuggingFaceHubService()
     with pytest.raises(errors.NetworkError):
         service.download_model("acme/pixel-lora/pytorch_lora_weights.safetensors")
     with pytest.raises(errors.NetworkError):
-        service.search_models("sdxl")
+        service.download_model("acme/pixel-lora")
+
+
+def test_model_info_for_a_repo_and_for_one_file(hub_env):
+    commit, data = add_lora(hub_env, "acme/pixel-lora", downloads=3)
+    service = HuggingFaceHubService()
+
+    repo = service.model_info("acme/pixel-lora")
+    assert (repo.type, repo.base_model, repo.version, repo.download_count) == (
+        ModelType.LORA,
+        BaseModel.SDXL,
+        commit,
+        3,
+    )
+    assert {f.name for f in repo.files} == {"pytorch_lora_weights.safetensors", "README.md"}
+
+    one = service.model_info("acme/pixel-lora/pytorch_lora_weights.safetensors")
+    assert one.model_id == "acme/pixel-lora/pytorch_lora_weights.safetensors"
+    assert (one.sha256, one.size_bytes, one.type) == (hashlib.sha256(data).hexdigest(), len(data), ModelType.LORA)
+    assert one.remote_url.endswith(f"/acme/pixel-lora/resolve/{commit}/pytorch_lora_weights.safetensors")
+    with pytest.raises(errors.FileNotFoundOnHub):
+        service.model_info("acme/pixel-lora/missing.safetensors")
 
 
 def test_token_comes_from_the_environment(monkeypatch):
