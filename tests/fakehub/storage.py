@@ -43,7 +43,10 @@ class Blob:
         return self.hashes()["sha256"]
 
     def hashes(self) -> dict[str, str]:
-        """Lower-case hex digests: sha256, sha1_git (git blob id), blake3, crc32, autov1, autov2, autov3."""
+        """Lower-case hex digests: sha256, sha1_git (git blob id), blake3, crc32, autov1, autov2, autov3.
+
+        Same definitions as hubloader/hashing.py (reference civitai.md §8); "" where a hash does not apply.
+        """
         with self._lock:
             if self._hashes is None:
                 self._hashes = self._compute_hashes()
@@ -62,12 +65,13 @@ class Blob:
             b3.update(piece)
             crc = zlib.crc32(piece, crc)
         digest = sha.hexdigest()
-        autov1 = hashlib.sha256(self.read(0x100000, 0x110000)).hexdigest()[:8] if self.size > 0x100000 else ""
+        # AutoV1 as CivitAI stores it: none for files under 2 MiB.
+        autov1 = hashlib.sha256(self.read(0x100000, 0x110000)).hexdigest()[:8] if self.size >= 0x200000 else ""
         return {
             "sha256": digest,
             "sha1_git": git.hexdigest(),
             "blake3": b3.hexdigest(),
-            "crc32": f"{crc:08x}",
+            "crc32": crc.to_bytes(4, "little").hex(),  # CivitAI's scanner prints the CRC bytes little-endian
             "autov1": autov1,
             "autov2": digest[:10],
             "autov3": self._autov3(),
