@@ -232,8 +232,6 @@ class HubLoraLoader(_HubLoader):
     def INPUT_TYPES(cls) -> dict[str, Any]:
         return {
             "required": {
-                "model": ("MODEL", {"tooltip": "The diffusion model the LoRA is applied to."}),
-                "clip": ("CLIP", {"tooltip": "The text encoder the LoRA is applied to."}),
                 **cls.model_inputs(),
                 "strength_model": ("FLOAT", {"default": 1.0, "min": -100.0, "max": 100.0, "step": 0.01}),
                 "strength_clip": ("FLOAT", {"default": 1.0, "min": -100.0, "max": 100.0, "step": 0.01}),
@@ -244,7 +242,12 @@ class HubLoraLoader(_HubLoader):
                 "prepend_triggers": ("BOOLEAN", {"default": False, "tooltip": PREPEND_TOOLTIP}),
             },
             "optional": {
-                "prompt": ("STRING", {"forceInput": True, "tooltip": "A prompt to put the trigger words in front of."})
+                "model": (
+                    "MODEL",
+                    {"tooltip": "The diffusion model the LoRA is applied to (unconnected: fetch only)."},
+                ),
+                "clip": ("CLIP", {"tooltip": "The text encoder the LoRA is applied to."}),
+                "prompt": ("STRING", {"forceInput": True, "tooltip": "A prompt to put the trigger words in front of."}),
             },
             "hidden": dict(HIDDEN),
         }
@@ -266,7 +269,7 @@ class HubLoraLoader(_HubLoader):
         )
         strength_model = _weight(auto, strength_model, recommended)
         strength_clip = _weight(auto, strength_clip, recommended) if clip is not None else 0.0
-        if strength_model == 0 and strength_clip == 0:
+        if model is None and clip is None or strength_model == 0 and strength_clip == 0:
             return model, clip, words
         if self.loaded is None or self.loaded[0] != str(fetched.path):
             self.loaded = (str(fetched.path), _load_lora_file(fetched.path))
@@ -275,9 +278,9 @@ class HubLoraLoader(_HubLoader):
 
     def load_lora(
         self,
-        model: Any,
-        clip: Any,
         lora_name: str,
+        model: Any = None,
+        clip: Any = None,
         source: str = "",
         strength_model: float = 1.0,
         strength_clip: float = 1.0,
@@ -309,14 +312,14 @@ class HubLoraLoaderModelOnly(HubLoraLoader):
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
         types = super().INPUT_TYPES()
-        for name in ("clip", "strength_clip"):
-            del types["required"][name]
+        del types["required"]["strength_clip"]
+        del types["optional"]["clip"]
         return types
 
     def load_lora_model_only(
         self,
-        model: Any,
         lora_name: str,
+        model: Any = None,
         source: str = "",
         strength_model: float = 1.0,
         auto_strength: bool = True,
