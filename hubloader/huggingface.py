@@ -210,7 +210,9 @@ def _write_ref(repo_folder: Path, revision: str, commit: str) -> None:
     if ref.is_file() and ref.read_text(encoding="utf-8").strip() == commit:
         return
     ref.parent.mkdir(parents=True, exist_ok=True)
-    ref.write_text(commit, encoding="utf-8")
+    tmp = _scratch_name(ref)
+    tmp.write_text(commit, encoding="utf-8")
+    os.replace(tmp, ref)
 
 
 # --- the service ------------------------------------------------------------------------------------
@@ -556,22 +558,25 @@ class HuggingFaceHubService:
                 f"No file of {repo_id} at {revision} matches the given patterns.",
                 hint="Check allow_patterns / ignore_patterns against the repository's file list.",
             )
-        for path in wanted:
+        folder = _repo_folder(cache, repo_id)
+        snapshot = folder / "snapshots" / commit
+        missing = [p for p in wanted if not (snapshot / p).exists()]  # a branch's second call: none
+        for path in missing:
             lfs = siblings[path].lfs
             if lfs and (lfs.get("size") or 0) >= RESUMABLE_MIN_BYTES:
                 self._fetch_lfs(repo_id, path, commit, lfs["sha256"], lfs["size"], cache, progress)
-        snapshot = snapshot_download(
-            repo_id,
-            revision=commit,
-            allow_patterns=[glob.escape(p) for p in wanted],
-            cache_dir=cache,
-            endpoint=config.hf_endpoint(),
-            token=self._hf_token(),
-        )
-        folder = _repo_folder(cache, repo_id)
+        if missing:
+            snapshot_download(
+                repo_id,
+                revision=commit,
+                allow_patterns=[glob.escape(p) for p in missing],
+                cache_dir=cache,
+                endpoint=config.hf_endpoint(),
+                token=self._hf_token(),
+            )
         _write_ref(folder, revision, commit)
         _write_file_list(folder, commit, list(siblings))
-        return Path(snapshot)
+        return snapshot
 
     # -- the local cache
 
@@ -732,7 +737,12 @@ def _narrow_to_file(meta: ModelMetadata, path: str) -> ModelMetadata:
 def _matches(meta: ModelMetadata, wanted: ModelFilter) -> bool:
     if wanted.base_model is not None and not meta.base_model.compatible_with(wanted.base_model):
         return False
-    if wanted.model_type is not None and meta.type is not wanted.model_type:
+    loras = (ModelType.LORA, ModelType.LYCORIS)  # the Hub does not tell LoCon from LoRA
+    if (
+        wanted.model_type is not None
+        and meta.type is not wanted.model_type
+        and not {meta.type, wanted.model_type} <= set(loras)
+    ):
         return False
     return True
 

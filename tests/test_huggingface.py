@@ -224,9 +224,12 @@ def test_branch_second_download_transfers_no_bytes(hub_env):
     service.download_model(f"{TINY_SDXL}/unet/diffusion_pytorch_model.safetensors")
     hub_env.bytes_sent.clear()
 
+    hub_env.requests.clear()
     service.download_model(TINY_SDXL)
     service.download_model(f"{TINY_SDXL}/unet/diffusion_pytorch_model.safetensors")
     assert sum(hub_env.bytes_sent.values()) == 0
+    # One question each: which commit is main now (repo info; HEAD for the file)?
+    assert [r.method for r in hub_env.requests] == ["GET", "HEAD"]
 
 
 def test_single_file_lands_in_hf_cache_and_is_verified(hub_env):
