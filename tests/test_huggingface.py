@@ -275,7 +275,7 @@ def test_large_single_file_survives_a_dropped_connection(hub_env):
     path = HuggingFaceHubService().download_model("acme/big/big.safetensors")
 
     assert path.read_bytes() == data
-    assert sum(hub_env.bytes_sent.values()) < 2 * len(data)  # resumed, not restarted
+    assert len(data) <= sum(hub_env.bytes_sent.values()) < len(data) + 700_000  # resumed, not restarted
 
 
 def test_large_repo_files_go_through_the_resumable_engine(hub_env, monkeypatch):
