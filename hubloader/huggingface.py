@@ -15,10 +15,13 @@ Everything lands in the standard HuggingFace cache layout (``models--owner--repo
 :func:`link_into` to place a cached file into a host's model folder without a second copy.
 
 Why not ``hf_hub_download`` for every file: since 1.0 it no longer resumes a partial file across
-calls or processes. Large LFS files therefore go through our download engine (resume from
-``blobs/<sha256>.part``, SHA256 verified against the Hub's etag) and are then linked into the cache
-exactly as huggingface_hub would have done; small files and the rest of a repository go through
-huggingface_hub itself.
+calls or processes. So LFS files asked for one by one, and LFS files of at least
+:data:`RESUMABLE_MIN_BYTES` inside a repository, go through our download engine (resume from
+``blobs/<sha256>.part``, parallel ranges, SHA256 verified against the Hub's etag) and are then linked
+into the cache exactly as huggingface_hub would have done; small git files and the rest of a
+repository go through huggingface_hub itself (``snapshot_download`` skips what is already there).
+Next to each repo we keep ``.hubloader/<commit>.json``, the commit's file list, so a download
+pinned to a commit can prove itself complete from the disk alone and make no request.
 
 huggingface_hub reads ``HF_ENDPOINT`` and ``HF_HUB_OFFLINE`` once, at import, so every call here
 passes ``endpoint=`` and ``token=`` explicitly and checks offline mode itself.
@@ -102,7 +105,6 @@ _COMPONENT_TYPES = {
 class _HubCompat:
     """What differs between the huggingface_hub versions we support (0.26.x … 2.x)."""
 
-    version: str
     metadata_takes_endpoint: bool  # get_hf_file_metadata(endpoint=) appeared with the httpx client
     transport_errors: tuple[type[BaseException], ...]  # connection/timeout errors of its HTTP stack
 
@@ -110,7 +112,6 @@ class _HubCompat:
 @functools.lru_cache(maxsize=1)
 def _hub_compat() -> _HubCompat:
     """The one place that looks at the installed huggingface_hub. (``list_models(filter=)`` works in all.)"""
-    import huggingface_hub
     from huggingface_hub import get_hf_file_metadata
 
     errors: list[type[BaseException]] = []
@@ -120,7 +121,6 @@ def _hub_compat() -> _HubCompat:
         except (ImportError, AttributeError):
             continue
     return _HubCompat(
-        version=huggingface_hub.__version__,
         metadata_takes_endpoint="endpoint" in inspect.signature(get_hf_file_metadata).parameters,
         transport_errors=tuple(errors),
     )
