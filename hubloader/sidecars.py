@@ -311,3 +311,25 @@ def read_sidecars(model_path: str | Path, names: Collection[str] | None = None) 
         frozen=read_frozen(model_path) if found[FROZEN_SUFFIX] else None,
         preview=find_preview(model_path, names),
     )
+
+
+def write_download_sidecars(
+    model_path: str | Path,
+    metadata: ModelMetadata,
+    *,
+    raw: Mapping[str, Any] | None = None,
+    preview: bytes | None = None,
+) -> Sidecars:
+    """After a download: freeze the source JSON, merge the A1111 sidecar, save the preview (if any).
+
+    A preview that cannot be decoded is skipped with a warning: it never fails the download.
+    """
+    if raw is not None:
+        freeze_source_metadata(model_path, metadata.source, raw, metadata=metadata)
+    write_a1111(model_path, a1111_values(metadata))
+    if preview:
+        try:
+            write_preview(model_path, preview)
+        except InvalidFile as exc:
+            log.warning("Preview for %s not saved: %s", Path(model_path).name, exc)
+    return read_sidecars(model_path)

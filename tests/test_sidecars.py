@@ -261,3 +261,25 @@ def test_weight_precedence() -> None:
 )
 def test_weight_in_text(text: str, weight: float | None) -> None:
     assert weight_in_text(text) == weight
+
+
+def test_write_download_sidecars_end_to_end(model: Path) -> None:
+    version = _version()
+    meta = ModelMetadata(
+        model_id="1231067",
+        version_id="1387174",
+        name="Vivid Impressions Storybook Style",
+        source=Source.CIVITAI,
+        base_model=BaseModel.from_civitai(version["baseModel"]),
+        trigger_words=version["trainedWords"],
+    )
+    from hubloader.sidecars import write_download_sidecars
+
+    sidecars = write_download_sidecars(model, meta, raw=version, preview=_image("JPEG"))
+
+    assert sidecars.a1111["activation text"] == "ppstorybook" and sidecars.a1111["sd version"] == "Flux"
+    assert sidecars.a1111["preferred weight"] == 0  # unknown stays unset, never invented
+    assert sidecars.frozen["source_metadata"] == version
+    assert sidecars.frozen["metadata"]["version_id"] == "1387174"
+    assert sidecars.preview == model.with_name(f"{STEM}.preview.png")
+    assert write_download_sidecars(model, meta, preview=b"not an image").preview == sidecars.preview
