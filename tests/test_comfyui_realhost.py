@@ -196,4 +196,4 @@ def test_sidebar_searches_and_downloads_in_chromium(comfy: Comfy):
         browser.close()
     assert [e for e in errors if "hubloader" in e.lower()] == []
     placed = [p.name for p in (comfy.base / "models" / "loras").glob("*.safetensors")]
-    assert len(placed) >= 2, placed
+    assert any(name.startswith("Sidebar") for name in placed), placed
