@@ -181,6 +181,14 @@ def test_hostile_filename_switch(fakehub: FakeHub):
     assert response.headers["Content-Disposition"] == 'attachment; filename="../../evil.safetensors"'
 
 
+def test_non_ascii_filename_uses_rfc5987(fakehub: FakeHub):
+    _, version_id = fakehub.add_civitai_model("Uni", files=[{"name": "麦橘.safetensors", "data": b"x"}])
+    response = requests.get(f"{fakehub.civitai_url}/api/download/models/{version_id}")
+    assert response.headers["Content-Disposition"] == (
+        "attachment; filename=\"__.safetensors\"; filename*=UTF-8''%E9%BA%A6%E6%A9%98.safetensors"
+    )
+
+
 def test_login_required(fakehub: FakeHub):
     _, version_id = fakehub.add_civitai_model("Members", login_required=True)
     url = f"{fakehub.civitai_url}/api/download/models/{version_id}"

@@ -90,7 +90,7 @@ def test_counters_and_request_log(fakehub: FakeHub):
     assert seen[1].headers["User-Agent"] == "probe/1"
     assert seen[1].host == "cdn"
     fakehub.reset()
-    assert fakehub.bytes_sent.total() == 0 and fakehub.requests == []
+    assert fakehub.bytes_sent.total() == 0 and len(fakehub.requests) == 0
     assert requests.get(url).status_code == 404  # reset also forgets added files
 
 

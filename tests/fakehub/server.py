@@ -46,6 +46,17 @@ class SeenRequest(NamedTuple):
     host: str
 
 
+class RequestLog(list):
+    """The requests seen, oldest first; a plain list, but it forgets the oldest half past ``limit`` entries."""
+
+    limit = 100_000
+
+    def append(self, item: SeenRequest) -> None:
+        super().append(item)
+        if len(self) > self.limit:
+            del self[: self.limit // 2]
+
+
 @dataclass
 class PlainFile:
     blob: Blob
@@ -72,7 +83,7 @@ class FakeHub:
             self.ports = {name: port + i for i, name in enumerate(HOSTS)}
         self.ports.update(ports or {})
         self.faults = Faults()
-        self.requests: list[SeenRequest] = []
+        self.requests = RequestLog()
         self.bytes_sent: Counter[str] = Counter()  # file-body bytes per request path; .total() for all
         self.valid_hf_tokens: set[str] = set()
         self.civitai_tokens: set[str] = set()
@@ -258,7 +269,7 @@ class FakeHub:
         expires = int((issued + self.faults.signed_url_ttl) * 1000)
         params = {"X-Amz-Date": str(int(issued * 1000)), "X-Amz-Expires": str(expires)}
         if obj.filename is not None:
-            params["response-content-disposition"] = f'attachment; filename="{obj.filename}"'
+            params["response-content-disposition"] = content_disposition(obj.filename)
         params["X-Amz-Signature"] = self._signature(key, params)
         return f"{self.cdn_url}/storage/{key}?{urlencode(params, quote_via=quote)}"
 
@@ -356,6 +367,14 @@ class FakeHub:
         if plain.login_required and request_token(request) is None:
             return login_page()
         return await send_blob(self, request, plain.blob, content_type=plain.content_type, headers=plain.headers)
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment; filename="..."``, plus RFC 5987 ``filename*`` when the name is not ASCII."""
+    if filename.isascii():
+        return f'attachment; filename="{filename}"'
+    fallback = filename.encode("ascii", "replace").decode().replace("?", "_")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename)}"
 
 
 def _s3_error(status: int, code: str, message: str) -> web.Response:
