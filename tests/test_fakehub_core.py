@@ -247,3 +247,15 @@ def test_standalone_process_prints_urls():
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_seed_demo_catalog_survives_reset():
+    with FakeHub() as hub:
+        hub.seed_demo = True
+        hub.reset()
+        models = requests.get(hub.hf_url + "/api/models", params={"search": "demo/"}).json()
+        assert {m["id"] for m in models} >= {"demo/sdxl-pixel-lora", "demo/sd15-checkpoint"}
+        assert requests.head(hub.cdn_url + "/files/big-1g.bin").headers["Content-Length"] == str(1 << 30)
+        hub.reset()
+        search = requests.get(hub.civitai_url + "/api/v1/models", params={"query": "pixel art"}).json()
+        assert [m["name"] for m in search["items"]] == ["Pixel Art XL"]
