@@ -186,7 +186,21 @@ INSERT INTO models_fts (models_fts) VALUES ('rebuild');
 INSERT INTO models_fts (models_fts, rank) VALUES ('rank', 'bm25(10.0, 4.0, 8.0, 1.0)');
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1_SEED, _V2_IDENTITY_AND_HASHES, _V3_CACHE, _V4_HASH_CACHE, _V5_FTS)
+# Listing pages ("newest LoRAs") walk these instead of sorting every matching row.
+_V6_LISTING_INDEXES = """
+CREATE INDEX idx_models_updated ON models(updated_at);
+CREATE INDEX idx_models_type_updated ON models(type, updated_at);
+CREATE INDEX idx_models_source_updated ON models(source, updated_at);
+"""
+
+MIGRATIONS: tuple[str, ...] = (
+    _V1_SEED,
+    _V2_IDENTITY_AND_HASHES,
+    _V3_CACHE,
+    _V4_HASH_CACHE,
+    _V5_FTS,
+    _V6_LISTING_INDEXES,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 #: Canonical names of the hash kinds CivitAI and A1111 use; lookups accept any case.
@@ -212,6 +226,8 @@ def connect(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")  # safe with WAL: a crash loses at most the last commit
     conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA mmap_size = 268435456")  # reads straight from the page cache: listings of big indexes
+    conn.execute("PRAGMA cache_size = -32000")  # 32 MB instead of 2 MB
     return conn
 
 
@@ -415,8 +431,11 @@ def _file_dict(f: ModelFile) -> dict[str, Any]:
     }
 
 
+_EMPTY_JSON = frozenset({"", "[]", "{}", "null"})
+
+
 def loads(text: str | None, default: Any) -> Any:
-    if not text:
+    if text is None or text in _EMPTY_JSON:
         return default
     try:
         return json.loads(text)
@@ -432,6 +451,13 @@ def _date(text: str | None) -> datetime:
         except ValueError:
             pass
     return datetime.fromtimestamp(0, timezone.utc)
+
+
+def _enum(cls: Any, value: str | None, default: Any) -> Any:
+    try:
+        return cls(value)  # the stored value, a dict lookup
+    except ValueError:
+        return cls.parse(value, default)  # a first-generation row may hold a name or another case
 
 
 def row_to_metadata(row: tuple[Any, ...]) -> ModelMetadata:
@@ -454,11 +480,11 @@ def row_to_metadata(row: tuple[Any, ...]) -> ModelMetadata:
     return ModelMetadata(
         model_id=v["model_id"] or v["id"],
         name=v["name"],
-        source=Source.parse(v["source"], Source.LOCAL),
-        type=ModelType.parse(v["type"], ModelType.OTHER),
-        base_model=BaseModel.parse(v["base_model"], BaseModel.UNKNOWN),
+        source=_enum(Source, v["source"], Source.LOCAL),
+        type=_enum(ModelType, v["type"], ModelType.OTHER),
+        base_model=_enum(BaseModel, v["base_model"], BaseModel.UNKNOWN),
         version=v["version"] or "",
-        format=ModelFormat.parse(v["format"], ModelFormat.OTHER),
+        format=_enum(ModelFormat, v["format"], ModelFormat.OTHER),
         size_bytes=v["size_bytes"] or 0,
         sha256=v["sha256"] or "",
         trigger_words=loads(v["trigger_words"], []),

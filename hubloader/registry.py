@@ -36,7 +36,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -497,13 +497,13 @@ class ModelRegistry:
         where, params = _filters(sources=sources, model_type=model_type, base_model=base_model)
         match = _fts_query(query)
         if match:
-            sql = (
-                _db.SELECT_MODELS
-                + " JOIN models_fts f ON f.rowid = m.pk WHERE models_fts MATCH ?"
-                + "".join(f" AND {w}" for w in where)
-                + f" ORDER BY f.rank LIMIT {int(limit)}"
-            )
-            found = [_db.row_to_metadata(r) for r in self.db.query(sql, (match, *params))]
+            # Name, tags and trigger words first, descriptions only to fill the page: ranking every
+            # description that mentions a common word is what would make a search slow.
+            found = self._fts(f"{{name tags trigger_words}} : ({match})", where, params, limit)
+            if len(found) < limit:
+                seen = {registry_state(m)["pk"] for m in found}
+                more = self._fts(match, where, params, limit + len(seen))
+                found += [m for m in more if registry_state(m)["pk"] not in seen][: limit - len(found)]
         else:
             order = "(m.status = 'ok' AND m.local_path IS NOT NULL) DESC, m.last_used_at DESC, m.download_count DESC"
             found = self.db.models(" AND ".join(where), params, order=order, limit=limit)
@@ -511,6 +511,15 @@ class ModelRegistry:
         for meta in found:
             meta.extra["where"] = "local" if meta.local_path else "remote"
         return found
+
+    def _fts(self, match: str, where: list[str], params: list[Any], limit: int) -> list[ModelMetadata]:
+        sql = (
+            _db.SELECT_MODELS
+            + " JOIN models_fts f ON f.rowid = m.pk WHERE models_fts MATCH ?"
+            + "".join(f" AND {w}" for w in where)
+            + f" ORDER BY f.rank LIMIT {int(limit)}"
+        )
+        return [_db.row_to_metadata(r) for r in self.db.query(sql, (match, *params))]
 
     def _search_remote(
         self,
@@ -780,7 +789,7 @@ class ModelRegistry:
     def _checked(self, metas: list[ModelMetadata]) -> list[ModelMetadata]:
         """Reconcile rows with the disk: files gone are marked missing, files back are marked ok."""
         changes: list[tuple[str, str]] = []
-        for i, meta in enumerate(metas):
+        for meta in metas:
             state = meta.extra["registry"]
             stored = state.get("path")
             if not stored or state["status"] == "archived":
@@ -789,11 +798,11 @@ class ModelRegistry:
             if state["status"] == "ok" and not exists:
                 changes.append(("missing", state["key"]))
                 state["status"] = "missing"
-                metas[i] = replace(meta, local_path=None)
+                meta.local_path = None
             elif state["status"] == "missing" and exists:
                 changes.append(("ok", state["key"]))
                 state["status"] = "ok"
-                metas[i] = replace(meta, local_path=Path(stored))
+                meta.local_path = Path(stored)
         if changes:
             with self.db.write() as conn:
                 conn.executemany("UPDATE models SET status = ? WHERE id = ?", changes)
