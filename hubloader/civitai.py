@@ -97,8 +97,12 @@ _PRECISION_RANK = {"fp16": 0, "bf16": 1, "fp32": 2}
 class CivitAIService:
     """Client of CivitAI's REST API v1 (``BASE_URL``, or the ``CIVITAI_ENDPOINT`` mirror/test server).
 
-    ``rate_limit`` is requests per second for this client's API calls; they also respect the
-    process-wide CivitAI limiter, so several clients in one process stay polite together.
+    ``rate_limit``: requests per second for this client's API calls (the download route included).
+    ``None`` shares the process-wide CivitAI limiter (``hubloader.ratelimit.limiter_for("civitai")``,
+    1 request/s), so the registry, the CLI and the UI stay polite together; a number gives this
+    client its own limiter, as the seed's ``RateLimiter(rate_limit)``.
+    ``cache_dir`` is kept for the seed's signature: answers are not cached here (stats change; the
+    registry is the cache of what CivitAI said).
     """
 
     BASE_URL = "https://civitai.com/api/v1"
@@ -118,11 +122,11 @@ class CivitAIService:
         self,
         api_key: str | Secret | None = None,
         cache_dir: Path = Path("~/.cache/civitai"),
-        rate_limit: float = 1.0,
+        rate_limit: float | None = None,
     ) -> None:
         self._api_key = Secret(api_key) if isinstance(api_key, str) and api_key.strip() else api_key or None
         self.cache_dir = Path(cache_dir).expanduser()
-        self.rate_limiter = RateLimiter(rate_limit)
+        self.rate_limiter = limiter_for("civitai") if rate_limit is None else RateLimiter(rate_limit)
         self.session = requests.Session()
         self.session.headers.update({"User-Agent": f"hubloader/{__version__}", "Accept": "application/json"})
 
@@ -301,11 +305,13 @@ class CivitAIService:
         if file.sha256 and dest.is_file() and file_hashes(dest)["sha256"] == file.sha256:
             result = DownloadResult(path=dest, sha256=file.sha256, size_bytes=dest.stat().st_size, reused=True)
         else:
+            url = resolve()
             result = download_file(
-                resolve(),
+                url,
                 dest,
                 expected_sha256=file.sha256 or None,
-                token=self.api_key,  # sent only if a mirror serves the file from the API host itself
+                # A signed storage URL authorises itself; only a mirror serving the file from the API host needs the key.
+                token=self.api_key if self._auth_headers(url) else None,
                 service="civitai",
                 resolve_url=resolve,
                 expect="model",
@@ -363,7 +369,6 @@ class CivitAIService:
         attempt = 0
         while True:
             self.rate_limiter.wait_if_needed()
-            limiter_for("civitai").wait_if_needed()
             try:
                 response = self.session.request(method, url, headers=headers, timeout=self.timeout, **kwargs)
             except requests.RequestException as exc:
