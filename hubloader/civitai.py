@@ -466,9 +466,16 @@ class CivitAIService:
         complete: bool = False,
     ) -> ModelMetadata:
         """Metadata for a version. Unless ``complete`` (already the version document), the version document
-        is fetched when only its example images' generation data can still give a recommended weight."""
+        is fetched when only its example images' generation data, missing here, can still give a weight."""
         meta = metadata_from_civitai(model, version, file=file, site_url=self.site_url)
-        if not complete and meta.recommended_weight is None and meta.type in WEIGHTED_TYPES and version.get("id"):
+        images_known = any(isinstance(i, dict) and i.get("meta") for i in version.get("images") or [])
+        if (
+            not complete
+            and not images_known
+            and meta.recommended_weight is None
+            and meta.type in WEIGHTED_TYPES
+            and version.get("id")
+        ):
             try:
                 full = self._get(f"model-versions/{int(version['id'])}", what=f"CivitAI model version {version['id']}")
             except NotFound:

@@ -247,6 +247,25 @@ def test_get_model_details_is_complete(service, hub_env):
     assert file.size_bytes == meta.size_bytes > 0
 
 
+def test_weight_from_example_images(service, hub_env):
+    image = {"url": "w.jpeg", "type": "image", "meta": {"prompt": "cat <lora:Weighted:0.6>"}}
+    model_id, version_id = hub_env.add_civitai_model("Weighted", images=[image, image, {**image, "meta": None}])
+    meta = service.get_model_details(model_id)
+    assert (meta.recommended_weight, meta.recommended_weight_source) == (0.6, "civitai.images")
+    # The model document already had the images' generation data: no second request.
+    assert [r.path for r in api_requests(hub_env)] == [f"/api/v1/models/{model_id}"]
+
+
+def test_version_document_is_asked_only_when_images_lack_generation_data(service, hub_env):
+    model_id, version_id = hub_env.add_civitai_model("Bare", images=[{"url": "b.jpeg", "type": "image"}])
+    meta = service.get_model_details(model_id)
+    assert meta.recommended_weight is None and meta.recommended_weight_source == ""
+    assert [r.path for r in api_requests(hub_env)] == [
+        f"/api/v1/models/{model_id}",
+        f"/api/v1/model-versions/{version_id}",
+    ]
+
+
 def test_get_model_version_adds_the_models_tags_and_description(service, hub_env):
     model_id, version_id = hub_env.add_civitai_model(
         "Versioned", type="LORA", description="<p>weight 0.6</p>", tags=["t1"], settings={"strength": 0.75}
