@@ -550,19 +550,23 @@ def test_no_key_no_header(service, hub_env):
 
 
 @pytest.mark.parametrize(
-    "rules",
-    [{"login_required": True}, {"downloads_disabled": True}, {"early_access": True}],
+    ("rules", "registered", "error"),
+    [
+        ({"login_required": True}, False, AuthRequired),  # the server refuses the key itself
+        ({"downloads_disabled": True}, True, DownloadsDisabled),
+        ({"early_access": True}, True, EarlyAccess),
+    ],
 )
-def test_no_error_message_contains_the_key(hub_env, tmp_path, rules, monkeypatch):
-    """With a key that the server refuses on the download route (never a valid one for these rules)."""
+def test_no_error_message_contains_the_key(hub_env, tmp_path, monkeypatch, caplog, rules, registered, error):
+    caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("CIVITAI_API_TOKEN", TOKEN)
-    hub_env.civitai_tokens.add(TOKEN)
+    if registered:
+        hub_env.civitai_tokens.add(TOKEN)
     model_id, version_id = hub_env.add_civitai_model("Guarded", **rules)
     service = CivitAIService(rate_limit=200)
-    try:
+    with pytest.raises(error) as caught:
         service.download_model(model_id, version_id, tmp_path)
-    except Exception as exc:  # login_required passes with a key: that's fine too
-        assert TOKEN not in str(exc) and TOKEN not in repr(exc)
+    assert TOKEN not in str(caught.value) and TOKEN not in repr(caught.value) and TOKEN not in caplog.text
 
 
 def test_reference_parsing_is_shared_with_refs():
