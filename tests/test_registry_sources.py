@@ -114,3 +114,97 @@ def test_lru_eviction_while_downloading(hub_env):
     assert all(m.local_path.exists() for m in cached)
     # An evicted model comes back on demand.
     assert registry.download_model("model_0").local_path.exists()
+
+
+def add_anime_lora(hub) -> tuple[int, int]:
+    return hub.add_civitai_model(
+        "anime_style_v2",
+        type="LORA",
+        base_model="SDXL 1.0",
+        files=[{"name": "anime_style_v2.safetensors", "data": LORA}],
+        trained_words=["anime", "manga style"],
+        settings={"strength": 0.7},
+        tags=["anime", "style"],
+    )
+
+
+def test_register_from_civitai_downloads_and_merges(hub_env):
+    model_id, version_id = add_anime_lora(hub_env)
+    registry = ModelRegistry()
+    lora = registry.register_from_civitai(model_id=model_id)
+    assert lora.local_path.exists() and lora.local_path.read_bytes() == LORA
+    assert lora.model_id == f"civitai:{model_id}@{version_id}"
+    assert lora.type is ModelType.LORA and lora.base_model is BaseModel.SDXL
+    assert lora.trigger_words == ["anime", "manga style"] and lora.trigger_words_source == "civitai"
+    assert lora.recommended_weight == 0.7
+    assert lora.sha256 == hashlib.sha256(LORA).hexdigest()
+    # Registering twice (by number, then by the id string a search returns) updates one row.
+    registry.register_from_civitai(lora.model_id)
+    assert len(registry.list_models()) == 1
+
+    # AC 3: the model by its name, with trigger words and weight.
+    model = registry.get_model("anime_style_v2")
+    assert model.trigger_words == ["anime", "manga style"]
+    assert model.recommended_weight == 0.7
+
+
+@pytest.mark.hf
+def test_unified_search_returns_both_sources(hub_env):
+    """Seed 14.1.3.3."""
+    hub_env.add_hf_repo("someone/anime-lora", {"anime_style.safetensors": LORA}, tags=["lora", "anime"])
+    add_anime_lora(hub_env)
+    registry = ModelRegistry()
+    results = registry.search(query="anime", sources=[Source.HUGGINGFACE, Source.CIVITAI])
+    assert len(results) > 0 and results.warnings == []
+    assert any(r.source == Source.HUGGINGFACE for r in results)
+    assert any(r.source == Source.CIVITAI for r in results)
+    assert all(r.extra["where"] == "remote" for r in results)
+    # Once one is registered, it comes first, from the local index, and only once.
+    lora = registry.register_from_civitai(next(r for r in results if r.name == "anime_style_v2").model_id)
+    again = registry.search(query="anime", sources=[Source.HUGGINGFACE, Source.CIVITAI], model_type=ModelType.LORA)
+    assert again[0].model_id == lora.model_id and again[0].extra["where"] == "local"
+    assert [r.model_id for r in again].count(lora.model_id) == 1
+
+
+@pytest.mark.hf
+def test_complete_workflow(hub_env):
+    """Seed Test Case 1."""
+    add_turbo(hub_env)
+    add_anime_lora(hub_env)
+    # 1. Initialise
+    registry = ModelRegistry()
+    # 2. Search HuggingFace
+    hf_models = registry.hf_service.search_models("sdxl-turbo")
+    assert len(hf_models) > 0
+    # 3. Download the base model
+    model = registry.register_from_huggingface(hf_models[0].model_id)
+    assert model.local_path.exists()
+    # 4. Compatible LoRAs on CivitAI
+    loras = registry.civitai_service.search_models(base_model=BaseModel.SDXL, type=ModelType.LORA)
+    # 5. Download a LoRA
+    lora = registry.register_from_civitai(loras[0].model_id)
+    assert lora.local_path.exists()
+    # 6. Both in the registry
+    all_models = registry.list_models()
+    assert len(all_models) >= 2
+
+
+def test_scan_then_enrich_finds_the_file_on_civitai(hub_env, tmp_path):
+    model_id, version_id = add_anime_lora(hub_env)
+    library = tmp_path / "library" / "loras"
+    library.mkdir(parents=True)
+    (library / "my_copy.safetensors").write_bytes(LORA)
+    registry = ModelRegistry()
+    report = registry.scan([library])
+    assert [m.name for m in report.models] == ["my_copy"]
+    scanned = registry.get_model("my_copy")
+    assert scanned.source is Source.LOCAL and scanned.type is ModelType.LORA and scanned.sha256 == ""
+
+    assert registry.scan([library]).unchanged == [library / "my_copy.safetensors"]  # incremental: not reopened
+
+    result = registry.enrich()
+    assert result.hashed == 1 and result.matched == 1
+    found = registry.get_model(hashlib.sha256(LORA).hexdigest())
+    assert found.model_id == f"civitai:{model_id}@{version_id}" and found.local_path == library / "my_copy.safetensors"
+    assert [m.model_id for m in registry.list_models()] == [found.model_id]  # the scan's row was absorbed
+    assert registry.enrich().hashed == 0  # nothing hashed twice

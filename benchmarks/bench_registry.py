@@ -1,0 +1,195 @@
+"""Registry speed with 100,000 registered models, and the real saving of the zstd cold-model archive.
+
+    .venv/bin/python -m benchmarks.bench_registry [--models 100000] [--archive-mb 64]
+
+Prints the figures BENCHMARKS.md quotes. The database is built in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+COMMON = (
+    "anime style portrait landscape realistic cinematic pixel watercolor lineart manga chibi cyberpunk fantasy "
+    "dragon castle forest city night neon retro vintage photo film noir sketch ink oil painting detailed "
+    "lighting character concept armor robot mecha cat dog flower ocean mountain sky cloud sunset"
+).split()
+
+
+def vocabulary(rng: random.Random, size: int = 5000) -> list[str]:
+    """Real model names are diverse: a few common words, thousands of rare ones (character, artist, series names)."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    rare = {"".join(rng.choices(letters, k=rng.randint(4, 10))) for _ in range(size)}
+    return COMMON + sorted(rare)
+
+
+def zipf_words(rng: random.Random, words: list[str], k: int) -> list[str]:
+    """``k`` words drawn with Zipf-like frequencies (rank r has weight 1/r)."""
+    return rng.choices(words, cum_weights=_cum_weights(len(words)), k=k)
+
+
+_CUM: dict[int, list[float]] = {}
+
+
+def _cum_weights(n: int) -> list[float]:
+    if n not in _CUM:
+        total, cum = 0.0, []
+        for rank in range(1, n + 1):
+            total += 1 / rank
+            cum.append(total)
+        _CUM[n] = cum
+    return _CUM[n]
+
+
+def build(path: Path, count: int) -> float:
+    from hubloader import db
+    from hubloader.registry import registry_key
+    from hubloader.types import BaseModel, ModelMetadata, ModelType, Source
+
+    rng = random.Random(0)
+    words = vocabulary(rng)
+    types, bases, sources = list(ModelType), list(BaseModel), [Source.CIVITAI, Source.HUGGINGFACE, Source.LOCAL]
+    database = db.ModelDatabase(path)
+    start = time.perf_counter()
+    batch = 5000
+    for first in range(0, count, batch):
+        with database.write() as conn:
+            for i in range(first, min(count, first + batch)):
+                name = " ".join(zipf_words(rng, words, 3)) + f" v{i}"
+                source = rng.choice(sources)
+                meta = ModelMetadata(
+                    model_id=f"civitai:{i}@{i}" if source is Source.CIVITAI else f"owner{i % 977}/model-{i}",
+                    name=name,
+                    source=source,
+                    type=rng.choice(types),
+                    base_model=rng.choice(bases),
+                    sha256=f"{rng.getrandbits(256):064x}",
+                    trigger_words=zipf_words(rng, words, 2),
+                    tags=zipf_words(rng, words, 4),
+                    description=" ".join(zipf_words(rng, words, 30)),
+                    download_count=rng.randint(0, 100000),
+                    local_path=Path(f"/models/{i}.safetensors") if source is Source.LOCAL else None,
+                )
+                database.upsert(conn, registry_key(meta), meta, managed=False, status="ok")
+    database.close()
+    return time.perf_counter() - start
+
+
+def timed(fn, repeat: int) -> list[float]:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def p95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=20)[18]
+
+
+def bench_registry(count: int) -> None:
+    from hubloader.registry import ModelRegistry
+    from hubloader.types import BaseModel, ModelType, Source
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "models.db"
+        print(f"build {count} models: {build(path, count):.1f} s, {path.stat().st_size / 1e6:.0f} MB")
+        opens = timed(lambda: ModelRegistry(path).close(), 30)
+        print(f"open (with migrations check): median {statistics.median(opens):.2f} ms, p95 {p95(opens):.2f} ms")
+        registry = ModelRegistry(path)
+        rng = random.Random(1)
+        words = vocabulary(random.Random(0))
+        # Queries drawn like the corpus: common words are asked for most.
+        queries = [" ".join(zipf_words(rng, words, rng.choice((1, 2)))) for _ in range(200)]
+        it = iter(queries * 2)
+        searches = timed(lambda: registry.search(next(it), local_only=True), len(queries))
+        print(
+            f"search(query, local_only) limit 20: median {statistics.median(searches):.2f} ms, p95 {p95(searches):.2f} ms"
+        )
+        it = iter(queries * 2)
+        filtered = timed(
+            lambda: registry.search(next(it), local_only=True, model_type=ModelType.LORA, base_model=BaseModel.SDXL),
+            len(queries),
+        )
+        print(
+            f"search(query, type+base filter): median {statistics.median(filtered):.2f} ms, p95 {p95(filtered):.2f} ms"
+        )
+        for label, kwargs in (
+            (
+                "list_models(source, type, base)",
+                {"source": Source.CIVITAI, "model_type": ModelType.LORA, "base_model": BaseModel.SDXL},
+            ),
+            ("list_models(source, type)", {"source": Source.CIVITAI, "model_type": ModelType.VAE}),
+            ("list_models(source=LOCAL, type=VAE)", {"source": Source.LOCAL, "model_type": ModelType.VAE}),
+            ("list_models(type=LORA, limit=100)", {"model_type": ModelType.LORA, "limit": 100}),
+        ):
+            rows = len(registry.list_models(**kwargs))
+            times = timed(lambda kw=kwargs: registry.list_models(**kw), 20)
+            print(f"{label}: {rows} rows, median {statistics.median(times):.2f} ms, p95 {p95(times):.2f} ms")
+        rows = len(registry.list_models(model_type=ModelType.LORA))
+        times = timed(lambda: registry.list_models(model_type=ModelType.LORA), 5)
+        print(f"list_models(type=LORA) unbounded: {rows} rows, median {statistics.median(times):.1f} ms")
+        ids = [key for (key,) in registry.db.query("SELECT model_id FROM models WHERE source = 'civitai' LIMIT 5000")]
+        gets = timed(lambda: registry.get_model(rng.choice(ids)), 200)
+        print(f"get_model(id): median {statistics.median(gets):.3f} ms")
+        registry.close()
+
+
+def weights(dtype: str, n: int, rng) -> bytes:
+    """Gaussian weights like a trained layer's (std 0.02), in ``dtype`` — the statistics that decide compressibility."""
+    import numpy as np
+
+    values = rng.standard_normal(n).astype(np.float32) * 0.02
+    if dtype == "bf16":
+        return (values.view(np.uint32) >> 16).astype(np.uint16).tobytes()
+    return values.astype(np.float16 if dtype == "fp16" else np.float32).tobytes()
+
+
+def bench_archive(megabytes: int) -> None:
+    import numpy as np
+
+    from hubloader.archive import archive_file, restore_file
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        for dtype in ("fp16", "bf16", "fp32"):
+            path = Path(tmp) / f"{dtype}.safetensors"
+            itemsize = 4 if dtype == "fp32" else 2
+            path.write_bytes(weights(dtype, megabytes * 1024 * 1024 // itemsize, rng))
+            size = path.stat().st_size
+            start = time.perf_counter()
+            archived = archive_file(path)
+            packed = time.perf_counter() - start
+            saved = 1 - archived.stat().st_size / size
+            start = time.perf_counter()
+            restore_file(archived, path)
+            unpacked = time.perf_counter() - start
+            print(
+                f"archive {dtype} {size / 2**20:.0f} MiB: saves {saved * 100:.1f}% "
+                f"(compress {size / 2**20 / packed:.0f} MiB/s, restore {size / 2**20 / unpacked:.0f} MiB/s)"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", type=int, default=100_000)
+    parser.add_argument("--archive-mb", type=int, default=64)
+    args = parser.parse_args()
+    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    import sqlite3
+
+    print(f"SQLite {sqlite3.sqlite_version}")
+    bench_registry(args.models)
+    bench_archive(args.archive_mb)
+
+
+if __name__ == "__main__":
+    main()
