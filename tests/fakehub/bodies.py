@@ -110,9 +110,8 @@ async def _stream(
         if faults.bandwidth_total:
             await _sleep_until(hub.reserve_total_bandwidth(len(piece), faults.bandwidth_total))
         if piece:
-            # Counted before the write so a client that has its bytes always sees them counted.
-            hub.count_bytes(request.path, len(piece))
             await response.write(piece)
+            hub.count_bytes(request.path, len(piece))
             sent += len(piece)
         if drop_at is not None and sent >= drop_at:
             await _drop(request)
