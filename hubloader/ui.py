@@ -1,0 +1,988 @@
+"""The Model Hub Gradio app: the A1111/Forge tab and the standalone ``hubloader ui`` are the same Blocks.
+
+Written to the intersection of gradio 3.41 (A1111 1.10), 4.40 (Forge) and the newest: ``gr.update``
+returns, no ``.style()``, no ``js=``, no tuple choices, ``gr.File(type="binary")``. Downloads never
+hold a Gradio event open: they run in a :class:`~hubloader.jobs.JobManager` and the page polls
+(``gr.Timer`` where it exists, else the refresh button, which the A1111 script clicks while jobs run).
+
+:class:`ModelHub` holds the handlers as plain methods over the hub layer, so tests (and other faces)
+drive them without a browser; :func:`build_blocks` only wires them to components.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from . import config
+from .errors import ConfigError, HubloaderError, InvalidReference, NotFound
+from .hosts import KIND_BY_TYPE, ModelFolders, a1111_install, active_folders, comfyui_install, standalone_folders
+from .jobs import FINISHED, JobManager
+from .types import BaseModel, ModelFile, ModelFilter, ModelMetadata, ModelType, SortBy, Source
+
+log = logging.getLogger(__name__)
+
+SOURCE_CHOICES = ["Both", "HuggingFace", "CivitAI"]
+ANY = "Any"
+TYPE_CHOICES = [ANY] + [t.value for t in ModelType if t is not ModelType.OTHER]
+BASE_CHOICES = [ANY] + [b.value for b in BaseModel if b not in (BaseModel.OTHER, BaseModel.UNKNOWN)]
+SORT_CHOICES = [s.value for s in SortBy]
+KIND_CHOICES = [ANY] + list(dict.fromkeys(KIND_BY_TYPE.values()))
+JOB_HEADERS = ["id", "model", "state", "progress", "size", "speed", "file / error"]
+LIBRARY_HEADERS = [
+    "name",
+    "type",
+    "base",
+    "source",
+    "size",
+    "trigger words",
+    "weight",
+    "sha256",
+    "duplicate of",
+    "path",
+]
+CACHE_HEADERS = ["name", "size", "path"]
+MISSING_HEADERS = ["model", "folder", "status", "source", "size", "evidence / reason"]
+MAX_PREVIEW_BYTES = 16 * 1024 * 1024
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+#: ``() -> None | reason``: why write actions (downloads, settings, deletions) are refused right now.
+WriteGuard = Callable[[], "str | None"]
+#: Called after a file lands: ``(folder kind, path)``; the A1111 glue refreshes its model lists here.
+OnDownloaded = Callable[[str, Path], None]
+
+
+def human_size(n: float | None) -> str:
+    if not n:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def _message(exc: Exception) -> str:
+    hint = getattr(exc, "hint", "")
+    text = getattr(exc, "message", None) or str(exc)
+    return config.redact_text(f"{text} {hint}".strip() if hint and hint not in text else text)
+
+
+def reference_of(meta: ModelMetadata, file_name: str = "") -> str:
+    """What the download work is given: ``civitai:M@V`` or ``owner/repo/file``."""
+    if meta.source is Source.HUGGINGFACE:
+        return f"{meta.model_id}/{file_name}" if file_name else meta.model_id
+    return meta.model_id
+
+
+def folder_kind(meta: ModelMetadata) -> str:
+    return KIND_BY_TYPE.get(meta.type, "other")
+
+
+def weight_files(meta: ModelMetadata) -> list[ModelFile]:
+    """The files of a result a user would download: model weights, primary first."""
+    from .types import MODEL_EXTENSIONS
+
+    files = [f for f in meta.files if Path(f.name).suffix.lower() in MODEL_EXTENSIONS]
+    return sorted(files, key=lambda f: (not f.primary, not f.name.endswith(".safetensors"), f.name))
+
+
+@dataclass
+class Placed:
+    """A model file now in its host folder, with what its source and header say about it."""
+
+    path: Path
+    kind: str
+    metadata: ModelMetadata
+    reused: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+class ModelHub:
+    """State and handlers of one Model Hub app: its folders, its download queue, the host's hooks."""
+
+    def __init__(
+        self,
+        folders: ModelFolders | None = None,
+        *,
+        jobs: JobManager | None = None,
+        write_guard: WriteGuard | None = None,
+        on_downloaded: OnDownloaded | None = None,
+        host: str = "standalone",
+    ) -> None:
+        self.folders = folders if folders is not None else active_folders()
+        self.jobs = jobs if jobs is not None else JobManager(max_workers=2)
+        self.write_guard = write_guard
+        self.on_downloaded = on_downloaded
+        self.host = host
+
+    def refused(self) -> str | None:
+        return self.write_guard() if self.write_guard is not None else None
+
+    def _check_writes(self) -> None:
+        reason = self.refused()
+        if reason:
+            raise ConfigError(reason)
+
+    # -- search -----------------------------------------------------------------------------------------
+    def search(
+        self,
+        query: str,
+        source: str = "Both",
+        model_type: str = ANY,
+        base: str = ANY,
+        sort: str = SortBy.POPULARITY.value,
+        nsfw: bool = False,
+        limit: int = 24,
+    ) -> tuple[list[ModelMetadata], list[str]]:
+        """Both sources at once; one that fails becomes a warning while the other answers."""
+        wanted_type = ModelType.parse(model_type) if model_type and model_type != ANY else None
+        wanted_base = BaseModel.parse(base) if base and base != ANY else None
+        order = SortBy.parse(sort or SortBy.POPULARITY.value)
+        sources = {"HuggingFace": [Source.HUGGINGFACE], "CivitAI": [Source.CIVITAI]}.get(
+            source, [Source.CIVITAI, Source.HUGGINGFACE]
+        )
+
+        def one(src: Source) -> tuple[list[ModelMetadata], str]:
+            try:
+                if src is Source.HUGGINGFACE:
+                    from .huggingface import HuggingFaceHubService
+
+                    wanted = ModelFilter(model_type=wanted_type, base_model=wanted_base, sort=order)
+                    return HuggingFaceHubService().search_models(query or None, filter=wanted, limit=limit), ""
+                from .civitai import CivitAIService
+
+                found = CivitAIService().search_models(
+                    query=query or None, type=wanted_type, base_model=wanted_base, sort=order, limit=limit, nsfw=nsfw
+                )
+                return found, ""
+            except HubloaderError as exc:
+                return [], f"{src.value} search failed: {_message(exc)}"
+
+        with ThreadPoolExecutor(len(sources), thread_name_prefix="hubloader-ui-search") as pool:
+            answers = list(pool.map(one, sources))
+        results = [meta for found, _ in answers for meta in found]
+        if not nsfw:
+            results = [m for m in results if not m.nsfw]
+        return results, [warning for _, warning in answers if warning]
+
+    # -- details ----------------------------------------------------------------------------------------
+    def versions(self, meta: ModelMetadata) -> list[tuple[str, str]]:
+        """(label, version id) of a result, newest first; HuggingFace has one: the commit searched."""
+        if meta.source is not Source.CIVITAI:
+            return [(f"main ({meta.version[:10]})" if meta.version else "main", meta.version_id or "main")]
+        from .civitai import CivitAIService
+
+        model_id = meta.extra.get("civitai_model_id")
+        try:
+            # The model document lists every version; the service exposes no public call for that list.
+            model = CivitAIService()._get(f"models/{model_id}", what=f"CivitAI model {model_id}")
+        except HubloaderError:
+            return [(f"{meta.version} ({meta.base_model.value})", meta.version_id)]
+        return [
+            (f"{v.get('name')} ({v.get('baseModel')})", str(v.get("id")))
+            for v in model.get("modelVersions") or []
+            if isinstance(v, dict) and v.get("id")
+        ]
+
+    def version(self, meta: ModelMetadata, version_id: str) -> ModelMetadata:
+        """The metadata of another version of a result (CivitAI), with its files; HF repos read in full."""
+        if meta.source is Source.CIVITAI:
+            if str(version_id) == meta.version_id and meta.files:
+                return meta
+            from .civitai import CivitAIService
+
+            return CivitAIService().get_model_version(int(version_id))
+        if meta.files:
+            return meta
+        from .huggingface import HuggingFaceHubService
+
+        return HuggingFaceHubService().model_info(meta.model_id)
+
+    def details_markdown(self, meta: ModelMetadata) -> str:
+        stats = f"⬇ {meta.download_count:,} · ♥ {meta.like_count:,}"
+        if meta.rating:
+            stats += f" · ★ {meta.rating:.1f}"
+        lines = [
+            f"### {meta.name}",
+            f"**{meta.source.value}** · {meta.type.value} · base **{meta.base_model.value}** · "
+            f"{human_size(meta.size_bytes)} · {stats}",
+            f"`{meta.air or meta.model_id}` → folder **{folder_kind(meta)}** "
+            f"(`{self._target_or_blank(folder_kind(meta))}`)",
+        ]
+        if meta.trigger_words:
+            lines.append("Trigger words: " + ", ".join(f"`{w}`" for w in meta.trigger_words))
+        if meta.recommended_weight is not None:
+            lines.append(f"Recommended weight: {meta.recommended_weight:g}")
+        if meta.description:
+            text = meta.description.strip()
+            lines.append(text[:600] + ("…" if len(text) > 600 else ""))
+        return "\n\n".join(lines)
+
+    def _target_or_blank(self, kind: str) -> str:
+        try:
+            return str(self.folders.target(kind))
+        except HubloaderError:
+            return "no folder"
+
+    # -- downloads --------------------------------------------------------------------------------------
+    def start_download(self, meta: ModelMetadata, file_name: str = "") -> dict[str, Any]:
+        """Queue the download of one result (the chosen file of its version); returns the job as a dict."""
+        self._check_writes()
+        kind = folder_kind(meta)
+        self.folders.target(kind)  # fail now, not in the worker, when the host has no folder for it
+        files = weight_files(meta)
+        if meta.source is Source.HUGGINGFACE and not file_name:
+            if not files:
+                raise NotFound(f"{meta.model_id} has no single model file to download.", hint="Pick a file.")
+            file_name = files[0].name
+        reference = reference_of(meta, file_name)
+        label = f"{meta.name} · {file_name}" if file_name else meta.name
+        job = self.jobs.submit(
+            label,
+            lambda progress, cancel: self.place(meta, file_name, progress=progress, cancel=cancel),
+            kind=kind,
+            ref=f"{reference}#{file_name}",
+        )
+        return job.to_dict()
+
+    def place(
+        self,
+        meta: ModelMetadata,
+        file_name: str = "",
+        *,
+        progress: Callable[[int, int], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Placed:
+        """Download (or reuse) a result's file into its host folder, then describe, sidecar and register it."""
+        kind = folder_kind(meta)
+        folder = self.folders.target(kind)
+        folder.mkdir(parents=True, exist_ok=True)
+        if meta.source is Source.HUGGINGFACE:
+            path, source, reused = _place_huggingface(meta, file_name, folder, progress, cancel)
+        elif meta.source is Source.CIVITAI:
+            path, source, reused = _place_civitai(meta, file_name, folder, progress, cancel)
+        else:
+            raise InvalidReference(f"{meta.name} has no source to download it from.")
+        placed = _describe_and_register(path, kind, source, reused=reused)
+        if self.on_downloaded is not None:
+            try:
+                self.on_downloaded(kind, path)
+            except Exception:  # a host refresh that fails must not turn a good download into a failure
+                log.exception("hubloader: refreshing the host's %s list failed", kind)
+        return placed
+
+    def job_rows(self) -> list[list[Any]]:
+        rows = []
+        for job in reversed(self.jobs.list()):
+            percent = f"{100 * job.done_bytes / job.total_bytes:.0f}%" if job.total_bytes else ""
+            size = f"{human_size(job.done_bytes)} / {human_size(job.total_bytes)}" if job.total_bytes else ""
+            speed = f"{human_size(job.speed_bps)}/s" if job.speed_bps and job.state not in FINISHED else ""
+            rows.append([job.id, job.label, job.state, percent, size, speed, job.error or job.path])
+        return rows
+
+    def active_job_ids(self) -> list[str]:
+        return [job.id for job in self.jobs.list() if job.state not in FINISHED]
+
+    def cancel(self, job_id: str) -> str:
+        if not job_id:
+            return "Choose a download to cancel."
+        if self.jobs.cancel(job_id):
+            return f"Cancelling {job_id}: the partial file is kept, starting it again resumes."
+        return f"{job_id} is not running."
+
+    # -- library ----------------------------------------------------------------------------------------
+    def library(self, kind: str = ANY, query: str = "") -> tuple[list[list[Any]], str]:
+        """Index rows of the local models (in any folder the registry knows), with duplicates marked."""
+        from .registry import ModelRegistry
+        from .scan import find_duplicates
+
+        wanted = None if kind in ("", ANY) else kind
+        with ModelRegistry() as registry:
+            models = [m for m in registry.list_models(local_only=True) if m.local_path]
+            cached = registry.list_cached_models()
+            limit = registry.cache_limit_gb
+        if wanted:
+            models = [m for m in models if KIND_BY_TYPE.get(m.type) == wanted]
+        if query:
+            needle = query.lower()
+            models = [m for m in models if needle in f"{m.name} {m.local_path} {' '.join(m.trigger_words)}".lower()]
+        duplicates = find_duplicates({str(m.local_path): m.sha256 for m in models})
+        twin_of = {str(p): paths for paths in duplicates.values() for p in paths}
+        rows = []
+        for m in models:
+            others = [p.name for p in twin_of.get(str(m.local_path), []) if str(p) != str(m.local_path)]
+            weight = "" if m.recommended_weight is None else f"{m.recommended_weight:g}"
+            rows.append(
+                [
+                    m.name,
+                    m.type.value,
+                    m.base_model.value,
+                    m.source.value,
+                    human_size(m.size_bytes),
+                    ", ".join(m.trigger_words),
+                    weight,
+                    m.sha256[:12],
+                    ", ".join(others),
+                    str(m.local_path),
+                ]
+            )
+        managed = sum(m.size_bytes for m in cached if (m.extra.get("registry") or {}).get("managed"))
+        summary = (
+            f"{len(rows)} local models · {human_size(sum(m.size_bytes for m in models))} · "
+            f"{len(duplicates)} duplicate groups · downloads cache {human_size(managed)}"
+            + (f" of {limit:g} GB" if limit is not None else " (no limit)")
+        )
+        return rows, summary
+
+    def rescan(self) -> str:
+        """Re-read the host's model folders into the index (incremental: unchanged files are not opened)."""
+        from .registry import ModelRegistry
+
+        roots = [d for kind in self.folders.kinds() for d in self.folders.dirs(kind) if d.is_dir()]
+        with ModelRegistry() as registry:
+            report = registry.scan(list(dict.fromkeys(roots)))
+        text = f"Scanned {len(roots)} folders: {len(report.models)} new or changed, {len(report.unchanged)} unchanged"
+        if report.removed:
+            text += f", {len(report.removed)} gone"
+        if report.errors:
+            text += f", {len(report.errors)} unreadable ({report.errors[0][0].name}: {report.errors[0][1]})"
+        return text + "."
+
+    def cleanup(self, keep_recent: int = 10, max_size_gb: float = 50.0, dry_run: bool = True) -> tuple[list, str]:
+        """What a cache cleanup deletes (``dry_run``) or deleted: only Hubloader's own, unpinned downloads."""
+        if not dry_run:
+            self._check_writes()
+        from .registry import ModelRegistry
+
+        with ModelRegistry() as registry:
+            report = registry.cleanup_cache(
+                keep_recent=int(keep_recent), max_size_gb=float(max_size_gb), dry_run=dry_run
+            )
+        rows = [[m.name, human_size(m.size_bytes), str(m.local_path or "")] for m in report.deleted_models]
+        verb = "Would delete" if dry_run else "Deleted"
+        text = (
+            f"{verb} {report.deleted_count} files ({report.freed_space_gb:.2f} GB); "
+            f"{len(report.kept_models)} kept, {report.total_size_gb:.2f} GB remain."
+        )
+        if report.errors:
+            text += " " + "; ".join(report.errors)
+        return rows, text
+
+    # -- settings ---------------------------------------------------------------------------------------
+    def settings_view(self) -> dict[str, Any]:
+        """What the settings panel shows: never a token, only whether one is set."""
+        return config.public_settings()
+
+    def save_settings(
+        self,
+        hf_token: str = "",
+        civitai_token: str = "",
+        *,
+        clear_hf_token: bool = False,
+        clear_civitai_token: bool = False,
+        hf_endpoint: str = "",
+        civitai_endpoint: str = "",
+        cache_limit_gb: float | None = None,
+        allow_pickle: bool = False,
+        max_connections: float | None = None,
+        nsfw: bool = False,
+    ) -> str:
+        """Write the panel to the 0600 settings file. A blank token box leaves the stored token alone."""
+        self._check_writes()
+        changes: dict[str, Any] = {
+            "hf_endpoint": (hf_endpoint or "").strip() or None,
+            "civitai_endpoint": (civitai_endpoint or "").strip() or None,
+            "cache_limit_gb": float(cache_limit_gb)
+            if cache_limit_gb not in (None, "") and cache_limit_gb > 0
+            else None,
+            "allow_pickle": bool(allow_pickle),
+            "max_connections": int(max_connections) if max_connections else None,
+            "nsfw": bool(nsfw),
+        }
+        for key, value, clear in (
+            ("hf_token", hf_token, clear_hf_token),
+            ("civitai_token", civitai_token, clear_civitai_token),
+        ):
+            if clear:
+                changes[key] = None
+            elif (value or "").strip():
+                changes[key] = config.Secret(value.strip())
+        for key in ("hf_endpoint", "civitai_endpoint"):
+            if changes[key] and not changes[key].startswith(("http://", "https://")):
+                raise ConfigError(f"{changes[key]!r} is not a URL.", hint="Write it as https://host[:port].")
+        path = config.save_settings(changes)
+        shown = config.public_settings()
+        return f"Saved to `{path}` (readable by you only). HuggingFace token: {shown['hf_token']}; CivitAI token: {shown['civitai_token']}."
+
+    # -- missing models ---------------------------------------------------------------------------------
+    def missing(self, infotext: str = "", image: bytes | None = None) -> Any:
+        """Read infotext (or an image carrying it, or a workflow) and resolve what is missing."""
+        from .workflows import Resolver, read_workflow
+
+        if image:
+            suffix = ".png" if image[:4] == b"\x89PNG" else ".webp" if image[8:12] == b"WEBP" else ".jpg"
+            if image[:1] in (b"{", b"["):
+                suffix = ".json"
+            with tempfile.TemporaryDirectory(prefix="hubloader-ui-") as tmp:
+                path = Path(tmp) / f"upload{suffix}"
+                path.write_bytes(image)
+                workflow = read_workflow(path)
+        elif (infotext or "").strip():
+            workflow = read_workflow(infotext.strip())
+        else:
+            raise InvalidReference("Paste generation parameters (infotext) or drop an image that carries them.")
+        resolver = Resolver(self.folders)
+        return resolver.resolve(workflow)
+
+    @staticmethod
+    def missing_rows(report: Any) -> list[list[Any]]:
+        rows = []
+        for item in report.items:
+            chosen = item.chosen
+            source = f"{chosen.source}: {chosen.file_name}" if chosen is not None else ""
+            evidence = item.use_as if item.is_local and item.use_as else (item.reason or "")
+            rows.append(
+                [
+                    item.reference.name,
+                    item.reference.kind or (chosen.kind if chosen else ""),
+                    item.status.value,
+                    source,
+                    human_size(item.size_bytes),
+                    evidence,
+                ]
+            )
+        return rows
+
+    def fetch_missing(self, report: Any) -> list[dict[str, Any]]:
+        """Queue one download per resolved item; each is verified against the hash the source/infotext gives."""
+        self._check_writes()
+        from .workflows import Status
+
+        jobs = []
+        for item in report.by_status(Status.RESOLVED):
+            kind = item.reference.kind or item.chosen.kind
+            jobs.append(
+                self.jobs.submit(
+                    item.reference.name,
+                    lambda progress, cancel, item=item, kind=kind: self._fetch_item(item, kind, progress, cancel),
+                    kind=kind,
+                    ref=item.chosen.url,
+                ).to_dict()
+            )
+        return jobs
+
+    def _fetch_item(self, item: Any, kind: str, progress: Callable[[int, int], None], cancel: threading.Event) -> Path:
+        from .workflows import ResolutionReport, Resolver, Status
+
+        one = ResolutionReport(items=[item])
+        Resolver(self.folders).fetch(one, progress=lambda _item, p: progress(p.bytes_done, p.total or 0), cancel=cancel)
+        if item.status is not Status.FETCHED:
+            raise HubloaderError(item.reason or f"Could not fetch {item.reference.name}.")
+        if self.on_downloaded is not None:
+            self.on_downloaded(kind, item.path)
+        return item.path
+
+
+# --- placing one file (the work a download job runs) --------------------------------------------------
+
+
+def _progress_adapter(
+    progress: Callable[[int, int], None] | None, cancel: threading.Event | None
+) -> Callable[[Any], None]:
+    """The engine reports DownloadProgress events; a job wants (done, total) and a way to stop."""
+    from .errors import Cancelled
+
+    def report(event: Any) -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("Download cancelled.", hint="Start it again to resume from the partial file.")
+        if progress is not None:
+            progress(int(event.bytes_done or 0), int(event.total or 0))
+
+    return report
+
+
+def _accepted(function: Callable[..., Any], **options: Any) -> dict[str, Any]:
+    """The keyword options ``function`` takes (services gained progress/cancel at different times)."""
+    import inspect
+
+    params = inspect.signature(function).parameters
+    return {k: v for k, v in options.items() if k in params}
+
+
+def _place_huggingface(
+    meta: ModelMetadata,
+    file_name: str,
+    folder: Path,
+    progress: Callable[[int, int], None] | None,
+    cancel: threading.Event | None,
+) -> tuple[Path, ModelMetadata, bool]:
+    """Into the HuggingFace cache (shared with diffusers), then linked into the host folder."""
+    from .download import file_hashes
+    from .errors import PickleNotAllowed
+    from .hosts import safe_filename
+    from .huggingface import HuggingFaceHubService, link_into
+
+    service = HuggingFaceHubService()
+    reference = reference_of(meta, file_name)
+    source = service.model_info(reference)
+    if source.format.is_pickle and not config.load_settings().get("allow_pickle"):
+        raise PickleNotAllowed(
+            f"{file_name} in {meta.model_id} is a pickle file ({source.format.value}).",
+            hint="Pick its .safetensors file, or allow pickle formats in Settings.",
+        )
+    dest = folder / safe_filename(Path(file_name).name)
+    if dest.is_file() and source.sha256 and file_hashes(dest)["sha256"] == source.sha256:
+        return dest, source, True
+    cached = service.download_model(reference, progress=_progress_adapter(progress, cancel))
+    return Path(link_into(cached, dest)), source, False
+
+
+def _place_civitai(
+    meta: ModelMetadata,
+    file_name: str,
+    folder: Path,
+    progress: Callable[[int, int], None] | None,
+    cancel: threading.Event | None,
+) -> tuple[Path, ModelMetadata, bool]:
+    """CivitAIService picks (or takes the chosen) file, verifies its SHA256 and names it; we give the folder."""
+    from .civitai import CivitAIService
+    from .refs import CIVITAI, ModelRef
+
+    raw = meta.extra.get("civitai_files") or []
+    file_id = next((f.get("id") for f in raw if file_name and f.get("name") == file_name), None)
+    model_id = meta.extra.get("civitai_model_id")
+    ref = ModelRef(
+        CIVITAI,
+        text=meta.model_id,
+        model_id=int(model_id) if model_id else None,
+        version_id=int(meta.version_id),
+        file_id=int(file_id) if file_id else None,
+    )
+    service = CivitAIService()
+    options = _accepted(service.download_model, progress=_progress_adapter(progress, cancel), cancel=cancel)
+    watcher = None
+    if "progress" not in options and progress is not None:  # this service version reports no progress
+        expected = next((f for f in meta.files if f.name == file_name), None) or next(iter(weight_files(meta)), None)
+        if expected is not None:
+            watcher = _PartWatcher(folder / expected.name, expected.size_bytes, progress)
+    try:
+        result = service.download_model(ref, download_dir=folder, **options)
+    finally:
+        if watcher is not None:
+            watcher.stop()
+    return Path(result.path), result.metadata or meta, result.reused
+
+
+class _PartWatcher:
+    """Progress for a download whose service has no callback: the size of ``<dest>.part`` as it grows."""
+
+    def __init__(self, dest: Path, total: int, progress: Callable[[int, int], None]) -> None:
+        self._part, self._total, self._progress = dest.with_name(dest.name + ".part"), total, progress
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="hubloader-ui-part-watch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.25):
+            try:
+                self._progress(self._part.stat().st_size, self._total)
+            except OSError:
+                continue
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _describe_and_register(path: Path, kind: str, source: ModelMetadata, *, reused: bool) -> Placed:
+    """Header + source metadata → the A1111 sidecar and preview beside the file, and the registry."""
+    from . import sidecars
+    from .registry import ModelRegistry
+    from .scan import describe_file
+
+    notes: list[str] = []
+    meta = describe_file(path, source=source)
+    meta.sha256 = meta.sha256 or source.sha256
+    try:
+        preview = (
+            _fetch_preview(source.preview_urls[0]) if source.preview_urls and not sidecars.find_preview(path) else None
+        )
+        sidecars.write_download_sidecars(path, meta, raw=source.to_dict(), preview=preview)
+    except (HubloaderError, OSError) as exc:
+        notes.append(f"sidecar files not written: {_message(exc)}")
+    with ModelRegistry() as registry:
+        meta = registry.register_model(meta, managed=not reused)
+    return Placed(path, kind, meta, reused=reused, notes=notes)
+
+
+def _fetch_preview(url: str) -> bytes | None:
+    """A result's first preview image (small, capped); None when it cannot be had: it never fails a download."""
+    import requests
+
+    from . import __version__
+
+    try:
+        with requests.get(url, timeout=(10, 30), stream=True, headers={"User-Agent": f"hubloader/{__version__}"}) as r:
+            r.raise_for_status()
+            data = r.raw.read(MAX_PREVIEW_BYTES + 1, decode_content=True)
+    except (requests.RequestException, OSError) as exc:
+        log.info("hubloader: preview %s not fetched (%s)", config.redact_url(url), type(exc).__name__)
+        return None
+    return data if len(data) <= MAX_PREVIEW_BYTES else None
+
+
+# --- the Blocks ---------------------------------------------------------------------------------------------
+
+_PLACEHOLDER: Any = None
+
+
+def _placeholder() -> Any:
+    """A neutral card image for results without a preview (HuggingFace repos)."""
+    global _PLACEHOLDER
+    if _PLACEHOLDER is None:
+        from PIL import Image, ImageDraw
+
+        image = Image.new("RGB", (256, 256), (58, 63, 75))
+        ImageDraw.Draw(image).text((88, 120), "no preview", fill=(200, 204, 214))
+        _PLACEHOLDER = image
+    return _PLACEHOLDER
+
+
+def card_caption(meta: ModelMetadata) -> str:
+    parts = [
+        meta.name,
+        f"{meta.base_model.value} {meta.type.value} · {human_size(meta.size_bytes)} · "
+        f"{'HF' if meta.source is Source.HUGGINGFACE else 'CivitAI'} ⬇{meta.download_count:,} ♥{meta.like_count:,}",
+    ]
+    if meta.trigger_words:
+        parts.append("triggers: " + ", ".join(meta.trigger_words[:4]))
+    return " | ".join(parts)
+
+
+def gallery_items(results: list[ModelMetadata]) -> list[tuple[Any, str]]:
+    return [(m.preview_urls[0] if m.preview_urls else _placeholder(), card_caption(m)) for m in results]
+
+
+def _table(rows: list[list[Any]], width: int) -> list[list[Any]]:
+    """gradio 3.41 cannot show an empty list: one blank row instead."""
+    return rows or [[""] * width]
+
+
+def _guarded(outputs: int, status_index: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Turn a handler's HubloaderError into a message in its status output (other outputs unchanged)."""
+
+    def wrap(function: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(function)  # gradio reads the wrapped signature (inputs, gr.SelectData)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return function(*args, **kwargs)
+            except (HubloaderError, ValueError, OSError) as exc:
+                values: list[Any] = [gr.update() for _ in range(outputs)]
+                values[status_index] = f"⚠️ {_message(exc)}"
+                return tuple(values) if outputs > 1 else values[0]
+
+        return run
+
+    return wrap
+
+
+def build_blocks(
+    hub: ModelHub | None = None,
+    *,
+    models_dir: Path | str | None = None,
+    comfyui: Path | str | None = None,
+    a1111: Path | str | None = None,
+    standalone: bool = True,
+) -> Any:
+    """The Model Hub Blocks. ``standalone=False`` (the A1111 tab) leaves the page title to the host."""
+    if hub is None:
+        hub = ModelHub(folders_for(models_dir=models_dir, comfyui=comfyui, a1111=a1111))
+    with gr.Blocks(analytics_enabled=False, title="Hubloader Model Hub") as blocks:
+        if standalone:
+            gr.Markdown(f"# Hubloader Model Hub\nModels go to **{hub.folders.name}**.")
+        results_state = gr.State([])
+        selected_state = gr.State(None)
+        report_state = gr.State(None)
+        with gr.Tabs(elem_id="hubloader_tabs"):
+            _search_tab(hub, results_state, selected_state)
+            _downloads_tab(hub)
+            _library_tab(hub)
+            _missing_tab(hub, report_state)
+            _settings_tab(hub)
+    blocks.hubloader_hub = hub  # the handlers' owner, for the host glue and tests
+    return blocks
+
+
+def _search_tab(hub: ModelHub, results_state: Any, selected_state: Any) -> None:
+    with gr.Tab("Search", id="hubloader_search_tab"):
+        with gr.Row():
+            query = gr.Textbox(label="Search", placeholder="pixel art, sdxl lora …", elem_id="hubloader_query", scale=4)
+            source = gr.Radio(SOURCE_CHOICES, value="Both", label="Source", elem_id="hubloader_source")
+        with gr.Row():
+            model_type = gr.Dropdown(TYPE_CHOICES, value=ANY, label="Type", elem_id="hubloader_type")
+            base = gr.Dropdown(BASE_CHOICES, value=ANY, label="Base model", elem_id="hubloader_base")
+            sort = gr.Dropdown(SORT_CHOICES, value=SortBy.POPULARITY.value, label="Sort", elem_id="hubloader_sort")
+            nsfw = gr.Checkbox(value=bool(config.load_settings().get("nsfw")), label="NSFW", elem_id="hubloader_nsfw")
+            search_button = gr.Button("Search", variant="primary", elem_id="hubloader_search")
+        status = gr.Markdown("", elem_id="hubloader_search_status")
+        gallery = gr.Gallery(label="Results", columns=4, elem_id="hubloader_results", allow_preview=False)
+        with gr.Group(elem_id="hubloader_details_pane"):
+            details = gr.Markdown("Select a result to see its versions and files.", elem_id="hubloader_details")
+            with gr.Row():
+                version = gr.Dropdown([], label="Version", elem_id="hubloader_version", interactive=True)
+                file = gr.Dropdown([], label="File", elem_id="hubloader_file", interactive=True)
+                download = gr.Button("Download", variant="primary", elem_id="hubloader_download")
+            download_status = gr.Markdown("", elem_id="hubloader_download_status")
+
+        @_guarded(3, 2)
+        def run_search(q: str, src: str, kind: str, bm: str, order: str, adult: bool) -> tuple[Any, Any, str]:
+            results, warnings = hub.search(q, src, kind, bm, order, adult)
+            text = f"{len(results)} results" + "".join(f"\n\n⚠️ {w}" for w in warnings)
+            return gallery_items(results), results, text
+
+        inputs = [query, source, model_type, base, sort, nsfw]
+        search_button.click(run_search, inputs, [gallery, results_state, status])
+        query.submit(run_search, inputs, [gallery, results_state, status])
+
+        versions_by_label: dict[str, str] = {}
+
+        @_guarded(4, 0)
+        def select(results: list[ModelMetadata], evt: gr.SelectData) -> tuple[str, Any, Any, Any]:
+            index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+            meta = results[int(index)]
+            choices = hub.versions(meta)
+            versions_by_label.update(dict(choices))
+            names = [f.name for f in weight_files(meta)]
+            return (
+                hub.details_markdown(meta),
+                gr.update(choices=[label for label, _ in choices], value=choices[0][0] if choices else None),
+                gr.update(choices=names, value=names[0] if names else None),
+                meta,
+            )
+
+        gallery.select(select, [results_state], [details, version, file, selected_state])
+
+        @_guarded(4, 0)
+        def choose_version(meta: ModelMetadata | None, label: str) -> tuple[Any, Any, Any, str]:
+            if meta is None or not label or label not in versions_by_label:
+                return gr.update(), gr.update(), gr.update(), gr.update()
+            chosen = hub.version(meta, versions_by_label[label])
+            names = [f.name for f in weight_files(chosen)]
+            return hub.details_markdown(chosen), gr.update(choices=names, value=names[0] if names else None), chosen, ""
+
+        version.change(choose_version, [selected_state, version], [details, file, selected_state, download_status])
+
+        @_guarded(1, 0)
+        def start(meta: ModelMetadata | None, name: str) -> str:
+            if meta is None:
+                return "Select a result first."
+            job = hub.start_download(meta, name or "")
+            return (
+                f"Queued **{job['label']}** ({job['id']}) → `{hub.folders.target(folder_kind(meta))}`. See Downloads."
+            )
+
+        download.click(start, [selected_state, file], [download_status])
+
+
+def _downloads_tab(hub: ModelHub) -> None:
+    with gr.Tab("Downloads", id="hubloader_downloads_tab"):
+        table = gr.Dataframe(
+            headers=JOB_HEADERS, value=_table(hub.job_rows(), len(JOB_HEADERS)), interactive=False,
+            elem_id="hubloader_jobs", label="Queue",
+        )  # fmt: skip
+        with gr.Row():
+            job = gr.Dropdown(hub.active_job_ids(), label="Running download", elem_id="hubloader_job", interactive=True)
+            cancel = gr.Button("Cancel", elem_id="hubloader_cancel")
+            refresh = gr.Button("Refresh", elem_id="hubloader_jobs_refresh")
+        status = gr.Markdown("", elem_id="hubloader_jobs_status")
+
+        def poll() -> tuple[Any, Any]:
+            return _table(hub.job_rows(), len(JOB_HEADERS)), gr.update(choices=hub.active_job_ids())
+
+        refresh.click(poll, None, [table, job])
+        cancel.click(hub.cancel, [job], [status]).then(poll, None, [table, job])
+        if hasattr(gr, "Timer"):  # gradio >= 4.40 (Forge, standalone); A1111's 3.41 polls via javascript/
+            gr.Timer(1.0).tick(poll, None, [table, job], show_progress="hidden")
+
+
+def _library_tab(hub: ModelHub) -> None:
+    with gr.Tab("Library", id="hubloader_library_tab"):
+        with gr.Row():
+            kind = gr.Dropdown(KIND_CHOICES, value=ANY, label="Folder", elem_id="hubloader_library_kind")
+            query = gr.Textbox(label="Filter", elem_id="hubloader_library_query")
+            show = gr.Button("Show", elem_id="hubloader_library_show")
+            rescan = gr.Button("Rescan folders", elem_id="hubloader_rescan")
+        summary = gr.Markdown("", elem_id="hubloader_library_summary")
+        table = gr.Dataframe(
+            headers=LIBRARY_HEADERS, value=_table([], len(LIBRARY_HEADERS)), interactive=False,
+            elem_id="hubloader_library", label="Local models",
+        )  # fmt: skip
+        with gr.Accordion("Downloads cache cleanup", open=False):
+            with gr.Row():
+                keep = gr.Number(value=10, label="Keep the most recently used", precision=0)
+                max_gb = gr.Number(value=50, label="Then keep at most (GB)")
+                preview = gr.Button("Preview", elem_id="hubloader_cleanup_preview")
+                delete = gr.Button("Delete", variant="stop", elem_id="hubloader_cleanup_run")
+            cleanup_status = gr.Markdown("", elem_id="hubloader_cleanup_status")
+            cleanup_table = gr.Dataframe(
+                headers=CACHE_HEADERS, value=_table([], len(CACHE_HEADERS)), interactive=False,
+                elem_id="hubloader_cleanup", label="Files the cleanup deletes",
+            )  # fmt: skip
+
+        @_guarded(2, 1)
+        def show_library(k: str, q: str) -> tuple[Any, str]:
+            rows, text = hub.library(k, q)
+            return _table(rows, len(LIBRARY_HEADERS)), text
+
+        @_guarded(2, 1)
+        def rescan_library(k: str, q: str) -> tuple[Any, str]:
+            scanned = hub.rescan()
+            rows, text = hub.library(k, q)
+            return _table(rows, len(LIBRARY_HEADERS)), f"{scanned}\n\n{text}"
+
+        @_guarded(2, 1)
+        def run_cleanup(keep_recent: float, limit: float, dry_run: bool) -> tuple[Any, str]:
+            rows, text = hub.cleanup(int(keep_recent or 0), float(limit or 0), dry_run=dry_run)
+            return _table(rows, len(CACHE_HEADERS)), text
+
+        show.click(show_library, [kind, query], [table, summary])
+        query.submit(show_library, [kind, query], [table, summary])
+        rescan.click(rescan_library, [kind, query], [table, summary])
+        preview.click(lambda k, g: run_cleanup(k, g, True), [keep, max_gb], [cleanup_table, cleanup_status])
+        delete.click(lambda k, g: run_cleanup(k, g, False), [keep, max_gb], [cleanup_table, cleanup_status])
+
+
+def _missing_tab(hub: ModelHub, report_state: Any) -> None:
+    with gr.Tab("Missing models", id="hubloader_missing_tab"):
+        gr.Markdown("Paste an image's generation parameters, or drop the image (or a ComfyUI workflow).")
+        with gr.Row():
+            infotext = gr.Textbox(label="Generation parameters", lines=6, elem_id="hubloader_infotext")
+            image = gr.File(label="Image or workflow", type="binary", elem_id="hubloader_missing_file")
+        with gr.Row():
+            check = gr.Button("Check", variant="primary", elem_id="hubloader_missing_check")
+            fetch = gr.Button("Fetch all resolved", elem_id="hubloader_missing_fetch")
+        status = gr.Markdown("", elem_id="hubloader_missing_status")
+        table = gr.Dataframe(
+            headers=MISSING_HEADERS, value=_table([], len(MISSING_HEADERS)), interactive=False,
+            elem_id="hubloader_missing", label="Models",
+        )  # fmt: skip
+
+        @_guarded(3, 2)
+        def run_check(text: str, data: bytes | None) -> tuple[Any, Any, str]:
+            report = hub.missing(text, data)
+            counts = ", ".join(f"{n} {s}" for s, n in report.counts().items() if n)
+            return _table(hub.missing_rows(report), len(MISSING_HEADERS)), report, counts or "No models named."
+
+        @_guarded(1, 0)
+        def run_fetch(report: Any) -> str:
+            if report is None:
+                return "Check first."
+            jobs = hub.fetch_missing(report)
+            return f"Queued {len(jobs)} downloads; see Downloads." if jobs else "Nothing resolved to fetch."
+
+        check.click(run_check, [infotext, image], [table, report_state, status])
+        fetch.click(run_fetch, [report_state], [status])
+
+
+def _settings_tab(hub: ModelHub) -> None:
+    shown = hub.settings_view()
+    with gr.Tab("Settings", id="hubloader_settings_tab"):
+        tokens = gr.Markdown(_token_status(shown), elem_id="hubloader_token_status")
+        with gr.Row():
+            hf_token = gr.Textbox(label="HuggingFace token", type="password", elem_id="hubloader_hf_token")
+            civitai_token = gr.Textbox(label="CivitAI API key", type="password", elem_id="hubloader_civitai_token")
+        with gr.Row():
+            clear_hf = gr.Checkbox(label="Remove the stored HuggingFace token", value=False)
+            clear_civitai = gr.Checkbox(label="Remove the stored CivitAI key", value=False)
+        with gr.Row():
+            hf_endpoint = gr.Textbox(label="HuggingFace endpoint (mirror)", value=shown.get("hf_endpoint") or "")
+            civitai_endpoint = gr.Textbox(label="CivitAI endpoint", value=shown.get("civitai_endpoint") or "")
+        with gr.Row():
+            cache_limit = gr.Number(
+                label="Downloads cache limit (GB, 0 = none)", value=shown.get("cache_limit_gb") or 0
+            )
+            connections = gr.Number(label="Connections", value=shown.get("max_connections") or 8, precision=0)
+            allow_pickle = gr.Checkbox(label="Allow pickle formats (.ckpt/.pt)", value=bool(shown.get("allow_pickle")))
+            nsfw = gr.Checkbox(label="Show NSFW results", value=bool(shown.get("nsfw")))
+        save = gr.Button("Save settings", variant="primary", elem_id="hubloader_save_settings")
+        status = gr.Markdown("", elem_id="hubloader_settings_status")
+
+        @_guarded(6, 0)
+        def run_save(*values: Any) -> tuple[str, str, str, bool, bool, str]:
+            hf, civ, c_hf, c_civ, hf_ep, civ_ep, limit, conns, pickle, adult = values
+            text = hub.save_settings(
+                hf, civ, clear_hf_token=c_hf, clear_civitai_token=c_civ, hf_endpoint=hf_ep,
+                civitai_endpoint=civ_ep, cache_limit_gb=limit, allow_pickle=pickle, max_connections=conns, nsfw=adult,
+            )  # fmt: skip
+            return text, "", "", False, False, _token_status(hub.settings_view())
+
+        save.click(
+            run_save,
+            [hf_token, civitai_token, clear_hf, clear_civitai, hf_endpoint, civitai_endpoint, cache_limit, connections]
+            + [allow_pickle, nsfw],
+            [status, hf_token, civitai_token, clear_hf, clear_civitai, tokens],
+        )
+
+
+def _token_status(shown: dict[str, Any]) -> str:
+    return (
+        f"HuggingFace token: **{shown['hf_token']}** · CivitAI API key: **{shown['civitai_token']}** "
+        "(stored in your Hubloader settings file, readable by you only; never shown back)"
+    )
+
+
+# --- standalone ---------------------------------------------------------------------------------------------
+
+
+def folders_for(
+    *, models_dir: Path | str | None = None, comfyui: Path | str | None = None, a1111: Path | str | None = None
+) -> ModelFolders:
+    """The folders the standalone app fills: a ComfyUI or A1111 install, a models folder, or the default."""
+    if comfyui:
+        return comfyui_install(Path(comfyui))
+    if a1111:
+        return a1111_install(Path(a1111))
+    if models_dir:
+        return standalone_folders(Path(models_dir))
+    return active_folders()
+
+
+def launch(
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    share: bool = False,
+    models_dir: Path | str | None = None,
+    comfyui: Path | str | None = None,
+    a1111: Path | str | None = None,
+    *,
+    block: bool = True,
+) -> Any:
+    """Serve the app. Bound beyond loopback (or shared), write actions are refused, as A1111 does for
+    extensions: anyone who reaches the page could otherwise save tokens or fill the disk."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    exposed = share or host not in LOOPBACK_HOSTS
+
+    def guard() -> str | None:
+        if exposed:
+            return (
+                "Downloads and settings are disabled because this app is reachable from the network "
+                "(--host/--share). Run it on 127.0.0.1 to change things."
+            )
+        return None
+
+    hub = ModelHub(folders_for(models_dir=models_dir, comfyui=comfyui, a1111=a1111), write_guard=guard)
+    blocks = build_blocks(hub)
+    blocks.queue()
+    blocks.launch(server_name=host, server_port=int(port), share=share, prevent_thread_lock=not block)
+    return blocks
