@@ -14,13 +14,14 @@ from __future__ import annotations
 import html
 import logging
 import re
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import requests
@@ -43,6 +44,9 @@ from .ratelimit import RateLimiter, limiter_for
 from .refs import CIVITAI, HASH, ModelRef, civitai_id, format_air, parse_hash, parse_reference
 from .triggers import triggers_from_civitai, weights_from_civitai
 from .types import BaseModel, DownloadResult, ModelFile, ModelFormat, ModelMetadata, ModelType, SortBy, Source
+
+if TYPE_CHECKING:
+    from .download import DownloadProgress
 
 log = logging.getLogger(__name__)
 
@@ -268,6 +272,8 @@ class CivitAIService:
         download_dir: Path | str | None = None,
         *,
         allow_pickle: bool | None = None,
+        progress: Callable[[DownloadProgress], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> DownloadResult:
         """Download a version's model file, verify its SHA256 and place it; ``result.metadata`` describes it.
 
@@ -275,7 +281,8 @@ class CivitAIService:
         pruned fp16 for checkpoints), or the one a download URL/AIR named (``?type=..``, ``+fileId``).
         Without ``download_dir`` it goes to the host's folder for its type (loras, checkpoints …).
         A file already there with the same SHA256 is kept (``reused``). Pickle files (.ckpt/.pt) need
-        ``allow_pickle`` (default: the ``allow_pickle`` setting).
+        ``allow_pickle`` (default: the ``allow_pickle`` setting). ``progress`` and ``cancel`` go to the
+        download engine (``cancel`` keeps the ``.part`` for a later resume).
         """
         from .download import download_file, file_hashes
         from .hosts import folder_for, safe_filename
@@ -315,6 +322,8 @@ class CivitAIService:
                 service="civitai",
                 resolve_url=resolve,
                 expect="model",
+                progress=progress,
+                cancel=cancel,
             )
         meta.sha256 = result.sha256
         meta.hashes = {**file.hashes, "SHA256": result.sha256}

@@ -371,6 +371,13 @@ def test_download_places_by_type_when_no_folder_is_given(service, hub_env):
     assert len(api_requests(hub_env, "/api/download/")) == 1
 
 
+def test_download_reports_progress_to_the_caller(service, hub_env, tmp_path):
+    model_id, version_id = hub_env.add_civitai_model("Progressing", type="LORA")
+    events = []
+    service.download_model(model_id, version_id, tmp_path, progress=events.append)
+    assert events and events[-1].state == "done"
+
+
 def test_download_prefers_pruned_fp16_safetensors(service, hub_env, tmp_path):
     model_id, version_id = hub_env.add_civitai_model(
         "Big Checkpoint",
