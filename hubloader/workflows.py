@@ -612,9 +612,12 @@ class Resolver:
         search: bool = True,
         min_confidence: float = 0.5,
         max_workers: int = 3,
+        shared_cache: Any = None,
     ) -> None:
         self.folders = folders if folders is not None else active_folders()
         self._civitai, self._huggingface, self._registry = civitai, huggingface, registry
+        # A hubloader.fleet.SharedCache or its URL; None: HUBLOADER_SHARED_CACHE, if set (see fleet.py).
+        self.shared_cache = shared_cache
         self.search = search
         self.min_confidence = min_confidence
         self.max_workers = max(1, max_workers)
@@ -870,7 +873,12 @@ class Resolver:
             expected = _expected_sha256(ref, candidate)
             dest = self._destination(ref, candidate)
             result = _download(
-                candidate, dest, expected, progress=(lambda p: progress(item, p)) if progress else None, cancel=cancel
+                candidate,
+                dest,
+                expected,
+                progress=(lambda p: progress(item, p)) if progress else None,
+                cancel=cancel,
+                shared_cache=self.shared_cache,
             )
             _check_short_hashes(ref, result.sha256, result.path)
         except HubloaderError as exc:
@@ -1035,19 +1043,46 @@ def _expected_sha256(ref: ModelReference, candidate: Candidate) -> str:
 
 
 def _download(
-    candidate: Candidate, dest: Path, expected_sha256: str, *, progress: Any = None, cancel: Any = None
+    candidate: Candidate,
+    dest: Path,
+    expected_sha256: str,
+    *,
+    progress: Any = None,
+    cancel: Any = None,
+    shared_cache: Any = None,
 ) -> Any:
     from .download import download_file
+    from .fleet import fetch_via_shared_cache
 
     service = candidate.source if candidate.source in ("civitai", "huggingface") else "url"
-    token = {"civitai": civitai_token, "huggingface": hf_token}.get(service, lambda: None)()
-    return download_file(
-        candidate.url,
+
+    def from_origin(target: Path) -> Any:
+        token = {"civitai": civitai_token, "huggingface": hf_token}.get(service, lambda: None)()
+        return download_file(
+            candidate.url,
+            target,
+            expected_sha256=expected_sha256 or None,
+            expected_size=candidate.size_bytes or None,
+            token=token,
+            service=service,
+            progress=progress,
+            cancel=cancel,
+        )
+
+    # With a shared cache (fleet.py) the origin is asked only by the one worker the site elects.
+    record = {
+        "file_name": dest.name,
+        "source": candidate.source,
+        "url": canonical_url(candidate.url),
+        "air": candidate.air,
+    }
+    return fetch_via_shared_cache(
+        expected_sha256,
         dest,
-        expected_sha256=expected_sha256 or None,
-        expected_size=candidate.size_bytes or None,
-        token=token,
-        service=service,
+        from_origin,
+        cache=shared_cache,
+        size=candidate.size_bytes or None,
+        record=record,
         progress=progress,
         cancel=cancel,
     )
