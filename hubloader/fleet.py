@@ -1,0 +1,471 @@
+"""Many machines, one download: a site-wide shared cache keyed by SHA256, in front of the origin.
+
+Ten workers that need the same 6 GB checkpoint should fetch it from CivitAI/HuggingFace once, not ten
+times. When ``HUBLOADER_SHARED_CACHE`` (or ``--shared-cache``) names a shared folder or an
+``s3://bucket/prefix``, every download whose SHA256 is known goes through :func:`fetch_via_shared_cache`:
+
+1. **Pull before origin.** The object ``sha256/ab/cdef…`` is copied into the models folder with
+   parallel ranged reads, hashed in order while copying; bytes that do not match their name are
+   quarantined, reported and fetched again.
+2. **Fetch once per site.** Workers missing the same object elect one fetcher through a lease beside
+   the object (a file guarded by a ``filelock`` on a share; a conditional write on S3). The fetcher
+   renews the lease while it downloads; the others wait, then copy from the cache. A lease nobody
+   renews for its TTL (a killed fetcher) is taken over with a compare-and-swap, and on a shared folder
+   the new fetcher resumes the dead one's ``.part``.
+3. **Publish after verification.** The download engine verifies the SHA256 before the object becomes
+   visible under its hash key (a rename on a share; a completed multipart upload on S3).
+
+Expiry is judged by each waiter's own monotonic clock (the lease token did not change for a whole
+TTL), so machines with skewed clocks agree. If the cache is unreachable, downloads go to the origin
+with a warning, or fail when ``HUBLOADER_SHARED_CACHE_FALLBACK=fail``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .config import load_settings
+from .errors import Cancelled, ConfigError, HubloaderError, IntegrityError, NotFound
+from .fleet_store import SharedCacheUnavailable, Store, object_key, open_store
+from .types import DownloadResult
+
+logger = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+ENV_URL = "HUBLOADER_SHARED_CACHE"
+ENV_FALLBACK = "HUBLOADER_SHARED_CACHE_FALLBACK"  # "origin" (default) or "fail"
+ENV_LEASE = "HUBLOADER_SHARED_CACHE_LEASE_S"
+DEFAULT_LEASE_S = 30.0
+#: Ranged reads of this size, this many at once, when copying an object out of the cache.
+READ_PART = 8 * MiB
+READ_PARALLEL = 4
+
+OriginFetch = Callable[[Path], DownloadResult]
+Progress = Callable[[Any], None]
+
+
+@dataclass
+class SharedCache:
+    """A site's shared cache. ``origin=False`` makes it pull-only (``hubloader cache pull``)."""
+
+    store: Store
+    fallback: str = "origin"
+    lease_s: float = DEFAULT_LEASE_S
+    origin: bool = True
+    #: Corrupt objects met and what was done about them, one line each (also logged as warnings).
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.store.url
+
+    def fetch(
+        self,
+        sha256: str,
+        dest: Path | str,
+        origin_fetch: OriginFetch | None,
+        *,
+        size: int | None = None,
+        record: dict[str, Any] | None = None,
+        progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+    ) -> DownloadResult:
+        """``dest`` with the bytes whose SHA256 is ``sha256``: from the cache, or fetched once for the
+        whole site by ``origin_fetch(target)`` (the download engine) and published."""
+        sha256, dest = sha256.lower(), Path(dest)
+        try:
+            return _Fetch(self, sha256, dest, origin_fetch, size, record or {}, progress, cancel).run()
+        except SharedCacheUnavailable as exc:
+            if self.fallback == "fail" or origin_fetch is None:
+                raise
+            logger.warning("shared cache not used for %s: %s Downloading from the origin.", dest.name, exc.message)
+            return origin_fetch(dest)
+
+    def push(self, path: Path | str, record: dict[str, Any] | None = None) -> tuple[str, bool]:
+        """Publish a local file (hashed here); returns (sha256, whether it was new to the cache)."""
+        from .hashing import sha256_file
+
+        path = Path(path)
+        sha256 = sha256_file(path)
+        if self.store.object_size(sha256) is not None:
+            return sha256, False
+        info = {"file_name": path.name, "source": "local", **(record or {})}
+        self.store.publish(sha256, path, _record(sha256, path.stat().st_size, info))
+        return sha256, True
+
+    def contains(self, sha256: str) -> bool:
+        return self.store.object_size(sha256.lower()) is not None
+
+
+def open_shared_cache(
+    url: str, *, fallback: str | None = None, lease_s: float | None = None, origin: bool = True
+) -> SharedCache:
+    """A :class:`SharedCache` for a folder path or ``s3://bucket/prefix``; options default to the env."""
+    fallback = (fallback or os.environ.get(ENV_FALLBACK) or "origin").strip().lower()
+    if fallback not in ("origin", "fail"):
+        raise ConfigError(f"{ENV_FALLBACK}={fallback!r} is not 'origin' or 'fail'.")
+    try:
+        lease = float(lease_s or os.environ.get(ENV_LEASE) or DEFAULT_LEASE_S)
+    except ValueError:
+        raise ConfigError(f"{ENV_LEASE} must be a number of seconds.") from None
+    return SharedCache(open_store(url), fallback=fallback, lease_s=max(1.0, lease), origin=origin)
+
+
+def configured_shared_cache() -> SharedCache | None:
+    """The cache named by ``HUBLOADER_SHARED_CACHE`` (or the ``shared_cache`` setting), else None."""
+    url = os.environ.get(ENV_URL) or load_settings().get("shared_cache") or ""
+    return open_shared_cache(url) if url.strip() else None
+
+
+def fetch_via_shared_cache(
+    expected_sha256: str,
+    dest: Path | str,
+    origin_fetch: OriginFetch,
+    *,
+    cache: SharedCache | str | None = None,
+    **options: Any,
+) -> DownloadResult:
+    """The download path's one hook: with a shared cache configured (``cache``, else the env/setting)
+    and a full SHA256, go through it; otherwise just ``origin_fetch(dest)``."""
+    shared = open_shared_cache(cache) if isinstance(cache, str) else cache or configured_shared_cache()
+    if shared is None or len(expected_sha256 or "") != 64:
+        return origin_fetch(Path(dest))
+    return shared.fetch(expected_sha256, dest, origin_fetch, **options)
+
+
+# --- one fetch ----------------------------------------------------------------------------------
+
+
+class _Fetch:
+    def __init__(
+        self,
+        cache: SharedCache,
+        sha256: str,
+        dest: Path,
+        origin_fetch: OriginFetch | None,
+        size: int | None,
+        record: dict[str, Any],
+        progress: Progress | None,
+        cancel: threading.Event | None,
+    ) -> None:
+        self.cache, self.store = cache, cache.store
+        self.sha256, self.dest, self.size = sha256, dest, size
+        self.origin_fetch, self.record = origin_fetch, record
+        self.progress, self.cancel = progress, cancel or threading.Event()
+        self.started = time.monotonic()
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.shown = f"{self.store.url}/{object_key(sha256)}"
+
+    def run(self) -> DownloadResult:
+        local = self._already_here()
+        if local is not None:
+            return local
+        while True:
+            self._check_cancel()
+            copied = self._copy_from_cache()
+            if copied is not None:
+                return copied
+            lease = self._elect()
+            if lease is None:
+                continue  # the object appeared, or the lease went away: look again
+            with lease:
+                if self.store.object_size(self.sha256) is not None:
+                    continue  # published between our look and our election
+                result = self._fetch_from_origin()
+            if result is not None:
+                return result
+
+    def _already_here(self) -> DownloadResult | None:
+        """A verified file already at ``dest``: no cache traffic at all."""
+        if not self.dest.is_file() or (self.size is not None and self.dest.stat().st_size != self.size):
+            return None
+        from .download import file_hashes
+
+        if file_hashes(self.dest)["sha256"] != self.sha256:
+            return None
+        size = self.dest.stat().st_size
+        return DownloadResult(
+            self.dest, self.sha256, size, url=str(self.dest), reused=True, hashes={"sha256": self.sha256}
+        )
+
+    # -- election ----------------------------------------------------------------------------
+
+    def _elect(self) -> _Lease | None:
+        """Become the fetcher, or wait for the one who is. Returns our lease, or None when there is
+        something new to look at (the object was published; the lease was released)."""
+        body = self._lease_body()
+        may_fetch = self.origin_fetch is not None and self.cache.origin
+        token = self.store.lease_create(self.sha256, body) if may_fetch else None
+        if token is not None:
+            return _Lease(self, token)
+        seen, since, waited = "", time.monotonic(), False
+        while True:
+            self._check_cancel()
+            if not waited:
+                self._emit("waiting", message="another worker is fetching it from the origin")
+                waited = True
+            time.sleep(_poll_interval(self.cache.lease_s))
+            if self.store.object_size(self.sha256) is not None:
+                return None
+            current = self.store.lease_read(self.sha256)
+            if current is None:
+                if not may_fetch:
+                    raise self._not_in_cache()
+                return None
+            held, token = current
+            if token != seen:
+                seen, since = token, time.monotonic()
+                continue
+            ttl = float(held.get("ttl_s") or self.cache.lease_s)
+            if time.monotonic() - since > ttl:
+                if not may_fetch:
+                    raise self._not_in_cache()
+                logger.warning(
+                    "%s: the lease of %s was not renewed for %.0f s; taking over.",
+                    self.dest.name,
+                    held.get("holder"),
+                    ttl,
+                )
+                token = self.store.lease_replace(self.sha256, {**body, "took_over_from": held.get("holder")}, token)
+                if token is not None:
+                    return _Lease(self, token)
+                seen, since = "", time.monotonic()  # someone else took it first
+
+    def _lease_body(self) -> dict[str, Any]:
+        return {
+            "holder": self.holder,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "ttl_s": self.cache.lease_s,
+            "file_name": self.record.get("file_name") or self.dest.name,
+            "renewed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+
+    # -- origin --------------------------------------------------------------------------------
+
+    def _fetch_from_origin(self) -> DownloadResult | None:
+        """Download (into the share's staging area, or into ``dest``), then publish. Returns the result
+        when the bytes are already at ``dest``; None when the caller should copy from the cache."""
+        assert self.origin_fetch is not None
+        staging = self.store.staging_path(self.sha256)
+        target = staging or self.dest
+        result = self.origin_fetch(target)
+        if result.sha256.lower() != self.sha256:
+            target.unlink(missing_ok=True)
+            raise IntegrityError(
+                f"{self.dest.name}: the origin sent SHA256 {result.sha256[:12]}…, expected {self.sha256[:12]}….",
+                expected=self.sha256,
+                actual=result.sha256,
+            )
+        record = _record(self.sha256, result.size_bytes, {"file_name": self.dest.name, **self.record})
+        try:
+            self.store.publish(self.sha256, target, record)
+        except SharedCacheUnavailable as exc:
+            if staging is not None:
+                raise
+            logger.warning("%s: fetched, but not published to the shared cache: %s", self.dest.name, exc.message)
+        return None if staging is not None else result
+
+    # -- pulling -------------------------------------------------------------------------------
+
+    def _copy_from_cache(self) -> DownloadResult | None:
+        """Copy the object to ``dest``, verifying while copying. None when it is absent or was corrupt."""
+        size = self.store.object_size(self.sha256)
+        if size is None:
+            return None
+        if self.size is not None and size != self.size:
+            self._quarantine(f"it has {size} bytes, the file has {self.size}")
+            return None
+        self.dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.dest.parent, prefix=f".{self.dest.name}.", suffix=".shared-part")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                digest = self._copy_parts(size, out)
+            if digest != self.sha256:
+                Path(tmp).unlink(missing_ok=True)
+                self._quarantine(f"its bytes hash to {digest[:12]}…")
+                return None
+            os.replace(tmp, self.dest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        self._emit("done", size, size)
+        return DownloadResult(
+            self.dest,
+            self.sha256,
+            size,
+            url=self.shown,
+            elapsed_s=time.monotonic() - self.started,
+            hashes={"sha256": self.sha256},
+        )
+
+    def _copy_parts(self, size: int, out: Any) -> str:
+        """Ranged reads in parallel, written and hashed strictly in order (memory: a few parts)."""
+        sha = hashlib.sha256()
+        ranges = deque((start, min(start + READ_PART, size)) for start in range(0, size, READ_PART))
+        done = 0
+        with ThreadPoolExecutor(READ_PARALLEL, thread_name_prefix="hubloader-pull") as pool:
+            pending: deque[Future[bytes]] = deque()
+            try:
+                while ranges or pending:
+                    while ranges and len(pending) < READ_PARALLEL * 2:
+                        start, end = ranges.popleft()
+                        pending.append(pool.submit(self.store.read_range, self.sha256, start, end))
+                    chunk = pending.popleft().result()
+                    self._check_cancel()
+                    out.write(chunk)
+                    sha.update(chunk)
+                    done += len(chunk)
+                    self._emit("downloading", done, size)
+            finally:
+                for future in pending:
+                    future.cancel()
+        return sha.hexdigest()
+
+    def _quarantine(self, why: str) -> None:
+        place = self.store.quarantine(self.sha256, why)
+        line = (
+            f"shared cache object {self.shown} did not match its name ({why}); "
+            f"{'moved to ' + place if place else 'removed'}, fetching it again"
+        )
+        self.cache.problems.append(line)
+        logger.warning("%s", line)
+        self._emit("retrying", message=line)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _not_in_cache(self) -> NotFound:
+        return NotFound(
+            f"{self.dest.name} (SHA256 {self.sha256[:12]}…) is not in the shared cache {self.store.url}.",
+            hint="Fetch it once on any machine with `hubloader resolve LOCKFILE --download --shared-cache …`.",
+        )
+
+    def _check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled(f"Cancelled: {self.dest.name}.")
+
+    def _emit(self, state: str, done: int = 0, total: int | None = None, message: str = "") -> None:
+        if self.progress is None:
+            return
+        from .download import DownloadProgress
+
+        self.progress(
+            DownloadProgress(self.dest, self.shown, state, bytes_done=done, total=total or self.size, message=message)
+        )
+
+
+class _Lease:
+    """Our lease while we fetch: renewed every third of its TTL by a thread, released on exit."""
+
+    def __init__(self, fetch: _Fetch, token: str) -> None:
+        self.fetch, self.token = fetch, token
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._renew, name="hubloader-lease", daemon=True)
+
+    def __enter__(self) -> _Lease:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        try:
+            self.fetch.store.lease_delete(self.fetch.sha256, self.token)
+        except (HubloaderError, OSError) as error:  # it expires anyway
+            logger.info("lease for %s not released: %s", self.fetch.sha256[:12], error)
+
+    def _renew(self) -> None:
+        store, sha256 = self.fetch.store, self.fetch.sha256
+        while not self.stop.wait(self.fetch.cache.lease_s / 3):
+            try:
+                token = store.lease_replace(sha256, self.fetch._lease_body(), self.token)
+            except (HubloaderError, OSError) as exc:
+                logger.warning("could not renew the lease for %s: %s", self.fetch.dest.name, exc)
+                continue
+            if token is None:
+                logger.warning("%s: another worker took over our lease; it will publish the same bytes", sha256[:12])
+                return
+            self.token = token
+
+
+def _poll_interval(lease_s: float) -> float:
+    """Often enough to start copying soon after publication, rarely enough for 100 waiters; jittered."""
+    return min(1.0, max(0.1, lease_s / 10)) * random.uniform(0.7, 1.3)
+
+
+def _record(sha256: str, size: int, info: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "sha256": sha256,
+        "size": size,
+        "file_name": info.get("file_name", ""),
+        "source": info.get("source", ""),
+        "url": info.get("url", ""),
+        "air": info.get("air", ""),
+        "first_fetched": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "fetched_by": socket.gethostname(),
+    }
+
+
+# --- faces: push and pull -------------------------------------------------------------------------
+
+
+def push_paths(cache: SharedCache, paths: Iterable[Path | str]) -> list[tuple[Path, str, bool]]:
+    """Publish local model files (folders are walked for model files): ``(path, sha256, new)`` each."""
+    from .types import MODEL_EXTENSIONS
+
+    pushed = []
+    for path in _expand(paths, MODEL_EXTENSIONS):
+        sha256, new = cache.push(path)
+        pushed.append((path, sha256, new))
+    return pushed
+
+
+def _expand(paths: Iterable[Path | str], extensions: Iterable[str]) -> list[Path]:
+    wanted = {e.lower() for e in extensions}
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in wanted)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise NotFound(f"{path} does not exist.", hint="Give model files or folders that hold them.")
+    return files
+
+
+def pull_lockfile(lockfile: Any, folders: Any = None, *, cache: SharedCache) -> Any:
+    """Place a lockfile's models from the shared cache only (never the origin); returns the report."""
+    from .lockfile import resolve_lockfile
+    from .workflows import Resolver
+
+    pull_only = SharedCache(cache.store, fallback="fail", lease_s=cache.lease_s, origin=False)
+    return resolve_lockfile(lockfile, download=True, resolver=Resolver(folders, search=False, shared_cache=pull_only))
+
+
+__all__ = [
+    "ENV_FALLBACK",
+    "ENV_LEASE",
+    "ENV_URL",
+    "SharedCache",
+    "SharedCacheUnavailable",
+    "configured_shared_cache",
+    "fetch_via_shared_cache",
+    "open_shared_cache",
+    "pull_lockfile",
+    "push_paths",
+]

@@ -1,0 +1,436 @@
+"""The two places a site keeps its shared, content-addressed model cache: a directory and an S3 bucket.
+
+Both offer the same few primitives to :mod:`hubloader.fleet`, which builds pulling, election and
+publishing on top of them, so a mounted NFS/SMB volume and MinIO/R2/AWS take one code path.
+
+Layout (both stores)::
+
+    <root>/sha256/ab/cdef…           the object: the file's bytes, named by their SHA256 ("ab" + "cdef…")
+    <root>/sha256/ab/cdef….json      its record: size, file name, source, URL/AIR, first fetched
+    <root>/sha256/ab/cdef….lease     present while one worker fetches it from the origin
+    <root>/staging/…                 transfers in progress (never read as objects)
+    <root>/quarantine/…              objects whose bytes did not match their name (directory store)
+
+A lease is a small JSON body plus a *token* that changes on every write (directory: a nonce in the
+body; S3: the ETag). ``lease_replace`` is a compare-and-swap on that token, which is what makes taking
+over an expired lease safe when several workers notice the expiry at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from .errors import ConfigError, NetworkError
+
+MiB = 1024 * 1024
+#: Part size for multipart uploads and for ranged reads of large objects.
+PART_SIZE = 64 * MiB
+
+
+class SharedCacheUnavailable(NetworkError):
+    """The shared cache cannot be used right now (unreachable, not mounted, no credentials, no bucket)."""
+
+    hint = (
+        "Check HUBLOADER_SHARED_CACHE (or --shared-cache); set HUBLOADER_SHARED_CACHE_FALLBACK=origin "
+        "to download from the origin meanwhile."
+    )
+
+
+def object_key(sha256: str) -> str:
+    return f"sha256/{sha256[:2]}/{sha256[2:]}"
+
+
+class Store(Protocol):
+    """What :class:`hubloader.fleet.SharedCache` needs from a backend."""
+
+    url: str
+
+    def check(self) -> None: ...
+    def object_size(self, sha256: str) -> int | None: ...
+    def read_range(self, sha256: str, start: int, end: int) -> bytes: ...
+    def read_record(self, sha256: str) -> dict[str, Any] | None: ...
+    def staging_path(self, sha256: str) -> Path | None: ...
+    def publish(self, sha256: str, local: Path, record: dict[str, Any]) -> None: ...
+    def quarantine(self, sha256: str, reason: str) -> str: ...
+    def lease_create(self, sha256: str, body: dict[str, Any]) -> str | None: ...
+    def lease_read(self, sha256: str) -> tuple[dict[str, Any], str] | None: ...
+    def lease_replace(self, sha256: str, body: dict[str, Any], token: str) -> str | None: ...
+    def lease_delete(self, sha256: str, token: str) -> None: ...
+
+
+def open_store(url: str) -> Store:
+    """``s3://bucket/prefix`` → :class:`S3Store`; a path or ``file://`` URL → :class:`DirectoryStore`."""
+    url = url.strip()
+    if url.startswith("s3://"):
+        return S3Store(url)
+    if "://" in url and not url.startswith("file://"):
+        raise ConfigError(
+            f"Unsupported shared cache {url!r}.",
+            hint="Use s3://bucket/prefix (AWS S3, MinIO, R2 … with AWS_ENDPOINT_URL) or a directory path.",
+        )
+    return DirectoryStore(Path(url[len("file://") :] if url.startswith("file://") else url).expanduser())
+
+
+# --- a directory (NFS, SMB, a mounted volume) -----------------------------------------------------
+
+
+class DirectoryStore:
+    """A shared folder. Renames within it are atomic; a short ``filelock`` guards each lease update."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.url = str(root)
+
+    def check(self) -> None:
+        if not self.root.is_dir():
+            raise SharedCacheUnavailable(f"The shared cache folder {self.root} does not exist or is not mounted.")
+        if not os.access(self.root, os.W_OK):
+            raise SharedCacheUnavailable(f"The shared cache folder {self.root} is not writable by this user.")
+
+    def _path(self, sha256: str, suffix: str = "") -> Path:
+        return self.root / (object_key(sha256) + suffix)
+
+    def object_size(self, sha256: str) -> int | None:
+        with _os_errors(self):
+            try:
+                return self._path(sha256).stat().st_size
+            except FileNotFoundError:
+                return None
+
+    def read_range(self, sha256: str, start: int, end: int) -> bytes:
+        with _os_errors(self), open(self._path(sha256), "rb") as fh:
+            return os.pread(fh.fileno(), end - start, start)
+
+    def read_record(self, sha256: str) -> dict[str, Any] | None:
+        return _read_json(self._path(sha256, ".json"))
+
+    def staging_path(self, sha256: str) -> Path:
+        """The origin download goes straight into the share, so a worker taking over a dead fetcher's
+        lease resumes its ``.part`` (the download engine's resume) instead of starting again."""
+        staging = self.root / "staging"
+        with _os_errors(self):
+            staging.mkdir(exist_ok=True)
+        return staging / sha256
+
+    def publish(self, sha256: str, local: Path, record: dict[str, Any]) -> None:
+        target = self._path(sha256)
+        with _os_errors(self):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _write_json(self._path(sha256, ".json"), record, keep_existing=True)
+            if local.parent == self.root / "staging":
+                os.replace(local, target)  # already verified, on the same filesystem
+                Path(f"{local}.lock").unlink(missing_ok=True)
+                return
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as out, open(local, "rb") as src:
+                    while chunk := src.read(8 * MiB):
+                        out.write(chunk)
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+
+    def quarantine(self, sha256: str, reason: str) -> str:
+        place = self.root / "quarantine" / f"{sha256}.{uuid.uuid4().hex[:8]}"
+        with _os_errors(self):
+            place.parent.mkdir(exist_ok=True)
+            try:
+                os.replace(self._path(sha256), place)
+            except FileNotFoundError:
+                return ""  # another worker moved it first
+            _write_json(place.with_name(place.name + ".json"), {"sha256": sha256, "reason": reason})
+        return str(place)
+
+    @contextlib.contextmanager
+    def _lease_mutex(self, sha256: str) -> Iterator[None]:
+        from filelock import FileLock
+
+        lock_path = self._path(sha256, ".lease.lock")
+        with _os_errors(self):
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(lock_path), timeout=30):
+                yield
+
+    def lease_create(self, sha256: str, body: dict[str, Any]) -> str | None:
+        with self._lease_mutex(sha256):
+            if self._path(sha256, ".lease").exists():
+                return None
+            return self._write_lease(sha256, body)
+
+    def lease_read(self, sha256: str) -> tuple[dict[str, Any], str] | None:
+        body = _read_json(self._path(sha256, ".lease"))
+        return (body, str(body.get("nonce"))) if body else None
+
+    def lease_replace(self, sha256: str, body: dict[str, Any], token: str) -> str | None:
+        with self._lease_mutex(sha256):
+            current = self.lease_read(sha256)
+            if current is None or current[1] != token:
+                return None
+            return self._write_lease(sha256, body)
+
+    def lease_delete(self, sha256: str, token: str) -> None:
+        with self._lease_mutex(sha256):
+            current = self.lease_read(sha256)
+            if current is not None and current[1] == token:
+                self._path(sha256, ".lease").unlink(missing_ok=True)
+
+    def _write_lease(self, sha256: str, body: dict[str, Any]) -> str:
+        nonce = uuid.uuid4().hex
+        _write_json(self._path(sha256, ".lease"), {**body, "nonce": nonce})
+        return nonce
+
+
+@contextlib.contextmanager
+def _os_errors(store: DirectoryStore) -> Iterator[None]:
+    """A share that went away (unmounted, stale NFS handle, server down) is 'unavailable', not a crash."""
+    try:
+        yield
+    except FileNotFoundError:
+        if not store.root.is_dir():
+            raise SharedCacheUnavailable(f"The shared cache folder {store.root} is gone (unmounted?).") from None
+        raise
+    except OSError as exc:
+        if exc.errno in (errno.EIO, errno.ESTALE, errno.ENOTCONN, errno.ETIMEDOUT, errno.EACCES, errno.EROFS):
+            raise SharedCacheUnavailable(
+                f"The shared cache folder {store.root} cannot be used ({exc.strerror or exc})."
+            ) from None
+        raise
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_json(path: Path, data: dict[str, Any], *, keep_existing: bool = False) -> None:
+    """Temp name then rename: a reader sees the old file or the new one, never half of one."""
+    if keep_existing and path.exists():
+        return
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# --- an S3-compatible bucket (AWS S3, MinIO, Cloudflare R2, Backblaze B2 …) -----------------------
+
+
+class S3Store:
+    """``s3://bucket/prefix`` through boto3: the standard AWS credential chain (env, profile, role) and
+    ``AWS_ENDPOINT_URL`` for non-AWS stores. Leases use conditional writes (``If-None-Match: *`` to
+    create, ``If-Match: <etag>`` to renew or take over), which AWS S3, MinIO and R2 support."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if not parts.netloc:
+            raise ConfigError(f"{url!r} names no bucket.", hint="Use s3://bucket or s3://bucket/prefix.")
+        self.url = url.rstrip("/")
+        self.bucket = parts.netloc
+        self.prefix = parts.path.strip("/") + "/" if parts.path.strip("/") else ""
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            try:
+                import boto3
+                from botocore.config import Config
+            except ImportError:
+                raise SharedCacheUnavailable(
+                    "An s3:// shared cache needs boto3, which is not installed.",
+                    hint="Install it: pip install 'hubloader[fleet]' (or pip install boto3).",
+                ) from None
+            config = Config(
+                retries={"max_attempts": 3, "mode": "standard"},
+                connect_timeout=5,
+                read_timeout=60,
+                max_pool_connections=32,
+            )
+            with self._errors():
+                self._client = boto3.session.Session().client("s3", config=config)
+        return self._client
+
+    def _key(self, sha256: str, suffix: str = "") -> str:
+        return self.prefix + object_key(sha256) + suffix
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """botocore's many exceptions, reduced to 'unavailable' (with one clear line) or passed on."""
+        from botocore import exceptions as bx
+
+        try:
+            yield
+        except (bx.NoCredentialsError, bx.PartialCredentialsError):
+            raise SharedCacheUnavailable(
+                f"No credentials for {self.url}.",
+                hint="Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or an instance role).",
+            ) from None
+        except (
+            bx.EndpointConnectionError,
+            bx.ConnectTimeoutError,
+            bx.ReadTimeoutError,
+            bx.ConnectionClosedError,
+        ) as exc:
+            raise SharedCacheUnavailable(f"{self.url} is unreachable ({type(exc).__name__}).") from None
+        except bx.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            if code == "NoSuchBucket":
+                raise SharedCacheUnavailable(
+                    f"The bucket {self.bucket!r} does not exist at this endpoint.",
+                    hint="Create it, or check AWS_ENDPOINT_URL and the bucket name.",
+                ) from None
+            if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken") or status == 403:
+                raise SharedCacheUnavailable(
+                    f"{self.url} refused these credentials ({code or status}).",
+                    hint="Check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the bucket policy.",
+                ) from None
+            if status >= 500:
+                raise SharedCacheUnavailable(f"{self.url} answered {status} {code}.") from None
+            raise
+        except bx.BotoCoreError as exc:
+            raise SharedCacheUnavailable(f"{self.url} cannot be used ({type(exc).__name__}).") from None
+
+    def check(self) -> None:
+        with self._errors():
+            self.client.head_bucket(Bucket=self.bucket)
+
+    def object_size(self, sha256: str) -> int | None:
+        return self._size(self._key(sha256))
+
+    def _size(self, key: str) -> int | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            with self._errors():
+                return int(self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+        except ClientError as exc:
+            if _status(exc) == 404:
+                return None
+            raise
+
+    def read_range(self, sha256: str, start: int, end: int) -> bytes:
+        with self._errors():
+            answer = self.client.get_object(Bucket=self.bucket, Key=self._key(sha256), Range=f"bytes={start}-{end - 1}")
+            return answer["Body"].read()
+
+    def read_record(self, sha256: str) -> dict[str, Any] | None:
+        found = self._get_json(self._key(sha256, ".json"))
+        return found[0] if found else None
+
+    def staging_path(self, sha256: str) -> None:
+        return None  # the fetcher downloads into its own models folder, then uploads
+
+    def publish(self, sha256: str, local: Path, record: dict[str, Any]) -> None:
+        """Multipart upload straight to the hash key: S3 shows an object only once its upload completes,
+        so the parts in flight are the 'temporary key' and no reader ever sees half an object. The file
+        was verified before this is called; each part carries a checksum the store checks."""
+        from boto3.s3.transfer import TransferConfig
+
+        key = self._key(sha256)
+        if self._size(key) is not None:
+            return
+        self._put_if_absent(self._key(sha256, ".json"), json.dumps(record, indent=1).encode())
+        config = TransferConfig(multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE, max_concurrency=4)
+        with self._errors():
+            self.client.upload_file(str(local), self.bucket, key, Config=config)
+
+    def quarantine(self, sha256: str, reason: str) -> str:
+        """Copy aside under ``quarantine/`` (server side) and delete: the next fetch starts clean."""
+        key = self._key(sha256)
+        place = f"{self.prefix}quarantine/{sha256}.{uuid.uuid4().hex[:8]}"
+        from botocore.exceptions import ClientError
+
+        try:
+            with self._errors():
+                self.client.copy({"Bucket": self.bucket, "Key": key}, self.bucket, place)
+                self.client.put_object(
+                    Bucket=self.bucket, Key=place + ".json", Body=json.dumps({"sha256": sha256, "reason": reason})
+                )
+        except ClientError:
+            place = ""  # already gone, or copying is not allowed: deleting is what matters
+        with self._errors():
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        return f"s3://{self.bucket}/{place}" if place else ""
+
+    def lease_create(self, sha256: str, body: dict[str, Any]) -> str | None:
+        return self._put_if_absent(self._key(sha256, ".lease"), json.dumps(body).encode())
+
+    def lease_read(self, sha256: str) -> tuple[dict[str, Any], str] | None:
+        return self._get_json(self._key(sha256, ".lease"))
+
+    def lease_replace(self, sha256: str, body: dict[str, Any], token: str) -> str | None:
+        from botocore.exceptions import ClientError
+
+        body = {**body, "nonce": uuid.uuid4().hex}  # identical bodies would share an ETag
+        try:
+            with self._errors():
+                answer = self.client.put_object(
+                    Bucket=self.bucket, Key=self._key(sha256, ".lease"), Body=json.dumps(body).encode(), IfMatch=token
+                )
+        except ClientError as exc:
+            if _status(exc) in (404, 409, 412):
+                return None
+            raise
+        return str(answer["ETag"])
+
+    def lease_delete(self, sha256: str, token: str) -> None:
+        from botocore.exceptions import ClientError
+
+        key = self._key(sha256, ".lease")
+        try:
+            with self._errors():
+                self.client.delete_object(Bucket=self.bucket, Key=key, IfMatch=token)
+        except ClientError as exc:
+            if _status(exc) in (404, 409, 412):
+                return  # not ours any more: someone took it over
+            with self._errors():  # a store without conditional deletes
+                self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def _put_if_absent(self, key: str, body: bytes) -> str | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            with self._errors():
+                answer = self.client.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*")
+        except ClientError as exc:
+            if _status(exc) in (409, 412):  # 409: a concurrent conditional write is in progress
+                return None
+            raise
+        return str(answer["ETag"])
+
+    def _get_json(self, key: str) -> tuple[dict[str, Any], str] | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            with self._errors():
+                answer = self.client.get_object(Bucket=self.bucket, Key=key)
+                data = json.loads(answer["Body"].read())
+        except ClientError as exc:
+            if _status(exc) == 404:
+                return None
+            raise
+        except ValueError:
+            return None
+        return (data, str(answer["ETag"])) if isinstance(data, dict) else None
+
+
+def _status(exc: Any) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
