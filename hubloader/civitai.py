@@ -12,7 +12,6 @@ the API key only as an ``Authorization`` header to that host, never in a URL.
 from __future__ import annotations
 
 import html
-import logging
 import re
 import threading
 import time
@@ -47,8 +46,6 @@ from .types import BaseModel, DownloadResult, ModelFile, ModelFormat, ModelMetad
 
 if TYPE_CHECKING:
     from .download import DownloadProgress
-
-log = logging.getLogger(__name__)
 
 PERIODS = ("AllTime", "Year", "Month", "Week", "Day")
 
@@ -128,7 +125,9 @@ class CivitAIService:
         cache_dir: Path = Path("~/.cache/civitai"),
         rate_limit: float | None = None,
     ) -> None:
-        self._api_key = Secret(api_key) if isinstance(api_key, str) and api_key.strip() else api_key or None
+        if isinstance(api_key, str):
+            api_key = Secret(api_key.strip()) if api_key.strip() else None
+        self._api_key = api_key or None
         self.cache_dir = Path(cache_dir).expanduser()
         self.rate_limiter = limiter_for("civitai") if rate_limit is None else RateLimiter(rate_limit)
         self.session = requests.Session()
