@@ -157,9 +157,18 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, width
         for row in cells[1:]:
             if len(row[column]) > cap:
                 row[column] = row[column][: cap - 1] + "…"
-    sizes = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(value.ljust(sizes[i]) for i, value in enumerate(row)).rstrip() for row in cells]
+    sizes = [max(_width(row[i]) for row in cells) for i in range(len(headers))]
+    lines = [
+        "  ".join(value + " " * (sizes[i] - _width(value)) for i, value in enumerate(row)).rstrip() for row in cells
+    ]
     return "\n".join(lines)
+
+
+def _width(text: str) -> int:
+    """Columns a string takes in a terminal (CJK characters take two)."""
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
 def _cell(value: Any) -> str:
@@ -518,6 +527,10 @@ def _describe_and_register(
     """Header + sidecars + source metadata → the registry; the A1111 sidecar and preview beside the file."""
     from .scan import describe_file
 
+    known = registry.find_model(source.sha256) if reused and source.sha256 else None
+    if known is not None and known.local_path == path.absolute() and forced_type in (None, known.type):
+        # Described when it was fetched: reading it again would take our own sidecar for the user's.
+        return registry.mark_used(known)
     if path.is_file():
         meta = describe_file(path, source=source)
     else:
@@ -875,6 +888,12 @@ def cmd_lock(args: argparse.Namespace, out: Output) -> int:
         out.record({"lockfile": str(target), **locked.to_dict()})
         return EXIT_OK
     out.line(f"Wrote {target} ({len(locked.models)} model(s)).")
+    unsourced = [m.name for m in locked.models if not m.url and not m.air]
+    if unsourced:
+        out.warn(
+            f"{len(unsourced)} model(s) have no known source, so another machine cannot fetch them: "
+            f"{', '.join(unsourced)}. Add a URL to the workflow's models list, or copy those files by hand."
+        )
     rows = [
         (m.kind, m.name, human_size(m.size), _short(m.sha256), redact_url(m.url) if m.url else m.air)
         for m in locked.models
@@ -1003,12 +1022,12 @@ def cmd_ui(args: argparse.Namespace, out: Output) -> int:
         raise MissingDependency(
             "The web UI needs gradio, which is not installed.", hint="Install it with: pip install 'hubloader[ui]'"
         )
-    try:
-        from . import ui
-    except ImportError as exc:
+    if importlib.util.find_spec(f"{__package__}.ui") is None:
         raise MissingDependency(
-            f"The web UI could not be loaded ({exc}).", hint="Reinstall with: pip install -U 'hubloader[ui]'"
-        ) from exc
+            "The web UI is not part of this build of Hubloader.", hint="Upgrade: pip install -U 'hubloader[ui]'"
+        )
+    from . import ui
+
     if hasattr(ui, "launch"):
         ui.launch(host=args.host, port=args.port, share=args.share)
     else:
@@ -1065,7 +1084,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[common],
     )
-    parser.set_defaults(json=False, quiet=False, verbose=False, func=None)
+    parser.set_defaults(func=None)
     parser.add_argument("--version", action="version", version=f"hubloader {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
 
@@ -1163,6 +1182,8 @@ def _configure_logging(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    for name in ("json", "quiet", "verbose"):  # SUPPRESS defaults: absent unless given before or after the command
+        setattr(args, name, getattr(args, name, False))
     if args.func is None:
         parser.print_help()
         return EXIT_USAGE
