@@ -59,6 +59,28 @@ LOADER_WIDGETS: dict[str, tuple[tuple[str, str | None], ...]] = {
     "GLIGENLoader": (("gligen_name", "gligen"),),
     "HypernetworkLoader": (("hypernetwork_name", "hypernetworks"), ("strength", None)),
     "PhotoMakerLoader": (("photomaker_model_name", "photomaker"),),
+    # Our own nodes (nodes/loaders.py), widgets in their UI order; ``source`` holds a reference, not a file.
+    "HubloaderCheckpointLoader": (("ckpt_name", "checkpoints"), ("source", None)),
+    "HubloaderLoraLoader": (
+        ("lora_name", "loras"),
+        ("source", None),
+        ("strength_model", None),
+        ("strength_clip", None),
+        ("auto_strength", None),
+        ("prepend_triggers", None),
+    ),
+    "HubloaderLoraLoaderModelOnly": (
+        ("lora_name", "loras"),
+        ("source", None),
+        ("strength_model", None),
+        ("auto_strength", None),
+        ("prepend_triggers", None),
+    ),
+    "HubloaderVAELoader": (("vae_name", "vae"), ("source", None)),
+    "HubloaderControlNetLoader": (("control_net_name", "controlnet"), ("source", None)),
+    "HubloaderUpscaleModelLoader": (("model_name", "upscale_models"), ("source", None)),
+    "HubloaderEmbedding": (("embedding_name", "embeddings"), ("source", None), ("weight", None)),
+    "HubloaderTriggerWords": (("lora_name", "loras"),),
 }
 
 #: Input names that say their kind on any node (our ``Hubloader*`` nodes name inputs like the built-ins).

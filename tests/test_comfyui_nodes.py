@@ -243,3 +243,20 @@ def test_progress_adapter_turns_cancel_into_cancelled():
     cancel.set()
     with pytest.raises(Cancelled):
         report(DownloadProgress(path=Path("x"), url="u", state="downloading", bytes_done=6, total=10))
+
+
+def test_missing_models_reader_knows_our_nodes_widget_order(nodes):
+    """hubloader.workflows reads UI-format widgets_values by position: its table must follow our INPUT_TYPES."""
+    from hubloader.workflows import LOADER_WIDGETS
+
+    for node_id, cls in nodes.NODE_CLASS_MAPPINGS.items():
+        inputs = cls.INPUT_TYPES()
+        widgets = [
+            name
+            for section in ("required", "optional")
+            for name, spec in inputs.get(section, {}).items()
+            if isinstance(spec[0], list) or spec[0] in ("STRING", "FLOAT", "INT", "BOOLEAN")
+            if not (len(spec) > 1 and isinstance(spec[1], dict) and spec[1].get("forceInput"))
+        ]
+        table = [name for name, _ in LOADER_WIDGETS[node_id]]
+        assert widgets[: len(table)] == table, node_id
