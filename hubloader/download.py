@@ -81,6 +81,8 @@ CHECKPOINT_BYTES = 8 * MiB
 #: Bytes the hashing thread may hold in memory before falling back to reading the page cache.
 HASH_QUEUE_BYTES = 32 * MiB
 READ_BUFSIZE = 1 * MiB
+#: Bytes gathered per write and hash step: few system calls and thread hand-offs per second.
+READ_BATCH = 2 * MiB
 MAX_REDIRECTS = 10
 MAX_RESOLVES = 3
 MAX_RESTARTS = 2
@@ -372,7 +374,7 @@ class _HashCursor:
     def __init__(self, fd: int, *, blake3: bool) -> None:
         self._fd = fd
         self._hashers = _new_hashers(blake3)
-        self._queue: deque[bytes | tuple[int, int] | None] = deque()
+        self._queue: deque[list[bytes] | tuple[int, int] | None] = deque()
         self._ready = threading.Condition()
         self._queued_bytes = 0
         self._planned = 0  # everything before this offset is queued
@@ -382,7 +384,7 @@ class _HashCursor:
         self._thread = threading.Thread(target=self._run, name="hubloader-hash", daemon=True)
         self._thread.start()
 
-    def written(self, offset: int, length: int, data: bytes | None = None) -> None:
+    def written(self, offset: int, length: int, data: list[bytes] | None = None) -> None:
         if offset != self._planned:
             self._pending.add(offset, offset + length)
             return
@@ -429,11 +431,12 @@ class _HashCursor:
                     item = self._queue.popleft()
                 if item is None or self._stop:
                     return
-                if isinstance(item, bytes):
-                    for fn in update:
-                        fn(item)
+                if isinstance(item, list):
+                    for block in item:
+                        for fn in update:
+                            fn(block)
                     with self._ready:
-                        self._queued_bytes -= len(item)
+                        self._queued_bytes -= sum(map(len, item))
                     continue
                 pos, end = item
                 while pos < end and not self._stop:
@@ -483,9 +486,14 @@ class _PartState:
             "sha256": self.sha256,
             "done": self.done.to_list(),
         }
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(data), encoding="utf-8")
-        os.replace(tmp, path)
+        # Overwritten in place with one write: a rename per checkpoint costs a journal commit, and a
+        # kill cannot tear a single write. Spaces pad a shorter record over a longer one (still JSON).
+        payload = json.dumps(data).encode()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.pwrite(fd, payload.ljust(os.fstat(fd).st_size, b" "), 0)
+        finally:
+            os.close(fd)
 
     @classmethod
     def load(cls, path: Path) -> _PartState | None:
@@ -1159,36 +1167,46 @@ class _Download:
         import aiohttp
 
         content = response.content
-        try:
-            while segment.end is None or segment.pos < segment.end:
-                self._check_cancel()
-                data = await content.readany()
+        while segment.end is None or segment.pos < segment.end:
+            self._check_cancel()
+            want = READ_BATCH if segment.end is None else min(READ_BATCH, segment.end - segment.pos)
+            blocks, got, broken = [], 0, None
+            try:
+                while got < want:  # the received blocks themselves: no joining copy
+                    block, _ = await content.readchunk()
+                    if block:
+                        blocks.append(block)
+                        got += len(block)
+                    elif content.at_eof():
+                        break
+            except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
+                broken = _Transient(self._describe(exc, self.file_url))  # keep what did arrive
+            if segment.end is not None and segment.pos + got > segment.end:
+                # beyond the end (which a split may just have moved): those bytes are another segment's
+                extra = segment.pos + got - segment.end
+                while extra >= len(blocks[-1]):
+                    extra -= len(blocks.pop())
+                blocks[-1] = blocks[-1][: len(blocks[-1]) - extra] if extra else blocks[-1]
+                got = segment.end - segment.pos
+            if blocks:
                 if segment.pos == 0 and not self.sniffed:
-                    while data and len(data) < HEAD_BYTES and (segment.end is None or len(data) < segment.end):
-                        more = await content.readany()
-                        if not more:
-                            break
-                        data += more
-                    if data:
-                        check_head(
-                            data,
-                            content_type=response.headers.get("Content-Type", ""),
-                            expect=self.expect,
-                            where=_origin(self.file_url)[1],
-                        )
-                        self.sniffed = True
-                if not data:
-                    return
-                if segment.end is not None and segment.pos + len(data) > segment.end:
-                    data = data[: segment.end - segment.pos]
-                self._write(segment.pos, data)
-                segment.pos += len(data)
-        except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
-            raise _Transient(self._describe(exc, self.file_url)) from None
+                    check_head(
+                        b"".join(blocks)[:HEAD_BYTES],
+                        content_type=response.headers.get("Content-Type", ""),
+                        expect=self.expect,
+                        where=_origin(self.file_url)[1],
+                    )
+                    self.sniffed = True
+                self._write(segment.pos, blocks, got)
+                segment.pos += got
+            if broken is not None:
+                raise broken
+            if not blocks:
+                return
 
-    def _write(self, offset: int, data: bytes) -> None:
+    def _write(self, offset: int, blocks: list[bytes], length: int) -> None:
         try:
-            written = os.pwrite(self.fd, data, offset)
+            written = os.pwritev(self.fd, blocks, offset)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise errors.DiskFull(
@@ -1196,11 +1214,11 @@ class _Download:
                     f"{_human(self.bytes_done)} are kept in {self.part.name} for a resume."
                 ) from None
             raise
-        if written != len(data):  # pwrite on a regular file is complete unless the disk is full
+        if written != length:  # a write to a regular file is complete unless the disk is full
             raise errors.DiskFull(f"The disk holding {self.dest.parent} is full.")
         self.state.done.add(offset, offset + written)
         if self.cursor is not None:
-            self.cursor.written(offset, written, data)
+            self.cursor.written(offset, written, blocks)
         self.bytes_done += written
         self.unsaved += written
         if self.unsaved >= CHECKPOINT_BYTES:
