@@ -275,11 +275,7 @@ class ModelHub:
         else:
             raise InvalidReference(f"{meta.name} has no source to download it from.")
         placed = _describe_and_register(path, kind, source, reused=reused)
-        if self.on_downloaded is not None:
-            try:
-                self.on_downloaded(kind, path)
-            except Exception:  # a host refresh that fails must not turn a good download into a failure
-                log.exception("hubloader: refreshing the host's %s list failed", kind)
+        self._announce(kind, path)
         return placed
 
     def job_rows(self) -> list[list[Any]]:
@@ -489,9 +485,17 @@ class ModelHub:
         Resolver(self.folders).fetch(one, progress=lambda _item, p: progress(p.bytes_done, p.total or 0), cancel=cancel)
         if item.status is not Status.FETCHED:
             raise HubloaderError(item.reason or f"Could not fetch {item.reference.name}.")
-        if self.on_downloaded is not None:
-            self.on_downloaded(kind, item.path)
+        _describe_and_register(item.path, kind, _civitai_source(item), reused=False)
+        self._announce(kind, item.path)
         return item.path
+
+    def _announce(self, kind: str, path: Path) -> None:
+        if self.on_downloaded is None:
+            return
+        try:
+            self.on_downloaded(kind, path)
+        except Exception:  # a host refresh that fails must not turn a good download into a failure
+            log.exception("hubloader: refreshing the host's %s list failed", kind)
 
 
 # --- placing one file (the work a download job runs) --------------------------------------------------
@@ -605,20 +609,33 @@ class _PartWatcher:
         self._thread.join()
 
 
-def _describe_and_register(path: Path, kind: str, source: ModelMetadata, *, reused: bool) -> Placed:
+def _civitai_source(item: Any) -> ModelMetadata | None:
+    """What CivitAI says about a file the resolver fetched (triggers, weight, hashes for the sidecar)."""
+    if item.chosen is None or item.chosen.source != "civitai" or not item.sha256:
+        return None
+    from .civitai import CivitAIService
+
+    try:
+        return CivitAIService().find_by_hash(item.sha256)
+    except HubloaderError as exc:
+        log.info("hubloader: no CivitAI description of %s (%s)", item.path, exc)
+        return None
+
+
+def _describe_and_register(path: Path, kind: str, source: ModelMetadata | None, *, reused: bool) -> Placed:
     """Header + source metadata → the A1111 sidecar and preview beside the file, and the registry."""
     from . import sidecars
+    from .download import file_hashes
     from .registry import ModelRegistry
     from .scan import describe_file
 
     notes: list[str] = []
     meta = describe_file(path, source=source)
-    meta.sha256 = meta.sha256 or source.sha256
+    meta.sha256 = meta.sha256 or (source.sha256 if source is not None else "") or file_hashes(path)["sha256"]
     try:
-        preview = (
-            _fetch_preview(source.preview_urls[0]) if source.preview_urls and not sidecars.find_preview(path) else None
-        )
-        sidecars.write_download_sidecars(path, meta, raw=source.to_dict(), preview=preview)
+        has_preview = source is not None and source.preview_urls and not sidecars.find_preview(path)
+        preview = _fetch_preview(source.preview_urls[0]) if has_preview else None
+        sidecars.write_download_sidecars(path, meta, raw=source.to_dict() if source else None, preview=preview)
     except (HubloaderError, OSError) as exc:
         notes.append(f"sidecar files not written: {_message(exc)}")
     with ModelRegistry() as registry:

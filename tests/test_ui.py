@@ -1,0 +1,269 @@
+"""The Model Hub Gradio app: the Blocks build, and its handlers drive the hub layer against the loopback hubs."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+gr = pytest.importorskip("gradio")
+
+from hubloader import config, ui  # noqa: E402
+from hubloader.errors import ConfigError  # noqa: E402
+from hubloader.hosts import a1111_install, standalone_folders  # noqa: E402
+from hubloader.jobs import DONE  # noqa: E402
+from hubloader.types import ModelType, Source  # noqa: E402
+from tests.fakehub import modelfiles as mf  # noqa: E402
+
+
+@pytest.fixture
+def hub(tmp_path: Path):
+    hub = ui.ModelHub(standalone_folders(tmp_path / "models"))
+    yield hub
+    hub.jobs.shutdown()
+
+
+def _finished(hub: ui.ModelHub, job: dict) -> object:
+    done = hub.jobs.wait(job["id"], timeout=60)
+    assert done.state == DONE, done.error
+    return done
+
+
+def test_blocks_build_with_every_tab(hub):
+    blocks = ui.build_blocks(hub)
+    ids = {getattr(block, "elem_id", None) for block in blocks.blocks.values()}
+    for elem_id in (
+        "hubloader_query",
+        "hubloader_results",
+        "hubloader_download",
+        "hubloader_jobs",
+        "hubloader_library",
+    ):
+        assert elem_id in ids
+    assert {"hubloader_infotext", "hubloader_hf_token", "hubloader_cleanup_preview"} <= ids
+    assert blocks.hubloader_hub is hub
+    token_box = next(b for b in blocks.blocks.values() if getattr(b, "elem_id", None) == "hubloader_hf_token")
+    assert token_box.type == "password" and not token_box.value
+
+
+def test_search_both_sources_filters_and_cards(hub, hub_env):
+    hub_env.add_civitai_model("Ink Style", trained_words=["inkstyle"], stats={"downloadCount": 900})
+    hub_env.add_civitai_model("Ink Checkpoint", type="Checkpoint")
+    hub_env.add_hf_repo(
+        "someone/ink-lora",
+        files={"ink.safetensors": mf.safetensors_bytes(mf.kohya_lora("sdxl"), seed=3)},
+        tags=["lora", "base_model:stabilityai/stable-diffusion-xl-base-1.0"],
+    )
+    results, warnings = hub.search("ink", "Both", "lora")
+    assert warnings == []
+    by_source = {(m.source, m.name) for m in results}
+    assert (Source.CIVITAI, "Ink Style") in by_source and (Source.HUGGINGFACE, "ink-lora") in by_source
+    assert all(m.type in (ModelType.LORA, ModelType.LYCORIS) for m in results)
+
+    cards = ui.gallery_items(results)
+    civitai_card = next(c for c, m in zip(cards, results, strict=True) if m.name == "Ink Style")
+    assert civitai_card[0].startswith(hub_env.url())  # the preview served by the CDN
+    assert "triggers: inkstyle" in civitai_card[1] and "sdxl lora" in civitai_card[1]
+    assert "⬇900" in civitai_card[1]
+
+    only_hf, _ = hub.search("ink", "HuggingFace")
+    assert {m.source for m in only_hf} == {Source.HUGGINGFACE}
+
+
+def test_a_failing_source_is_a_warning_while_the_other_answers(hub, hub_env, monkeypatch):
+    hub_env.add_civitai_model("Ink Style")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    results, warnings = hub.search("ink", "Both")
+    assert [m.name for m in results] == ["Ink Style"]
+    assert len(warnings) == 1 and warnings[0].startswith("huggingface search failed")
+
+
+def test_civitai_download_runs_as_a_job_and_writes_the_a1111_sidecar_and_preview(tmp_path, hub_env):
+    landed: list[tuple[str, Path]] = []
+    folders = a1111_install(tmp_path / "webui")
+    hub = ui.ModelHub(folders, on_downloaded=lambda kind, path: landed.append((kind, path)))
+    hub_env.add_civitai_model("Ink Style", trained_words=["inkstyle", "lineart"], settings={"strength": 0.7})
+    (meta,), _ = hub.search("ink", "CivitAI")
+    versions = hub.versions(meta)
+    assert versions and versions[0][1] == meta.version_id
+    assert "inkstyle" in hub.details_markdown(meta) and "Models/Lora".lower() in hub.details_markdown(meta).lower()
+
+    job = _finished(hub, hub.start_download(meta, ui.weight_files(meta)[0].name))
+    path = Path(job.path)
+    assert path.parent == tmp_path / "webui" / "models" / "Lora" and path.is_file()
+    assert not list(path.parent.glob("*.part"))
+    sidecar = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+    assert sidecar["activation text"] == "inkstyle, lineart"
+    assert sidecar["preferred weight"] == 0.7 and sidecar["sd version"] == "SDXL"
+    assert path.with_name(path.stem + ".preview.png").read_bytes()[:4] == b"\x89PNG"
+    assert landed == [("loras", path)]
+
+    rows, summary = hub.library("loras")
+    row = next(r for r in rows if r[-1] == str(path))
+    assert row[5] == "inkstyle, lineart" and row[6] == "0.7" and len(row[7]) == 12
+    assert summary.startswith("1 local models")
+    hub.jobs.shutdown()
+
+
+def test_huggingface_download_links_into_the_folder_and_reports_progress(hub, hub_env, tmp_path):
+    data = mf.safetensors_bytes(mf.kohya_lora("sdxl"), mf.kohya_metadata("inky", "sdxl"), seed=4)
+    hub_env.add_hf_repo(
+        "someone/ink-lora",
+        files={"README.md": b"# ink\n", "ink.safetensors": data},
+        tags=["lora", "base_model:stabilityai/stable-diffusion-xl-base-1.0"],
+    )
+    (meta,), _ = hub.search("ink-lora", "HuggingFace")
+    assert [f.name for f in ui.weight_files(meta)] == ["ink.safetensors"]
+    job = _finished(hub, hub.start_download(meta))  # no file chosen: the repo's weight file
+    path = Path(job.path)
+    assert path == tmp_path / "models" / "loras" / "ink.safetensors" and path.read_bytes() == data
+    assert job.done_bytes == job.total_bytes == len(data)
+    assert path.with_suffix(".json").is_file()
+    rows = hub.job_rows()
+    assert rows[0][0] == job.id and rows[0][2] == DONE and rows[0][3] == "100%"
+
+
+def test_cancel_of_a_finished_job_says_so(hub):
+    assert hub.cancel("") == "Choose a download to cancel."
+    assert "not running" in hub.cancel("job-404")
+
+
+def test_writes_are_refused_when_the_guard_says_so(tmp_path, hub_env):
+    hub = ui.ModelHub(standalone_folders(tmp_path / "m"), write_guard=lambda: "not from the network")
+    hub_env.add_civitai_model("Ink Style")
+    (meta,), _ = hub.search("ink", "CivitAI")
+    with pytest.raises(ConfigError, match="not from the network"):
+        hub.start_download(meta)
+    with pytest.raises(ConfigError):
+        hub.save_settings(hf_token="hf_" + "x" * 30)
+    with pytest.raises(ConfigError):
+        hub.cleanup(dry_run=False)
+    assert hub.cleanup(dry_run=True)[1].startswith("Would delete")  # a preview changes nothing: allowed
+    assert not config.settings_path().exists()
+    hub.jobs.shutdown()
+
+
+def test_settings_are_written_0600_and_tokens_never_shown(hub):
+    token = "hf_" + "A" * 34
+    text = hub.save_settings(
+        token, "civitai-key-123", hf_endpoint="https://mirror.example", cache_limit_gb=20, max_connections=4
+    )
+    assert token not in text and "civitai-key-123" not in text
+    assert "HuggingFace token: set" in text and "CivitAI token: set" in text
+    path = config.settings_path()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    assert stored["hf_token"] == token and stored["hf_endpoint"] == "https://mirror.example"
+    assert stored["cache_limit_gb"] == 20 and stored["max_connections"] == 4
+    shown = hub.settings_view()
+    assert shown["hf_token"] == "set" and token not in json.dumps(shown)
+
+    hub.save_settings("", "")  # blank boxes keep the stored tokens
+    assert config.load_settings()["civitai_token"] == "civitai-key-123"
+    hub.save_settings(clear_civitai_token=True)
+    assert hub.settings_view()["civitai_token"] == "not set"
+    with pytest.raises(ConfigError, match="not a URL"):
+        hub.save_settings(civitai_endpoint="civitai.example")
+
+
+def test_settings_panel_handler_clears_the_token_boxes(hub):
+    blocks = ui.build_blocks(hub)
+    save = next(
+        fn for fn in blocks.fns.values() if getattr(fn.fn, "__name__", "") == "run_save"
+    )  # the click handler as gradio calls it
+    token = "hf_" + "B" * 34
+    status, hf_box, civ_box, *_rest, tokens = save.fn(token, "", False, False, "", "", 0, 8, False, False)
+    assert hf_box == "" and civ_box == "" and token not in status and "**set**" in tokens
+
+
+def test_cache_cleanup_dry_run_lists_what_would_go_and_deletes_nothing(hub, hub_env):
+    hub_env.add_civitai_model("Ink Style")
+    hub_env.add_civitai_model("Ink Paper")
+    results, _ = hub.search("ink", "CivitAI")
+    paths = [Path(_finished(hub, hub.start_download(m)).path) for m in results]
+    rows, text = hub.cleanup(keep_recent=0, max_size_gb=0, dry_run=True)
+    assert text.startswith("Would delete 2 files")
+    assert sorted(r[2] for r in rows) == sorted(str(p) for p in paths)
+    assert all(p.is_file() for p in paths)
+    rows, text = hub.cleanup(keep_recent=1, max_size_gb=50, dry_run=False)
+    assert text.startswith("Deleted 1 files") and sum(p.is_file() for p in paths) == 1
+
+
+def test_rescan_indexes_files_put_there_by_hand_and_marks_duplicates(hub, tmp_path):
+    lora = mf.safetensors_bytes(mf.kohya_lora("sd15"), mf.kohya_metadata("twin", "sd15"), seed=9)
+    folder = tmp_path / "models" / "loras"
+    folder.mkdir(parents=True)
+    (folder / "a.safetensors").write_bytes(lora)
+    (folder / "b.safetensors").write_bytes(lora)
+    assert "2 new or changed" in hub.rescan()
+    from hubloader.registry import ModelRegistry
+
+    with ModelRegistry() as registry:
+        registry.enrich(lookup_civitai=False)  # hashing is background work; do it now
+    rows, summary = hub.library()
+    names = {r[-1].rsplit("/", 1)[-1]: r[8] for r in rows}
+    assert names == {"a.safetensors": "b.safetensors", "b.safetensors": "a.safetensors"}
+    assert "1 duplicate groups" in summary
+    assert "0 new or changed" in hub.rescan()
+
+
+def test_missing_models_from_infotext_resolve_by_hash_and_fetch_in_one_click(tmp_path, hub_env):
+    folders = a1111_install(tmp_path / "webui")
+    hub = ui.ModelHub(folders)
+    hub_env.add_civitai_model("Ink Style", trained_words=["inkstyle"])
+    hub_env.add_civitai_model("Tiny Checkpoint", type="Checkpoint", base_model="SD 1.5")
+    lora = next(m for m in hub.search("ink", "CivitAI")[0])
+    checkpoint = next(m for m in hub.search("tiny", "CivitAI")[0])
+    infotext = (
+        "a cat, <lora:ink_style:0.8>\nNegative prompt: blurry\n"
+        f"Steps: 20, Sampler: Euler a, Model hash: {checkpoint.hashes['AutoV2']}, Model: tiny_ckpt, "
+        f'Lora hashes: "ink_style: {lora.hashes["AutoV3"]}"'
+    )
+    report = hub.missing(infotext)
+    rows = {r[0]: r for r in hub.missing_rows(report)}
+    assert rows["ink_style"][1] == "loras" and rows["ink_style"][2] == "resolved"
+    assert rows["tiny_ckpt"][1] == "checkpoints" and rows["tiny_ckpt"][2] == "resolved"
+    assert rows["ink_style"][3].startswith("civitai:")
+
+    jobs = hub.fetch_missing(report)
+    assert len(jobs) == 2
+    for job in jobs:
+        _finished(hub, job)
+    again = {r[0]: r[2] for r in hub.missing_rows(hub.missing(infotext))}
+    assert set(again.values()) <= {"found", "found_elsewhere", "found_by_hash"}
+    (lora_file,) = (tmp_path / "webui" / "models" / "Lora").glob("*.safetensors")
+    assert json.loads(lora_file.with_suffix(".json").read_text(encoding="utf-8"))["activation text"] == "inkstyle"
+    assert list((tmp_path / "webui" / "models" / "Stable-diffusion").glob("*.safetensors"))
+    hub.jobs.shutdown()
+
+
+def test_missing_models_from_a_dropped_png(tmp_path, hub_env):
+    from PIL import Image, PngImagePlugin
+
+    hub = ui.ModelHub(a1111_install(tmp_path / "webui"))
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a cat\nSteps: 20, Sampler: Euler a, Model hash: 0123456789, Model: nowhere_model")
+    image = tmp_path / "cat.png"
+    Image.new("RGB", (8, 8)).save(image, pnginfo=info)
+    report = hub.missing("", image.read_bytes())
+    ((name, kind, status, *_),) = hub.missing_rows(report)
+    assert (name, kind, status) == ("nowhere_model", "checkpoints", "unresolved")
+    assert hub.fetch_missing(report) == []
+    hub.jobs.shutdown()
+
+
+def test_missing_needs_some_input(hub):
+    from hubloader.errors import InvalidReference
+
+    with pytest.raises(InvalidReference, match="Paste generation parameters"):
+        hub.missing("", None)
+
+
+def test_handler_errors_become_status_messages(hub, hub_env, monkeypatch):
+    blocks = ui.build_blocks(hub)
+    check = next(fn for fn in blocks.fns.values() if getattr(fn.fn, "__name__", "") == "run_check")
+    table, state, status = check.fn("", None)
+    assert status.startswith("⚠️ Paste generation parameters")
