@@ -886,21 +886,27 @@ def cmd_lock(args: argparse.Namespace, out: Output) -> int:
     target = locked.save(args.output or lockfile_path(path))
     if out.json:
         out.record({"lockfile": str(target), **locked.to_dict()})
-        return EXIT_OK
+        return _lock_exit(locked, target, out)
     out.line(f"Wrote {target} ({len(locked.models)} model(s)).")
-    unsourced = [m.name for m in locked.models if not m.url and not m.air]
-    if unsourced:
-        out.warn(
-            f"{len(unsourced)} model(s) have no known source, so another machine cannot fetch them: "
-            f"{', '.join(unsourced)}. Add a URL to the workflow's models list, or copy those files by hand."
-        )
     rows = [
         (m.kind, m.name, human_size(m.size), _short(m.sha256), redact_url(m.url) if m.url else m.air)
         for m in locked.models
     ]
     if rows:
         out.table(("KIND", "MODEL", "SIZE", "SHA256", "SOURCE"), rows, widths={1: 50, 4: 80})
-    return EXIT_OK
+    return _lock_exit(locked, target, out)
+
+
+def _lock_exit(locked: Any, target: Path, out: Output) -> int:
+    """The lockfile is written either way; one another machine cannot reproduce is a failure (exit 3)."""
+    unsourced = [m.name for m in locked.models if not m.url and not m.air]
+    if not unsourced:
+        return EXIT_OK
+    out.error(
+        f"{len(unsourced)} model(s) in {target.name} have no known source, so another machine cannot fetch them: "
+        f"{', '.join(unsourced)}. Add their URLs to the workflow's models list and lock again."
+    )
+    return EXIT_NOT_FOUND
 
 
 # --- cache ----------------------------------------------------------------------------------------------------------
@@ -1028,10 +1034,11 @@ def cmd_ui(args: argparse.Namespace, out: Output) -> int:
         )
     from . import ui
 
+    folders = host_folders(args)
     if hasattr(ui, "launch"):
-        ui.launch(host=args.host, port=args.port, share=args.share)
+        ui.launch(folders=folders, host=args.host, port=args.port, share=args.share)
     else:
-        ui.build_app().launch(server_name=args.host, server_port=args.port, share=args.share)
+        ui.build_blocks(ui.ModelHub(folders)).launch(server_name=args.host, server_port=args.port, share=args.share)
     return EXIT_OK
 
 
@@ -1158,6 +1165,7 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=7860)
     ui.add_argument("--share", action="store_true", help="a public Gradio link")
+    _add_host_options(ui)
     return parser
 
 
