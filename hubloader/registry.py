@@ -57,6 +57,8 @@ GIB = 1024**3
 REMOTE_SOURCES = (Source.HUGGINGFACE, Source.CIVITAI)
 _HEX = re.compile(r"[0-9a-f]+")
 _HASH_LENGTHS = {8, 10, 12, 64}
+#: Above this many full-text matches a search lists the newest matches instead of ranking them all.
+RANK_CAP = 2000
 
 
 def default_db_path() -> Path:
@@ -513,13 +515,16 @@ class ModelRegistry:
         return found
 
     def _fts(self, match: str, where: list[str], params: list[Any], limit: int) -> list[ModelMetadata]:
+        """Rows matching ``match``: ranked by relevance when the words are selective, newest first when
+        they are in thousands of rows (then bm25 barely tells rows apart, and ranking them all is the cost)."""
+        probe = f"SELECT count(*) FROM (SELECT 1 FROM models_fts WHERE models_fts MATCH ? LIMIT {RANK_CAP})"
+        selective = self.db.query_one(probe, (match,))[0] < RANK_CAP
         sql = (
-            _db.SELECT_MODELS
-            + " JOIN models_fts f ON f.rowid = m.pk WHERE models_fts MATCH ?"
+            "SELECT m.pk FROM models_fts f JOIN models m ON m.pk = f.rowid WHERE models_fts MATCH ?"
             + "".join(f" AND {w}" for w in where)
-            + f" ORDER BY f.rank LIMIT {int(limit)}"
+            + f" ORDER BY {'f.rank' if selective else 'f.rowid DESC'} LIMIT {int(limit)}"
         )
-        return [_db.row_to_metadata(r) for r in self.db.query(sql, (match, *params))]
+        return self.db.models_by_pk([pk for (pk,) in self.db.query(sql, (match, *params))])
 
     def _search_remote(
         self,
