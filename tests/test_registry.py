@@ -221,6 +221,32 @@ def test_local_search_covers_name_tags_triggers_description_and_stays_in_sync():
     assert len(results) == 3 and all(m.extra["where"] == "remote" for m in results)
 
 
+def test_common_words_list_newest_matches_instead_of_ranking_them_all(monkeypatch):
+    from hubloader import registry as registry_module
+
+    registry = ModelRegistry()
+    for i in range(5):
+        registry.register_model(meta(f"civitai:{i}@{i}", name=f"anime {'anime ' * (5 - i)}{i}"))
+    ranked = [m.model_id for m in registry.search("anime", local_only=True, limit=2)]
+    assert ranked == ["civitai:0@0", "civitai:1@1"]  # most mentions first
+    monkeypatch.setattr(registry_module, "RANK_CAP", 3)
+    newest = [m.model_id for m in registry.search("anime", local_only=True, limit=2)]
+    assert newest == ["civitai:4@4", "civitai:3@3"]
+
+
+def test_background_enrichment_hashes_files_once(tmp_path):
+    registry = ModelRegistry()
+    path = local_file(tmp_path, "lib/a.safetensors", 5000)
+    registry.register_model(meta("a", source=Source.LOCAL, local_path=path))
+    registry.start_enrichment(lookup_civitai=False).join(timeout=60)
+    import hashlib
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert registry.get_model(digest).local_path == path
+    assert registry.get_model(digest[:10]).local_path == path
+    assert registry.enrich(lookup_civitai=False).hashed == 0
+
+
 def test_search_ranks_names_above_descriptions():
     registry = ModelRegistry()
     registry.register_model(meta("civitai:1@1", name="Generic", description="not really anime at all"))
@@ -349,6 +375,7 @@ def test_mark_used_counts_uses():
 
 
 def test_archive_restores_transparently_on_next_use(tmp_path):
+    pytest.importorskip("zstandard")
     registry = ModelRegistry()
     path = local_file(tmp_path, "cold.safetensors", 50_000)
     data = path.read_bytes()
