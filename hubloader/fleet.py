@@ -69,6 +69,7 @@ class SharedCache:
     origin: bool = True
     #: Corrupt objects met and what was done about them, one line each (also logged as warnings).
     problems: list[str] = field(default_factory=list)
+    _checked: bool = field(default=False, repr=False)
 
     @property
     def url(self) -> str:
@@ -89,6 +90,9 @@ class SharedCache:
         whole site by ``origin_fetch(target)`` (the download engine) and published."""
         sha256, dest = sha256.lower(), Path(dest)
         try:
+            if not self._checked:
+                self.store.check()  # an unmounted share must not be silently re-created as an empty folder
+                self._checked = True
             return _Fetch(self, sha256, dest, origin_fetch, size, record or {}, progress, cancel).run()
         except SharedCacheUnavailable as exc:
             if self.fallback == "fail" or origin_fetch is None:
