@@ -343,6 +343,8 @@ _KEEP_USER = {
 
 
 def _update_clause(column: str) -> str:
+    if column == "status":  # re-registering an archived model (its file is in the archive) keeps it archived
+        return "status = CASE WHEN models.status = 'archived' AND excluded.status = 'missing' THEN 'archived' ELSE excluded.status END"
     guard = _KEEP_USER.get(column)
     if guard:
         return (

@@ -711,8 +711,11 @@ class ModelRegistry:
         deleted = []
         for entry in victims:
             try:
+                if entry.meta.source is Source.HUGGINGFACE and _in_hf_cache(entry.meta.local_path):
+                    # The path is a link into the HF cache: deleting it would free nothing.
+                    self.hf_service.delete_cached_model(entry.meta.model_id)
                 _remove_path(entry.meta.local_path)
-            except OSError as exc:
+            except (OSError, HubloaderError) as exc:
                 log.warning("Could not delete %s: %s", entry.meta.local_path, exc)
                 continue
             with self.db.write() as conn:
@@ -917,6 +920,11 @@ def _host_model_dirs() -> list[Path]:
 
     folders = active_folders()
     return list(dict.fromkeys(d for kind in folders.kinds() for d in folders.dirs(kind) if d.is_dir()))
+
+
+def _in_hf_cache(path: Path | None) -> bool:
+    """True for a path inside a HuggingFace cache repo folder (``models--owner--name/snapshots/…``)."""
+    return path is not None and any(part.startswith("models--") for part in Path(path).parts)
 
 
 def _disk_size(path: Path | None) -> int:

@@ -411,3 +411,14 @@ def test_a_held_download_lock_protects_the_file_but_a_leftover_lock_file_does_no
         report = registry.cleanup_cache(keep_recent=0, max_size_gb=0.0)
     assert [m.model_id for m in report.deleted_models] == ["civitai:1@1"]
     assert first.local_path.exists()
+
+
+def test_re_registering_an_archived_model_keeps_it_archived(tmp_path):
+    pytest.importorskip("zstandard")
+    registry = ModelRegistry()
+    path = local_file(tmp_path, "cold.safetensors", 5000)
+    registry.register_model(meta("civitai:1@1", local_path=path), managed=True)
+    registry.archive("civitai:1@1")
+    registry.register_model(meta("civitai:1@1", local_path=path, rating=5.0))
+    assert state(registry.get_model("civitai:1@1"))["status"] == "archived"
+    assert registry.mark_used("civitai:1@1").local_path.exists()

@@ -208,3 +208,16 @@ def test_scan_then_enrich_finds_the_file_on_civitai(hub_env, tmp_path):
     assert found.model_id == f"civitai:{model_id}@{version_id}" and found.local_path == library / "my_copy.safetensors"
     assert [m.model_id for m in registry.list_models()] == [found.model_id]  # the scan's row was absorbed
     assert registry.enrich().hashed == 0  # nothing hashed twice
+
+
+@pytest.mark.hf
+def test_evicting_a_huggingface_model_frees_its_blob(hub_env):
+    add_turbo(hub_env)
+    registry = ModelRegistry()
+    model = registry.register_from_huggingface("stabilityai/sdxl-turbo")
+    blob = model.local_path.resolve()
+    assert blob.exists() and blob != model.local_path  # the snapshot entry links to a blob
+    report = registry.set_cache_limit(max_size_gb=0.0)
+    assert [m.model_id for m in report.deleted_models] == ["stabilityai/sdxl-turbo"]
+    assert not blob.exists() and not model.local_path.exists()
+    assert registry.list_cached_models() == []
