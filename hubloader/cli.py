@@ -409,7 +409,10 @@ def cmd_get(args: argparse.Namespace, out: Output) -> int:
                 )
             else:
                 verb = "Already present" if reused else "Saved"
-                out.line(f"{verb}: {path} ({human_size(meta.size_bytes)}, SHA256 {_short(meta.sha256)} verified)")
+                if path.is_dir():
+                    out.line(f"{verb}: {path} (a diffusers folder in the HuggingFace cache)")
+                else:
+                    out.line(f"{verb}: {path} ({human_size(meta.size_bytes)}, SHA256 {_short(meta.sha256)} verified)")
                 if meta.trigger_words:
                     out.line(f"  trigger words: {', '.join(meta.trigger_words)}")
     finally:
@@ -484,21 +487,21 @@ def _get_huggingface(ref: Any, args: argparse.Namespace, out: Output) -> list[Pl
     from .errors import PickleNotAllowed
     from .hosts import safe_filename
     from .huggingface import HuggingFaceHubService, link_into
-    from .types import ModelFormat
 
     service = HuggingFaceHubService()
     revision = ref.revision or "main"
     if not ref.filename:
         repo = service.model_info(str(ref), revision=revision)
-        if repo.format is ModelFormat.DIFFUSERS:
-            return [_get_diffusers(service, ref, repo, revision, out)]
-        weights = [f for f in repo.files if f.sha256 and f.sha256 == repo.sha256]
-        if not weights:
+        weights = _root_weights(repo)
+        if len(weights) != 1:
+            if any(f.name == "model_index.json" for f in repo.files):
+                return [_get_diffusers(service, ref, repo, revision, out)]
             raise NotFound(
-                f"{ref.repo_id} has no single model file to get.",
-                hint="Name a file: owner/repo/path/file.safetensors.",
+                f"{ref.repo_id} has {'no' if not weights else 'several'} model files at its root"
+                + (f" ({', '.join(weights)})." if weights else "."),
+                hint="Name one: owner/repo/path/file.safetensors.",
             )
-        ref = dataclasses.replace(ref, filename=weights[0].name)
+        ref = dataclasses.replace(ref, filename=weights[0])
     meta = service.model_info(str(ref), revision=revision)
     if meta.format.is_pickle and not (args.allow_pickle or load_settings().get("allow_pickle")):
         raise PickleNotAllowed(f"{ref.filename} in {ref.repo_id} is a pickle file ({meta.format.value}).")
@@ -507,6 +510,15 @@ def _get_huggingface(ref: Any, args: argparse.Namespace, out: Output) -> list[Pl
         return [(dest, meta, True)]
     cached = service.download_model(str(ref), revision=revision, progress=out.progress(dest.name))
     return [(Path(link_into(cached, dest)), meta, False)]
+
+
+def _root_weights(repo: ModelMetadata) -> list[str]:
+    """The repo's top-level weight files, safetensors preferred: one means "the" single-file model."""
+    from .types import ModelFormat
+
+    weights = [f for f in repo.files if "/" not in f.name and f.format is not ModelFormat.OTHER]
+    safe = [f for f in weights if f.format is ModelFormat.SAFETENSORS]
+    return [f.name for f in safe or weights]
 
 
 def _get_diffusers(service: Any, ref: Any, repo: ModelMetadata, revision: str, out: Output) -> Placed:
