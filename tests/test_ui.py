@@ -26,6 +26,12 @@ def hub(tmp_path: Path):
     hub.jobs.shutdown()
 
 
+def handler(blocks, name: str):
+    """A wired event handler as gradio holds it (a list in 3.41, a dict since 4)."""
+    fns = blocks.fns.values() if isinstance(blocks.fns, dict) else blocks.fns
+    return next(fn.fn for fn in fns if getattr(fn.fn, "__name__", "") == name)
+
+
 def _finished(hub: ui.ModelHub, job: dict) -> object:
     done = hub.jobs.wait(job["id"], timeout=60)
     assert done.state == DONE, done.error
@@ -171,11 +177,9 @@ def test_settings_are_written_0600_and_tokens_never_shown(hub):
 
 def test_settings_panel_handler_clears_the_token_boxes(hub):
     blocks = ui.build_blocks(hub)
-    save = next(
-        fn for fn in blocks.fns.values() if getattr(fn.fn, "__name__", "") == "run_save"
-    )  # the click handler as gradio calls it
+    save = handler(blocks, "run_save")
     token = "hf_" + "B" * 34
-    status, hf_box, civ_box, *_rest, tokens = save.fn(token, "", False, False, "", "", 0, 8, False, False)
+    status, hf_box, civ_box, *_rest, tokens = save(token, "", False, False, "", "", 0, 8, False, False)
     assert hf_box == "" and civ_box == "" and token not in status and "**set**" in tokens
 
 
@@ -263,8 +267,24 @@ def test_missing_needs_some_input(hub):
         hub.missing("", None)
 
 
-def test_handler_errors_become_status_messages(hub, hub_env, monkeypatch):
+def test_handler_errors_become_status_messages(hub):
     blocks = ui.build_blocks(hub)
-    check = next(fn for fn in blocks.fns.values() if getattr(fn.fn, "__name__", "") == "run_check")
-    table, state, status = check.fn("", None)
+    table, state, status = handler(blocks, "run_check")("", None)
     assert status.startswith("⚠️ Paste generation parameters")
+
+
+@pytest.mark.slow
+def test_served_page_config_holds_the_tab(hub, monkeypatch):
+    """The Blocks really serve: the page's /config lists our components (catches arguments a gradio rejects late)."""
+    import requests
+
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    blocks = ui.build_blocks(hub)
+    blocks.queue()
+    blocks.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    try:
+        page = requests.get(blocks.local_url.rstrip("/") + "/config", timeout=30).json()
+    finally:
+        blocks.close()
+    elem_ids = {c.get("props", {}).get("elem_id") for c in page["components"]}
+    assert {"hubloader_results", "hubloader_jobs", "hubloader_missing_file", "hubloader_civitai_token"} <= elem_ids
