@@ -983,9 +983,10 @@ def launch(
     comfyui: Path | str | None = None,
     a1111: Path | str | None = None,
     *,
+    folders: ModelFolders | None = None,
     block: bool = True,
 ) -> Any:
-    """Serve the app. Bound beyond loopback (or shared), write actions are refused, as A1111 does for
+    """Serve the app on ``folders`` (or those the paths name). Bound beyond loopback (or shared), write actions are refused, as A1111 does for
     extensions: anyone who reaches the page could otherwise save tokens or fill the disk."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     exposed = share or host not in LOOPBACK_HOSTS
@@ -998,7 +999,9 @@ def launch(
             )
         return None
 
-    hub = ModelHub(folders_for(models_dir=models_dir, comfyui=comfyui, a1111=a1111), write_guard=guard)
+    if folders is None:
+        folders = folders_for(models_dir=models_dir, comfyui=comfyui, a1111=a1111)
+    hub = ModelHub(folders, write_guard=guard)
     blocks = build_blocks(hub)
     blocks.queue()
     blocks.launch(server_name=host, server_port=int(port), share=share, prevent_thread_lock=not block)
