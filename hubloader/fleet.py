@@ -51,8 +51,7 @@ ENV_URL = "HUBLOADER_SHARED_CACHE"
 ENV_FALLBACK = "HUBLOADER_SHARED_CACHE_FALLBACK"  # "origin" (default) or "fail"
 ENV_LEASE = "HUBLOADER_SHARED_CACHE_LEASE_S"
 DEFAULT_LEASE_S = 30.0
-#: Ranged reads of this size, this many at once, when copying an object out of the cache.
-READ_PART = 8 * MiB
+#: Ranged reads (of the store's ``read_part`` size) in flight at once when copying an object out.
 READ_PARALLEL = 4
 
 OriginFetch = Callable[[Path], DownloadResult]
@@ -321,7 +320,8 @@ class _Fetch:
     def _copy_parts(self, size: int, out: Any) -> str:
         """Ranged reads in parallel, written and hashed strictly in order (memory: a few parts)."""
         sha = hashlib.sha256()
-        ranges = deque((start, min(start + READ_PART, size)) for start in range(0, size, READ_PART))
+        step = self.store.read_part
+        ranges = deque((start, min(start + step, size)) for start in range(0, size, step))
         done = 0
         with ThreadPoolExecutor(READ_PARALLEL, thread_name_prefix="hubloader-pull") as pool:
             pending: deque[Future[bytes]] = deque()

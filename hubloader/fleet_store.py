@@ -53,6 +53,7 @@ class Store(Protocol):
     """What :class:`hubloader.fleet.SharedCache` needs from a backend."""
 
     url: str
+    read_part: int  # bytes per ranged read when copying an object out
 
     def check(self) -> None: ...
     def object_size(self, sha256: str) -> int | None: ...
@@ -85,6 +86,8 @@ def open_store(url: str) -> Store:
 
 class DirectoryStore:
     """A shared folder. Renames within it are atomic; a short ``filelock`` guards each lease update."""
+
+    read_part = 8 * MiB
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -236,6 +239,9 @@ class S3Store:
     """``s3://bucket/prefix`` through boto3: the standard AWS credential chain (env, profile, role) and
     ``AWS_ENDPOINT_URL`` for non-AWS stores. Leases use conditional writes (``If-None-Match: *`` to
     create, ``If-Match: <etag>`` to renew or take over), which AWS S3, MinIO and R2 support."""
+
+    #: Ranged GETs of this size: AWS's advice for parallel reads (8–16 MB), fewer requests per object.
+    read_part = 16 * MiB
 
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
