@@ -198,6 +198,16 @@ _V7_FILTER_INDEX = """
 CREATE INDEX idx_models_filters ON models(type, base_model, source);
 """
 
+# Measured on 100,000 rows: with (source, updated_at) present, SQLite walked all of a source's rows
+# to avoid a sort. One covering index for type/base/source that also holds updated_at answers
+# filtered listings from the index alone, already in order for the exact-match case.
+_V8_COVERING_FILTERS = """
+DROP INDEX idx_models_source_updated;
+DROP INDEX idx_models_type_updated;
+DROP INDEX idx_models_filters;
+CREATE INDEX idx_models_filtered_updated ON models(type, base_model, source, updated_at);
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_SEED,
     _V2_IDENTITY_AND_HASHES,
@@ -206,6 +216,7 @@ MIGRATIONS: tuple[str, ...] = (
     _V5_FTS,
     _V6_LISTING_INDEXES,
     _V7_FILTER_INDEX,
+    _V8_COVERING_FILTERS,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
