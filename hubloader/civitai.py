@@ -311,18 +311,27 @@ class CivitAIService:
         if file.sha256 and dest.is_file() and file_hashes(dest)["sha256"] == file.sha256:
             result = DownloadResult(path=dest, sha256=file.sha256, size_bytes=dest.stat().st_size, reused=True)
         else:
-            url = resolve()
-            result = download_file(
-                url,
-                dest,
-                expected_sha256=file.sha256 or None,
-                # A signed storage URL authorises itself; only a mirror serving the file from the API host needs the key.
-                token=self.api_key if self._auth_headers(url) else None,
-                service="civitai",
-                resolve_url=resolve,
-                expect="model",
-                progress=progress,
-                cancel=cancel,
+            from .fleet import fetch_via_shared_cache
+
+            def from_origin(target: Path) -> DownloadResult:
+                url = resolve()
+                return download_file(
+                    url,
+                    target,
+                    expected_sha256=file.sha256 or None,
+                    # A signed storage URL authorises itself; only a mirror serving the file from the API host needs the key.
+                    token=self.api_key if self._auth_headers(url) else None,
+                    service="civitai",
+                    resolve_url=resolve,
+                    expect="model",
+                    progress=progress,
+                    cancel=cancel,
+                )
+
+            # With HUBLOADER_SHARED_CACHE set, only the worker the site elects asks CivitAI (fleet.py).
+            record = {"file_name": dest.name, "source": "civitai", "air": meta.air}
+            result = fetch_via_shared_cache(
+                file.sha256 or "", dest, from_origin, record=record, progress=progress, cancel=cancel
             )
         meta.sha256 = result.sha256
         meta.hashes = {**file.hashes, "SHA256": result.sha256}
