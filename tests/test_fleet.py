@@ -220,6 +220,25 @@ def test_shared_cache_from_the_environment(hub_env, tmp_path: Path, monkeypatch:
     assert (share / object_key(sha)).stat().st_size == MiB
 
 
+def test_civitai_downloads_ask_the_origin_once_per_site(
+    hub_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hubloader.civitai import CivitAIService
+
+    share = tmp_path / "share"
+    share.mkdir()
+    monkeypatch.setenv("HUBLOADER_SHARED_CACHE", str(share))
+    model_id, version_id = hub_env.add_civitai_model("Fleet LoRA", type="LORA")
+    first = CivitAIService().download_model(model_id, version_id, tmp_path / "m1")
+    second = CivitAIService().download_model(model_id, version_id, tmp_path / "m2")
+
+    assert first.sha256 == second.sha256 and second.path.read_bytes() == first.path.read_bytes()
+    assert sum(hub_env.bytes_sent.values()) == first.size_bytes
+    # Only the fetching worker asked CivitAI for a signed download URL.
+    assert len([r for r in hub_env.requests if r.path.startswith("/api/download/")]) == 1
+    assert json.loads((share / (object_key(first.sha256) + ".json")).read_text())["source"] == "civitai"
+
+
 def test_push_then_pull_a_lockfile_without_the_origin(cache_url: str, tmp_path: Path) -> None:
     local = tmp_path / "mine" / "loras"
     local.mkdir(parents=True)
