@@ -753,7 +753,9 @@ def _search_tab(hub: ModelHub, results_state: Any, selected_state: Any) -> None:
             nsfw = gr.Checkbox(value=bool(config.load_settings().get("nsfw")), label="NSFW", elem_id="hubloader_nsfw")
             search_button = gr.Button("Search", variant="primary", elem_id="hubloader_search")
         status = gr.Markdown("", elem_id="hubloader_search_status")
-        gallery = gr.Gallery(label="Results", columns=4, elem_id="hubloader_results", allow_preview=False)
+        gallery = gr.Gallery(
+            label="Results", columns=5, height=420, object_fit="cover", elem_id="hubloader_results", allow_preview=False
+        )
         with gr.Group(elem_id="hubloader_details_pane"):
             details = gr.Markdown("Select a result to see its versions and files.", elem_id="hubloader_details")
             with gr.Row():
