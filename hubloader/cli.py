@@ -382,6 +382,8 @@ def cmd_get(args: argparse.Namespace, out: Output) -> int:
     from .refs import HUGGINGFACE, parse_reference
 
     ref = parse_reference(args.ref)
+    if args.shared_cache:  # read by the download path (hubloader.fleet) for this process
+        os.environ["HUBLOADER_SHARED_CACHE"] = args.shared_cache
     if args.revision and ref.kind == HUGGINGFACE:
         ref = dataclasses.replace(ref, revision=args.revision)
     fetch = _get_huggingface if ref.kind == HUGGINGFACE else _get_civitai
@@ -782,7 +784,7 @@ def cmd_resolve(args: argparse.Namespace, out: Output) -> int:
     from .workflows import Resolver
 
     path = _existing_file(args.file)
-    resolver = Resolver(host_folders(args))
+    resolver = Resolver(host_folders(args), shared_cache=args.shared_cache)
     if _is_lockfile(path):
         report = resolve_lockfile(path, download=False, resolver=resolver)
     else:
@@ -960,6 +962,54 @@ def cmd_cache(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
+# --- fleet: the site's shared cache (hubloader.fleet) ----------------------------------------------------------------
+
+
+def _shared_cache(args: argparse.Namespace) -> Any:
+    from .fleet import ENV_URL, open_shared_cache
+
+    url = args.shared_cache or os.environ.get(ENV_URL)
+    if not url:
+        raise UsageError(f"No shared cache named: pass --shared-cache URL or set {ENV_URL}.")
+    return open_shared_cache(url, fallback="fail")
+
+
+def cmd_cache_push(args: argparse.Namespace, out: Output) -> int:
+    """Publish local model files (default: every model folder of the host) to the shared cache."""
+    from .fleet import push_paths
+
+    cache = _shared_cache(args)
+    folders = host_folders(args)
+    paths = args.paths or [d for kind in folders.kinds() for d in folders.dirs(kind) if d.is_dir()]
+    pushed = push_paths(cache, paths)
+    for path, sha256, new in pushed:
+        if out.json:
+            out.record({"path": str(path), "sha256": sha256, "new": new})
+        else:
+            out.line(f"{'pushed' if new else 'present'}  {_short(sha256)}  {path}")
+    if not out.json:
+        out.line(f"{sum(new for *_, new in pushed)} new, {sum(not new for *_, new in pushed)} already in {cache.url}.")
+    return EXIT_OK
+
+
+def cmd_cache_pull(args: argparse.Namespace, out: Output) -> int:
+    """Place a lockfile's models from the shared cache only; the origin is never asked."""
+    from .fleet import pull_lockfile
+
+    report = pull_lockfile(_existing_file(args.lockfile), host_folders(args), cache=_shared_cache(args))
+    _print_report(report, out, downloaded=True)
+    return _resolve_exit(report, download=True, out=out)
+
+
+def _add_shared_cache_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--shared-cache",
+        metavar="URL",
+        default=None,
+        help="a site-wide cache: s3://bucket/prefix or a shared folder (default: $HUBLOADER_SHARED_CACHE)",
+    )
+
+
 def cmd_cache_cleanup(args: argparse.Namespace, out: Output) -> int:
     registry = open_registry()
     try:
@@ -1130,6 +1180,7 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("--type", type=_model_type, help="override the model type (decides the folder)")
     get.add_argument("--allow-pickle", action="store_true", help="allow .ckpt/.pt/.bin files (they can run code)")
     _add_host_options(get, with_to=True)
+    _add_shared_cache_option(get)
 
     listing = command("list", cmd_list, "list the models in the registry")
     listing.add_argument("--source", type=_source)
@@ -1149,6 +1200,7 @@ def build_parser() -> argparse.ArgumentParser:
     resolve.add_argument("file", metavar="FILE", help="workflow .json, PNG/WebP image, infotext .txt or .lock.json")
     resolve.add_argument("--download", action="store_true", help="fetch the resolved models, verified")
     _add_host_options(resolve)
+    _add_shared_cache_option(resolve)
 
     lock = command("lock", cmd_lock, "write FILE.lock.json: every model's folder, name, size, SHA256 and source")
     lock.add_argument("file", metavar="FILE")
@@ -1169,6 +1221,25 @@ def build_parser() -> argparse.ArgumentParser:
     cleanup.add_argument("--keep-recent", type=int, default=10, metavar="N", help="keep the N most recently used (10)")
     cleanup.add_argument("--max-size-gb", type=float, default=50.0, metavar="G", help="then shrink to G GB (50)")
     cleanup.add_argument("--dry-run", action="store_true", help="only say what would be deleted")
+    push = cache_commands.add_parser(
+        "push", help="publish local models to the shared cache", description=cmd_cache_push.__doc__, parents=[common]
+    )
+    push.set_defaults(func=cmd_cache_push)
+    push.add_argument(
+        "paths", metavar="PATHS", nargs="*", type=Path, help="files or folders (default: all model folders)"
+    )
+    _add_host_options(push)
+    _add_shared_cache_option(push)
+    pull = cache_commands.add_parser(
+        "pull",
+        help="place a lockfile's models from the shared cache",
+        description=cmd_cache_pull.__doc__,
+        parents=[common],
+    )
+    pull.set_defaults(func=cmd_cache_pull)
+    pull.add_argument("lockfile", metavar="LOCKFILE")
+    _add_host_options(pull)
+    _add_shared_cache_option(pull)
 
     login = command("login", cmd_login, "store a HuggingFace or CivitAI token (read without echo)")
     login.add_argument("service", choices=sorted(_LOGIN))
