@@ -29,7 +29,15 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from .config import civitai_endpoint, civitai_token, hf_endpoint, hf_token, redact_url
+from .config import (
+    DEFAULT_CIVITAI_ENDPOINT,
+    DEFAULT_HF_ENDPOINT,
+    civitai_endpoint,
+    civitai_token,
+    hf_endpoint,
+    hf_token,
+    redact_url,
+)
 from .errors import ConfigError, HubloaderError, IntegrityError, InvalidFile, InvalidReference
 from .hosts import KIND_BY_TYPE, LEGACY_KINDS, ModelFolders, active_folders, safe_filename
 from .types import MODEL_EXTENSIONS, ModelMetadata, ModelType
@@ -1124,8 +1132,17 @@ def _check_short_hashes(ref: ModelReference, sha256: str, path: Path) -> None:
 
 
 def canonical_url(url: str) -> str:
-    """A URL with the configured HuggingFace/CivitAI endpoint replaced by the public host (for lockfiles)."""
-    for endpoint, public in ((hf_endpoint(), "https://huggingface.co"), (civitai_endpoint(), "https://civitai.com")):
+    """The URL a lockfile keeps: public hosts instead of the configured endpoints, and a HuggingFace file as
+    the ``/resolve/`` link the resolver fetches (its ``/blob/`` web page would 404 on another machine)."""
+    from .refs import HUGGINGFACE, hf_resolve_url, parse_url
+
+    try:
+        parsed = parse_url(url)
+    except InvalidReference:
+        parsed = None
+    if parsed is not None and parsed.kind == HUGGINGFACE and parsed.filename:
+        return hf_resolve_url(parsed, DEFAULT_HF_ENDPOINT)
+    for endpoint, public in ((hf_endpoint(), DEFAULT_HF_ENDPOINT), (civitai_endpoint(), DEFAULT_CIVITAI_ENDPOINT)):
         if endpoint != public and url.startswith(endpoint + "/"):
             return public + url[len(endpoint) :]
     return url
@@ -1133,7 +1150,7 @@ def canonical_url(url: str) -> str:
 
 def endpoint_url(url: str) -> str:
     """The inverse of :func:`canonical_url`: public hosts rewritten to the configured endpoints (mirrors)."""
-    for endpoint, public in ((hf_endpoint(), "https://huggingface.co"), (civitai_endpoint(), "https://civitai.com")):
+    for endpoint, public in ((hf_endpoint(), DEFAULT_HF_ENDPOINT), (civitai_endpoint(), DEFAULT_CIVITAI_ENDPOINT)):
         if endpoint != public and url.startswith(public + "/"):
             return endpoint + url[len(public) :]
     return url

@@ -52,7 +52,7 @@ def test_lock_local_models(machine_a):
     base = entries["base.safetensors"]
     assert base.kind == "checkpoints" and base.size == len(files["ckpt"])
     assert base.sha256 == hashlib.sha256(files["ckpt"]).hexdigest()
-    assert base.url == "https://huggingface.co/acme/models/blob/main/ckpt/base.safetensors"
+    assert base.url == "https://huggingface.co/acme/models/resolve/main/ckpt/base.safetensors"  # not the blob page
     ink = entries["styles/ink.safetensors"]
     assert ink.kind == "loras" and ink.sha256 == hashlib.sha256(files["lora"]).hexdigest() and ink.url == ""
     assert locked.workflow == "wf.json" and locked.workflow_sha256 == hashlib.sha256(workflow.read_bytes()).hexdigest()
@@ -88,8 +88,20 @@ def test_resolve_plans_download_from_the_configured_mirror(machine_a, tmp_path: 
     report = resolve_lockfile(locked, standalone_folders(tmp_path / "empty"), download=False)
     base = next(i for i in report.items if i.reference.name == "base.safetensors")
     assert base.status is Status.RESOLVED
-    assert base.chosen.url == "http://mirror.example:8080/acme/models/blob/main/ckpt/base.safetensors"
+    assert base.chosen.url == "http://mirror.example:8080/acme/models/resolve/main/ckpt/base.safetensors"
     assert base.chosen.source == "huggingface" and base.chosen.sha256 == locked.models[0].sha256
+
+
+@pytest.mark.hf
+def test_a_workflow_blob_url_is_locked_as_a_url_another_machine_can_fetch(machine_a, hub_env, tmp_path: Path):
+    root, workflow, files = machine_a
+    hub_env.add_hf_repo("acme/models", {"ckpt/base.safetensors": files["ckpt"]})
+    path = write_lockfile(workflow, folders=standalone_folders(root))
+    other = tmp_path / "b" / "models"
+    report = resolve_lockfile(path, standalone_folders(other), download=True)
+    base = next(i for i in report.items if i.reference.name == "base.safetensors")
+    assert base.status is Status.FETCHED, base.reason
+    assert (other / "checkpoints" / "base.safetensors").read_bytes() == files["ckpt"]
 
 
 def test_a_different_file_at_the_locked_path_is_never_replaced(machine_a, tmp_path: Path):
