@@ -58,7 +58,9 @@ REMOTE_SOURCES = (Source.HUGGINGFACE, Source.CIVITAI)
 _HEX = re.compile(r"[0-9a-f]+")
 _HASH_LENGTHS = {8, 10, 12, 64}
 #: Above this many full-text matches a search lists the newest matches instead of ranking them all.
-RANK_CAP = 2000
+RANK_CAP = 500
+#: Weights of name, tags, trigger words and description in the ranking.
+BM25_WEIGHTS = "10.0, 4.0, 8.0, 1.0"
 
 
 def default_db_path() -> Path:
@@ -497,15 +499,20 @@ class ModelRegistry:
         limit: int,
     ) -> list[ModelMetadata]:
         where, params = _filters(sources=sources, model_type=model_type, base_model=base_model)
-        match = _fts_query(query)
-        if match:
-            # Name, tags and trigger words first, descriptions only to fill the page: ranking every
-            # description that mentions a common word is what would make a search slow.
-            found = self._fts(f"{{name tags trigger_words}} : ({match})", where, params, limit)
-            if len(found) < limit:
-                seen = {registry_state(m)["pk"] for m in found}
-                more = self._fts(match, where, params, limit + len(seen))
-                found += [m for m in more if registry_state(m)["pk"] not in seen][: limit - len(found)]
+        matches = _fts_queries(query)
+        if matches:
+            # Name, tags and trigger words before descriptions, exact words before prefixes; each step
+            # only runs to fill the page, and ranking every description that mentions a common word
+            # is what would make a search slow.
+            found: list[ModelMetadata] = []
+            seen: set[int] = set()
+            for match in matches:
+                for expression in (f"{{name tags trigger_words}} : ({match})", match):
+                    if len(found) >= limit:
+                        break
+                    more = self._fts(expression, where, params, limit + len(seen))
+                    found += [m for m in more if registry_state(m)["pk"] not in seen][: limit - len(found)]
+                    seen = {registry_state(m)["pk"] for m in found}
         else:
             order = "(m.status = 'ok' AND m.local_path IS NOT NULL) DESC, m.last_used_at DESC, m.download_count DESC"
             found = self.db.models(" AND ".join(where), params, order=order, limit=limit)
@@ -519,11 +526,16 @@ class ModelRegistry:
         they are in thousands of rows (then bm25 barely tells rows apart, and ranking them all is the cost)."""
         probe = f"SELECT count(*) FROM (SELECT 1 FROM models_fts WHERE models_fts MATCH ? LIMIT {RANK_CAP})"
         selective = self.db.query_one(probe, (match,))[0] < RANK_CAP
-        sql = (
-            "SELECT m.pk FROM models_fts f JOIN models m ON m.pk = f.rowid WHERE models_fts MATCH ?"
-            + "".join(f" AND {w}" for w in where)
-            + f" ORDER BY {'f.rank' if selective else 'f.rowid DESC'} LIMIT {int(limit)}"
-        )
+        # bm25() with the column weights, not the `rank` column: measured 2-3x cheaper per match.
+        order = f"bm25(models_fts, {BM25_WEIGHTS})" if selective else "models_fts.rowid DESC"
+        if where:
+            sql = (
+                "SELECT m.pk FROM models_fts JOIN models m ON m.pk = models_fts.rowid WHERE models_fts MATCH ?"
+                + "".join(f" AND {w}" for w in where)
+            )
+        else:
+            sql = "SELECT models_fts.rowid FROM models_fts WHERE models_fts MATCH ?"
+        sql += f" ORDER BY {order} LIMIT {int(limit)}"
         return self.db.models_by_pk([pk for (pk,) in self.db.query(sql, (match, *params))])
 
     def _search_remote(
@@ -876,10 +888,17 @@ def _filters(
     return where, params
 
 
-def _fts_query(query: str | None) -> str:
-    """Words of ``query`` as quoted prefix terms, all required: user text never reaches FTS5 syntax."""
+def _fts_queries(query: str | None) -> list[str]:
+    """FTS5 expressions for ``query``, best first: every word exact, then the last one as a prefix (typing ahead).
+
+    Words are quoted, so user text never becomes FTS5 syntax, and all are required. The prefix form
+    comes second because a prefix over a common long word merges every matching term's whole list.
+    """
     words = re.findall(r"\w+", (query or "").lower())
-    return " ".join(f'"{w}"*' for w in words)
+    if not words:
+        return []
+    exact = " ".join(f'"{w}"' for w in words)
+    return [exact, exact + "*"]
 
 
 def _download_in_progress(path: Path | None) -> str:
