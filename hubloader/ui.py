@@ -180,7 +180,7 @@ class ModelHub:
     def versions(self, meta: ModelMetadata) -> list[tuple[str, str]]:
         """(label, version id) of a result, newest first; HuggingFace has one: the commit searched."""
         if meta.source is not Source.CIVITAI:
-            return [(f"main ({meta.version[:10]})" if meta.version else "main", meta.version_id or "main")]
+            return [(f"main · {meta.version[:10]}" if meta.version else "main", meta.version_id or "main")]
         from .civitai import CivitAIService
 
         model_id = meta.extra.get("civitai_model_id")
@@ -188,9 +188,9 @@ class ModelHub:
             # The model document lists every version; the service exposes no public call for that list.
             model = CivitAIService()._get(f"models/{model_id}", what=f"CivitAI model {model_id}")
         except HubloaderError:
-            return [(f"{meta.version} ({meta.base_model.value})", meta.version_id)]
+            return [(f"{meta.version} ({meta.base_model.value}) · {meta.version_id}", meta.version_id)]
         return [
-            (f"{v.get('name')} ({v.get('baseModel')})", str(v.get("id")))
+            (f"{v.get('name')} ({v.get('baseModel')}) · {v.get('id')}", str(v.get("id")))
             for v in model.get("modelVersions") or []
             if isinstance(v, dict) and v.get("id")
         ]
@@ -676,6 +676,13 @@ def _placeholder() -> Any:
     return _PLACEHOLDER
 
 
+def version_of_label(meta: ModelMetadata, label: str) -> str:
+    """The version id a Version choice names (its label ends in `` · <id>``; HF: the commit searched)."""
+    if meta.source is not Source.CIVITAI:
+        return meta.version_id or "main"
+    return label.rsplit(" · ", 1)[-1].strip()
+
+
 def card_caption(meta: ModelMetadata) -> str:
     parts = [
         meta.name,
@@ -774,14 +781,11 @@ def _search_tab(hub: ModelHub, results_state: Any, selected_state: Any) -> None:
         search_button.click(run_search, inputs, [gallery, results_state, status])
         query.submit(run_search, inputs, [gallery, results_state, status])
 
-        versions_by_label: dict[str, str] = {}
-
         @_guarded(4, 0)
         def select(results: list[ModelMetadata], evt: gr.SelectData) -> tuple[str, Any, Any, Any]:
             index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
             meta = results[int(index)]
             choices = hub.versions(meta)
-            versions_by_label.update(dict(choices))
             names = [f.name for f in weight_files(meta)]
             return (
                 hub.details_markdown(meta),
@@ -794,9 +798,9 @@ def _search_tab(hub: ModelHub, results_state: Any, selected_state: Any) -> None:
 
         @_guarded(4, 0)
         def choose_version(meta: ModelMetadata | None, label: str) -> tuple[Any, Any, Any, str]:
-            if meta is None or not label or label not in versions_by_label:
+            if meta is None or not label:
                 return gr.update(), gr.update(), gr.update(), gr.update()
-            chosen = hub.version(meta, versions_by_label[label])
+            chosen = hub.version(meta, version_of_label(meta, label))
             names = [f.name for f in weight_files(chosen)]
             return hub.details_markdown(chosen), gr.update(choices=names, value=names[0] if names else None), chosen, ""
 

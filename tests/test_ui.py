@@ -288,3 +288,17 @@ def test_served_page_config_holds_the_tab(hub, monkeypatch):
         blocks.close()
     elem_ids = {c.get("props", {}).get("elem_id") for c in page["components"]}
     assert {"hubloader_results", "hubloader_jobs", "hubloader_missing_file", "hubloader_civitai_token"} <= elem_ids
+
+
+@pytest.mark.slow
+def test_details_list_every_version_and_an_older_one_downloads(hub, hub_env, tmp_path):
+    model_id, old_version = hub_env.add_civitai_model("Ink Style", version_name="v1", trained_words=["ink1"])
+    new_version = hub_env.add_civitai_version(model_id, "v2", trained_words=["ink2"])
+    (meta,), _ = hub.search("ink", "CivitAI")
+    labels = [label for label, _ in hub.versions(meta)]
+    assert [ui.version_of_label(meta, label) for label in labels] == [str(new_version), str(old_version)]
+    older = hub.version(meta, ui.version_of_label(meta, labels[1]))
+    assert older.version_id == str(old_version) and older.trigger_words == ["ink1"]
+    job = _finished(hub, hub.start_download(older, ui.weight_files(older)[0].name))
+    sidecar = json.loads(Path(job.path).with_suffix(".json").read_text(encoding="utf-8"))
+    assert sidecar["activation text"] == "ink1"
