@@ -171,8 +171,9 @@ def lock(
     """Pin every model of ``workflow``: kind, name, size, SHA256 and where to get it.
 
     Local files are hashed; missing ones must be resolvable to a source that states their SHA256 (or be
-    fetched first with ``download=True``). A local file whose workflow entry gives no URL is looked up
-    on CivitAI by its SHA256 so the lockfile still says where it comes from.
+    fetched first with ``download=True``). A local file whose workflow entry gives no URL is looked up by
+    its SHA256 in our registry (which records where Hubloader downloaded it from), then on CivitAI, so the
+    lockfile still says where it comes from.
     """
     resolver = resolver or Resolver(folders)
     doc = workflow if isinstance(workflow, Workflow) else read_workflow(workflow)

@@ -824,13 +824,32 @@ class Resolver:
         return found
 
     def sources_by_sha256(self, digests: list[str]) -> dict[str, Candidate]:
-        """Where CivitAI says the files with these SHA256s come from (one batched lookup)."""
-        sources = {}
-        for digest, meta in self._civitai_lookup(digests).items():
+        """Where the files with these SHA256s come from: our registry's record of the download first (it knows
+        HuggingFace files, which CivitAI does not), then one batched CivitAI lookup for the rest."""
+        sources = self._registry_sources(digests)
+        for digest, meta in self._civitai_lookup([d for d in digests if d.lower() not in sources]).items():
             try:
                 sources[digest] = _from_metadata(meta, ModelReference(""), "CivitAI knows its SHA256", 0.95, digest)
             except HubloaderError:
                 continue
+        return sources
+
+    def _registry_sources(self, digests: list[str]) -> dict[str, Candidate]:
+        if self._registry is None and not _module_present("registry"):
+            return {}
+        sources = {}
+        for digest in dict.fromkeys(d.lower() for d in digests if d):
+            meta = _lookup(self.registry, "find_model", digest)
+            if meta is None or (not meta.remote_url and not meta.files):
+                continue
+            try:
+                candidate = _from_metadata(
+                    meta, ModelReference(""), f"our registry knows it ({meta.model_id})", 0.9, digest
+                )
+            except HubloaderError:
+                continue
+            if candidate.sha256 == digest and _names_a_file(candidate.url):
+                sources[digest] = candidate
         return sources
 
     def _from_registry(self, ref: ModelReference) -> list[Candidate]:
@@ -1023,6 +1042,19 @@ def _from_metadata(
         chosen.url or meta.remote_url, chosen.name, meta.source.value, confidence, evidence, chosen.size_bytes,
         sha, meta.air, _kind_of_type(meta.type),
     )  # fmt: skip
+
+
+def _names_a_file(url: str) -> bool:
+    """A URL that downloads one file: not a HuggingFace repository page (what a cached repo's record keeps)."""
+    from .refs import HUGGINGFACE, parse_url
+
+    if not url:
+        return False
+    try:
+        parsed = parse_url(url)
+    except InvalidReference:
+        return True  # a plain download URL
+    return parsed.kind != HUGGINGFACE or bool(parsed.filename)
 
 
 def _hf_file_metadata(url: str) -> tuple[int, str]:

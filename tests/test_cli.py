@@ -378,6 +378,23 @@ def test_resolve_download_lock_and_resolve_the_lockfile_elsewhere(hub_env, tmp_p
 
 
 @pytest.mark.hf
+def test_lock_names_the_huggingface_source_the_registry_knows_for_a_downloaded_checkpoint(hub_env, tmp_path: Path):
+    checkpoint = safetensors_bytes(sd15_checkpoint(), seed=11)
+    commit = hub_env.add_hf_repo("ink/sd15-base", {"v1-5.safetensors": checkpoint}, tags=["stable-diffusion"])
+    models = tmp_path / "models"
+    fetched = hubloader("get", "ink/sd15-base/v1-5.safetensors", "--models-dir", str(models))
+    assert fetched.returncode == 0, fetched.stderr
+    workflow = tmp_path / "wf.json"  # names the file only: no URL, no hash
+    workflow.write_text(json.dumps(ui_workflow([node(1, "CheckpointLoaderSimple", ["v1-5.safetensors"])])))
+
+    locked = hubloader("lock", str(workflow), "--models-dir", str(models))
+    assert locked.returncode == 0, locked.stderr
+    (entry,) = json.loads((tmp_path / "wf.lock.json").read_text())["models"]
+    assert entry["sha256"] == sha(checkpoint) and entry["kind"] == "checkpoints"
+    assert entry["url"] == f"https://huggingface.co/ink/sd15-base/resolve/{commit}/v1-5.safetensors"
+
+
+@pytest.mark.hf
 def test_resolve_reports_unresolvable_models_with_exit_code_3(hub_env, tmp_path: Path):
     workflow = tmp_path / "wf.json"
     workflow.write_text(

@@ -11,6 +11,8 @@ import pytest
 from hubloader.errors import HubloaderError, InvalidFile
 from hubloader.hosts import standalone_folders
 from hubloader.lockfile import LOCKFILE_VERSION, Lockfile, lock, lockfile_path, resolve_lockfile, write_lockfile
+from hubloader.registry import ModelRegistry
+from hubloader.types import ModelFile, ModelMetadata, Source
 from hubloader.workflows import Resolver, Status
 from tests.fakehub.modelfiles import kohya_lora, safetensors_bytes, sd15_checkpoint
 from tests.workflow_samples import node, ui_workflow
@@ -102,6 +104,26 @@ def test_a_workflow_blob_url_is_locked_as_a_url_another_machine_can_fetch(machin
     base = next(i for i in report.items if i.reference.name == "base.safetensors")
     assert base.status is Status.FETCHED, base.reason
     assert (other / "checkpoints" / "base.safetensors").read_bytes() == files["ckpt"]
+
+
+def test_lock_takes_a_local_file_s_source_from_the_registry_but_never_a_repository_page(machine_a):
+    root, workflow, files = machine_a
+    digest = hashlib.sha256(files["lora"]).hexdigest()
+    record = ModelMetadata(model_id="ink/styles", name="styles", source=Source.HUGGINGFACE, sha256=digest)
+    record.remote_url = "https://huggingface.co/ink/styles"  # what a scanned HF cache repo keeps: no file URL
+    record.files = [ModelFile("ink.safetensors", sha256=digest)]
+    with ModelRegistry() as registry:
+        registry.register_model(record)
+    ink = next(m for m in lock(workflow, standalone_folders(root)).models if m.name == "styles/ink.safetensors")
+    assert ink.url == ""
+
+    record.files = [
+        ModelFile("ink.safetensors", sha256=digest, url="https://huggingface.co/ink/styles/resolve/abc/ink.safetensors")
+    ]
+    with ModelRegistry() as registry:
+        registry.register_model(record)
+    ink = next(m for m in lock(workflow, standalone_folders(root)).models if m.name == "styles/ink.safetensors")
+    assert ink.url == "https://huggingface.co/ink/styles/resolve/abc/ink.safetensors"
 
 
 def test_a_different_file_at_the_locked_path_is_never_replaced(machine_a, tmp_path: Path):
