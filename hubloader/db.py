@@ -163,11 +163,7 @@ CREATE TABLE hash_cache (
 # Full-text search over what a user types: name, tags, trigger words, description. An external
 # content table (no second copy of the text) kept in sync by triggers, so every writer, ours or
 # a future one, keeps it right. Name and trigger words weigh most in the ranking.
-_V5_FTS = """
-CREATE VIRTUAL TABLE models_fts USING fts5(
-    name, tags, trigger_words, description,
-    content='models', content_rowid='pk', tokenize='unicode61 remove_diacritics 2', prefix='2 3'
-);
+_FTS_TRIGGERS = """
 CREATE TRIGGER models_fts_insert AFTER INSERT ON models BEGIN
     INSERT INTO models_fts (rowid, name, tags, trigger_words, description)
     VALUES (new.pk, new.name, new.tags, new.trigger_words, new.description);
@@ -182,9 +178,21 @@ CREATE TRIGGER models_fts_update AFTER UPDATE OF name, tags, trigger_words, desc
     INSERT INTO models_fts (rowid, name, tags, trigger_words, description)
     VALUES (new.pk, new.name, new.tags, new.trigger_words, new.description);
 END;
+"""
+
+_V5_FTS = (
+    """
+CREATE VIRTUAL TABLE models_fts USING fts5(
+    name, tags, trigger_words, description,
+    content='models', content_rowid='pk', tokenize='unicode61 remove_diacritics 2', prefix='2 3'
+);
+"""
+    + _FTS_TRIGGERS
+    + """
 INSERT INTO models_fts (models_fts) VALUES ('rebuild');
 INSERT INTO models_fts (models_fts, rank) VALUES ('rank', 'bm25(10.0, 4.0, 8.0, 1.0)');
 """
+)
 
 # Listing pages ("newest LoRAs") walk these instead of sorting every matching row.
 _V6_LISTING_INDEXES = """
@@ -208,6 +216,25 @@ DROP INDEX idx_models_filters;
 CREATE INDEX idx_models_filtered_updated ON models(type, base_model, source, updated_at);
 """
 
+# Prefix indexes up to 8 characters: a search typed ahead ("anim") reads one list instead of merging
+# the lists of every word it starts (measured 5-7 ms -> 0.1 ms for a word in most of 100,000 rows).
+_V9_FTS_PREFIXES = (
+    """
+DROP TRIGGER models_fts_insert;
+DROP TRIGGER models_fts_delete;
+DROP TRIGGER models_fts_update;
+DROP TABLE models_fts;
+CREATE VIRTUAL TABLE models_fts USING fts5(
+    name, tags, trigger_words, description,
+    content='models', content_rowid='pk', tokenize='unicode61 remove_diacritics 2', prefix='2 3 4 5 6 7 8'
+);
+"""
+    + _FTS_TRIGGERS
+    + """
+INSERT INTO models_fts (models_fts) VALUES ('rebuild');
+"""
+)
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_SEED,
     _V2_IDENTITY_AND_HASHES,
@@ -217,6 +244,7 @@ MIGRATIONS: tuple[str, ...] = (
     _V6_LISTING_INDEXES,
     _V7_FILTER_INDEX,
     _V8_COVERING_FILTERS,
+    _V9_FTS_PREFIXES,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
