@@ -609,7 +609,13 @@ class ModelDatabase:
         return pk
 
     def models(
-        self, where: str = "", params: Iterable[Any] = (), *, order: str = "", limit: int | None = None
+        self,
+        where: str = "",
+        params: Iterable[Any] = (),
+        *,
+        order: str = "",
+        limit: int | None = None,
+        offset: int = 0,
     ) -> list[ModelMetadata]:
         """Models matching ``where`` (over ``models m``), in ``order``.
 
@@ -619,8 +625,8 @@ class ModelDatabase:
         sql = (
             "SELECT m.pk FROM models m" + (f" WHERE {where}" if where else "") + (f" ORDER BY {order}" if order else "")
         )
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
+        if limit is not None or offset:
+            sql += f" LIMIT {int(limit) if limit is not None else -1} OFFSET {int(offset)}"
         return self.models_by_pk([pk for (pk,) in self.query(sql, params)])
 
     def models_by_pk(self, pks: list[int]) -> list[ModelMetadata]:

@@ -233,12 +233,20 @@ class ModelRegistry:
         base_model: BaseModel | None = None,
         local_only: bool = False,
         limit: int | None = None,
+        offset: int = 0,
     ) -> list[ModelMetadata]:
-        """Registered models, most recently updated first, optionally filtered."""
+        """Registered models, most recently updated first, optionally filtered; ``limit``/``offset`` page them.
+
+        Pages are cheap; a list of every one of thousands of models costs tens of microseconds a row.
+        """
         where, params = _filters(source=source, model_type=model_type, base_model=base_model)
         if local_only:
             where.append("m.local_path IS NOT NULL AND m.status = 'ok'")
-        found = self._checked(self.db.models(" AND ".join(where), params, order="m.updated_at DESC", limit=limit))
+        found = self._checked(
+            self.db.models(
+                " AND ".join(where), params, order="m.updated_at DESC, m.pk DESC", limit=limit, offset=offset
+            )
+        )
         return [m for m in found if m.local_path] if local_only else found
 
     # -- registration from the sources --

@@ -422,3 +422,13 @@ def test_re_registering_an_archived_model_keeps_it_archived(tmp_path):
     registry.register_model(meta("civitai:1@1", local_path=path, rating=5.0))
     assert state(registry.get_model("civitai:1@1"))["status"] == "archived"
     assert registry.mark_used("civitai:1@1").local_path.exists()
+
+
+def test_list_models_pages():
+    registry = ModelRegistry()
+    for i in range(7):
+        registry.register_model(meta(f"civitai:{i}@{i}", type=ModelType.LORA))
+    pages = [registry.list_models(model_type=ModelType.LORA, limit=3, offset=o) for o in (0, 3, 6)]
+    ids = [m.model_id for page in pages for m in page]
+    assert [len(p) for p in pages] == [3, 3, 1]
+    assert sorted(ids) == sorted(m.model_id for m in registry.list_models()) and len(set(ids)) == 7
