@@ -187,9 +187,10 @@ def _apply_inspection(
     meta.base_model = base
     usage = resolve_usage(
         header=header,
-        a1111=sidecars.a1111,
+        a1111=sidecars.a1111_by_user(),
         civitai=civitai,
         lora_manager=sidecars.lora_manager,
+        recorded=sidecars.recorded_metadata(),
         user_triggers=None,
     )
     if usage.triggers and (not meta.trigger_words or usage.triggers.source in ("user", "sidecar")):

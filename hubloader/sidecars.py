@@ -279,6 +279,20 @@ class Sidecars:
         civitai = (self.lora_manager or {}).get("civitai")
         return civitai if isinstance(civitai, dict) and civitai else None
 
+    def a1111_by_user(self) -> dict[str, Any] | None:
+        """The A1111 sidecar minus the keys still holding what Hubloader wrote there (``a1111_written``):
+        only what the user typed is the user's word; our own copies keep the provenance of their source."""
+        if not self.a1111:
+            return self.a1111
+        ours = (self.frozen or {}).get("a1111_written") or {}
+        return {key: value for key, value in self.a1111.items() if key not in ours or value != ours[key]}
+
+    def recorded_metadata(self) -> dict[str, Any] | None:
+        """The ModelMetadata (as a dict) frozen with the source record: what we wrote into the A1111 sidecar,
+        with the provenance of each value."""
+        recorded = (self.frozen or {}).get("metadata")
+        return recorded if isinstance(recorded, dict) else None
+
     def base_claims(self) -> list[tuple[BaseModel, str]]:
         """What the sidecars say the base is, best first: CivitAI baseModel, LoRA Manager, A1111."""
         claims: list[tuple[BaseModel, str]] = []
@@ -287,8 +301,9 @@ class Sidecars:
             claims.append((BaseModel.from_civitai(version["baseModel"]), "civitai"))
         if self.lora_manager and self.lora_manager.get("base_model"):
             claims.append((BaseModel.from_civitai(self.lora_manager["base_model"]), "sidecar"))
-        if self.a1111:
-            claims.append((base_from_sd_version(self.a1111.get("sd version")), "sidecar"))
+        by_user = self.a1111_by_user()
+        if by_user:
+            claims.append((base_from_sd_version(by_user.get("sd version")), "sidecar"))
         return [(base, source) for base, source in claims if base not in (BaseModel.UNKNOWN, BaseModel.OTHER)]
 
 

@@ -2,12 +2,16 @@
 
 Sources, best first (an explicit human statement beats a guess; a guess is never invented):
 
-* triggers: the user > A1111 sidecar "activation text" > CivitAI ``trainedWords`` >
-  ``modelspec.trigger_phrase`` > kohya ``ss_trigger_words`` > ``ssmd_keywords`` (additional-networks editor).
+* triggers: the user > A1111 sidecar "activation text" > the record Hubloader froze at download >
+  CivitAI ``trainedWords`` > ``modelspec.trigger_phrase`` > kohya ``ss_trigger_words`` > ``ssmd_keywords``
+  (additional-networks editor).
   ``ss_tag_frequency`` tops are *training tags*, offered separately and never mixed in.
-* weight (civitai.md §7): the user > sidecar "preferred weight" (0 means unset) > CivitAI
+* weight (civitai.md §7): the user > sidecar "preferred weight" (0 means unset) > the frozen record > CivitAI
   ``settings.strength`` > ``modelspec.usage_hint`` > a strength stated in the CivitAI description >
   the median weight of the version's example images > unknown (None).
+
+An A1111 sidecar value still equal to what Hubloader wrote there is not the user's: the caller leaves it
+out (``Sidecars.a1111_by_user``) and the frozen record says where it really came from.
 """
 
 from __future__ import annotations
@@ -201,20 +205,49 @@ class Usage:
         return list(self.triggers.value) if self.triggers else []
 
 
+def usage_from_record(record: Mapping[str, Any] | None) -> Usage:
+    """The triggers and weight a ``ModelMetadata.to_dict()`` record states, with the provenance it recorded.
+
+    Hubloader freezes such a record beside a download and writes the same values into the A1111 sidecar;
+    reading them back from there must not turn the source's words into the user's. A value the record
+    itself took from a user or a sidecar is not the source's, so it is left out.
+    """
+    record = record or {}
+
+    def recorded(value: Any, source: Any, field: str) -> Sourced | None:
+        source = str(source or "")
+        if not value or not source or source in ("user", "sidecar"):
+            return None
+        return Sourced(value, source, field)
+
+    weight = _plausible(record.get("recommended_weight"))
+    return Usage(
+        triggers=recorded(_words(record.get("trigger_words")), record.get("trigger_words_source"), "trigger_words"),
+        weight=recorded(weight, record.get("recommended_weight_source"), "recommended_weight"),
+    )
+
+
 def resolve_usage(
     *,
     header: Mapping[str, str] | None = None,
     a1111: Mapping[str, Any] | None = None,
     civitai: Mapping[str, Any] | None = None,
     lora_manager: Mapping[str, Any] | None = None,
+    recorded: Mapping[str, Any] | None = None,
     user_triggers: list[str] | None = None,
     user_weight: float | None = None,
 ) -> Usage:
-    """Pick triggers and weight from every source by the precedence in this module's docstring."""
+    """Pick triggers and weight from every source by the precedence in this module's docstring.
+
+    ``a1111`` should hold only what the user set (:meth:`Sidecars.a1111_by_user`); ``recorded`` is the
+    metadata frozen when Hubloader wrote the rest (:func:`usage_from_record`), which keeps its provenance.
+    """
     header = header or {}
+    frozen = usage_from_record(recorded)
     trigger_candidates = [
         Sourced(list(user_triggers), "user") if user_triggers else None,
         triggers_from_a1111(a1111),
+        frozen.triggers,
         triggers_from_civitai(civitai),
         triggers_from_civitai((lora_manager or {}).get("civitai")),
         triggers_from_header(header),
@@ -224,6 +257,7 @@ def resolve_usage(
     weight_candidates = [
         Sourced(user_weight, "user") if _plausible(user_weight) is not None else None,
         weight_from_a1111(a1111),
+        frozen.weight,
         weight_from_lora_manager(lora_manager),
         *[w for w in civitai_weights if w.source == "civitai.settings"],
         weight_from_usage_hint(header),

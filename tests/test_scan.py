@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 
+from hubloader.civitai import metadata_from_civitai
 from hubloader.hashing import hash_file
 from hubloader.scan import apply_hashes, describe_file, hash_models, scan_paths
-from hubloader.sidecars import freeze_source_metadata
+from hubloader.sidecars import a1111_values, freeze_source_metadata, read_a1111, sidecar_path, write_a1111
 from hubloader.types import BaseModel, ModelFormat, ModelMetadata, ModelType, Source
 from tests.fakehub import modelfiles as mf
 
@@ -163,3 +165,38 @@ def test_describe_a_downloaded_file_with_source_metadata(tmp_path: Path) -> None
     assert meta.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert meta.hashes["AutoV2"] == meta.sha256[:10].upper() and "AutoV3" in meta.hashes
     assert meta.local_path == path
+
+
+def _downloaded_storybook_lora(tmp_path: Path) -> tuple[Path, ModelMetadata]:
+    """The recorded CivitAI Flux LoRA (weight set to 0.7 by its creator), as `hubloader get` leaves it: the
+    A1111 sidecar and the frozen record written from what describe_file said at download time."""
+    version = json.loads((FIXTURES / "pp-storybook_rank2_bf16.civitai.info").read_text(encoding="utf-8"))
+    version["settings"] = {"strength": 0.7}
+    source = metadata_from_civitai({**version["model"], "id": version["modelId"]}, version)
+    path = mf.write_safetensors(tmp_path / "loras" / "storybook.safetensors", mf.kohya_flux_lora())
+    meta = describe_file(path, source=source)
+    freeze_source_metadata(path, source.source, source.to_dict(), metadata=meta)
+    write_a1111(path, a1111_values(meta))
+    return path, source
+
+
+@pytest.mark.parametrize("with_source", [True, False], ids=["redescribed-with-source", "scanned-database-lost"])
+def test_our_own_a1111_sidecar_keeps_the_source_s_provenance(tmp_path: Path, with_source: bool) -> None:
+    path, source = _downloaded_storybook_lora(tmp_path)
+    assert read_a1111(path)["activation text"] == "ppstorybook"
+
+    again = describe_file(path, source=source if with_source else None)
+
+    assert (again.trigger_words, again.trigger_words_source) == (["ppstorybook"], "civitai")
+    assert (again.recommended_weight, again.recommended_weight_source) == (0.7, "civitai.settings")
+
+
+def test_values_the_user_changed_in_the_a1111_sidecar_are_the_user_s(tmp_path: Path) -> None:
+    path, source = _downloaded_storybook_lora(tmp_path)
+    edited = {**read_a1111(path), "activation text": "storybook style, ppstorybook"}
+    sidecar_path(path, ".json").write_text(json.dumps(edited), encoding="utf-8")
+
+    again = describe_file(path, source=source)
+
+    assert (again.trigger_words, again.trigger_words_source) == (["storybook style", "ppstorybook"], "sidecar")
+    assert (again.recommended_weight, again.recommended_weight_source) == (0.7, "civitai.settings")  # untouched

@@ -22,7 +22,7 @@ from hubloader.sidecars import (
     write_a1111,
     write_preview,
 )
-from hubloader.triggers import resolve_usage, training_tags, weight_in_text, weights_from_civitai
+from hubloader.triggers import resolve_usage, training_tags, usage_from_record, weight_in_text, weights_from_civitai
 from hubloader.types import BaseModel, ModelMetadata, Source
 from tests.fakehub import modelfiles as mf
 
@@ -283,3 +283,12 @@ def test_write_download_sidecars_end_to_end(model: Path) -> None:
     assert sidecars.frozen["metadata"]["version_id"] == "1387174"
     assert sidecars.preview == model.with_name(f"{STEM}.preview.png")
     assert write_download_sidecars(model, meta, preview=b"not an image").preview == sidecars.preview
+
+
+def test_a_frozen_record_states_only_what_a_source_said() -> None:
+    record = {"trigger_words": ["ppstorybook"], "trigger_words_source": "civitai", "recommended_weight": 0.8}
+    usage = usage_from_record({**record, "recommended_weight_source": "civitai.images"})
+    assert (usage.triggers.value, usage.triggers.source, usage.weight.value) == (["ppstorybook"], "civitai", 0.8)
+    # Words the user had typed before the download are the user's, not the source's: never brought back as such.
+    mine = usage_from_record({**record, "trigger_words_source": "sidecar", "recommended_weight_source": "user"})
+    assert (mine.triggers, mine.weight) == (None, None)
