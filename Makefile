@@ -1,17 +1,22 @@
-# `make run` starts Hubloader; `make test` runs the whole suite. Both create their own virtualenvs.
+# `make run` starts the Model Hub app; `make test` runs the whole suite. Both create their own virtualenvs.
 PYTHON ?= python3
 VENV := .venv
 OLDEST_VENV := .venv-hf-oldest
+GRADIO3_VENV := .venv-gradio3
 # The oldest huggingface_hub we support: Forge pins the 0.26 series.
 OLDEST_HF := huggingface_hub==0.26.5
+# A1111 1.10's web stack (gradio 3.41.2 / fastapi 0.94 / pydantic 1 / httpx 0.24) with Forge's oldest huggingface_hub.
+GRADIO3_PINS := gradio==3.41.2 fastapi==0.94.0 "pydantic<2" httpx==0.24.1 $(OLDEST_HF)
 PY_SOURCES := hubloader nodes scripts __init__.py install.py
+HOST ?= 127.0.0.1
+PORT ?= 7860
 
-.PHONY: run test lint test-newest test-hf-oldest clean
+.PHONY: run test lint test-newest test-hf-oldest test-gradio3 browser screenshots clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -r requirements-dev.txt -e .
+	$(VENV)/bin/python -m pip install -q -r requirements-dev.txt -e ".[ui]"
 	touch $@
 
 $(OLDEST_VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -20,21 +25,41 @@ $(OLDEST_VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(OLDEST_VENV)/bin/python -m pip install -q -r requirements-dev.txt "$(OLDEST_HF)"
 	touch $@
 
+$(GRADIO3_VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	$(PYTHON) -m venv $(GRADIO3_VENV)
+	$(GRADIO3_VENV)/bin/python -m pip install -q --upgrade pip
+	$(GRADIO3_VENV)/bin/python -m pip install -q -r requirements.txt pytest pytest-timeout safetensors numpy pillow $(GRADIO3_PINS)
+	touch $@
+
 run: $(VENV)/.installed
-	$(VENV)/bin/python -m hubloader search "sdxl lora" --limit 10
+	$(VENV)/bin/python -m hubloader ui --host $(HOST) --port $(PORT)
+
+# Headless Chromium for the browser tests: Debian's package (never `playwright install`).
+# Without root or apt the browser tests are skipped, each printing why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium not installed and no root/apt: browser tests will be skipped"; fi; }
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/vermin -q -t=3.10- --violations --no-tips --eval-annotations $(PY_SOURCES)
 
-test-newest: $(VENV)/.installed
+test-newest: $(VENV)/.installed browser
 	$(VENV)/bin/python -m pytest
 
 test-hf-oldest: $(OLDEST_VENV)/.installed
 	$(OLDEST_VENV)/bin/python -m pytest -m hf
 
-test: lint test-newest test-hf-oldest
+test-gradio3: $(GRADIO3_VENV)/.installed
+	$(GRADIO3_VENV)/bin/python -m pytest tests/test_ui.py tests/test_a1111_glue.py
+
+screenshots: $(VENV)/.installed browser
+	UPDATE_SCREENSHOTS=1 $(VENV)/bin/python -m pytest tests/test_ui_browser.py
+
+test: lint test-newest test-hf-oldest test-gradio3
 
 clean:
-	rm -rf $(VENV) $(OLDEST_VENV) .pytest_cache
+	rm -rf $(VENV) $(OLDEST_VENV) $(GRADIO3_VENV) .pytest_cache
