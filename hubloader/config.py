@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "max_connections": 8,
     "max_connections_per_host": {"civitai": 4},
     "nsfw": False,
+    "shared_cache": None,  # a folder or s3://bucket/prefix shared by a fleet (HUBLOADER_SHARED_CACHE wins)
 }
 SECRET_KEYS = frozenset({"hf_token", "civitai_token"})
 
