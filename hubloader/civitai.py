@@ -37,6 +37,7 @@ from .errors import (
     NotFound,
     PickleNotAllowed,
     RateLimited,
+    network_reason,
 )
 from .hashing import verify_checksum
 from .ratelimit import RateLimiter, limiter_for
@@ -393,8 +394,10 @@ class CivitAIService:
                     time.sleep(self.retry_backoff * 2**attempt)
                     attempt += 1
                     continue
-                reason = redact_text(f"{type(exc).__name__}: {exc}", self.api_key)
-                raise NetworkError(f"CivitAI at {redact_url(self.site_url)} is unreachable ({reason}).") from None
+                raise NetworkError(
+                    f"CivitAI at {redact_url(self.site_url)} is unreachable ({network_reason(exc)}).",
+                    hint="Check the connection (and CIVITAI_ENDPOINT, if set), then try again.",
+                ) from exc
             if response.status_code in (429, 503) and attempt < self.max_retries:
                 wait = _retry_after(response)
                 if wait is not None and wait > self.max_retry_after:

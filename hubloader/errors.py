@@ -132,3 +132,42 @@ class InvalidReference(HubloaderError):
         "Use owner/repo[/file] for HuggingFace, civitai:MODEL[@VERSION], a huggingface.co or civitai.com URL, "
         "an AIR (urn:air:…) or a SHA256/AutoV2 hash."
     )
+
+
+def network_reason(exc: BaseException) -> str:
+    """Why a connection failed, in a few words ("connection refused", "timed out"), for a one-line message.
+
+    HTTP clients wrap the cause several layers deep (requests → urllib3 → socket; httpx → httpcore → socket)
+    and their text repeats the whole URL; the caller chains ``exc`` (``raise … from exc``) for ``--verbose``.
+    """
+    import socket
+    import ssl
+
+    chain = _exception_chain(exc)
+    for kinds, words in (
+        (socket.gaierror, "host name not found"),
+        (ConnectionRefusedError, "connection refused"),
+        (ssl.SSLError, "TLS handshake failed"),
+        ((ConnectionResetError, ConnectionAbortedError, BrokenPipeError), "connection reset"),
+        (TimeoutError, "timed out"),
+    ):
+        if any(isinstance(e, kinds) for e in chain):
+            return words
+    names = " ".join(type(e).__name__ for e in chain)
+    for marker, words in (("Timeout", "timed out"), ("SSL", "TLS handshake failed"), ("Proxy", "proxy error")):
+        if marker in names:
+            return words
+    return "connection failed"
+
+
+def _exception_chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and every exception it wraps: causes, contexts, urllib3's ``reason`` and exception arguments."""
+    found: list[BaseException] = []
+    todo: list[object] = [exc]
+    while todo:
+        current = todo.pop(0)
+        if not isinstance(current, BaseException) or any(current is e for e in found):
+            continue
+        found.append(current)
+        todo += [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
+    return found

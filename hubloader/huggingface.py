@@ -60,6 +60,7 @@ from .errors import (
     OfflineError,
     RateLimited,
     RevisionNotFound,
+    network_reason,
 )
 from .refs import HUGGINGFACE, ModelRef, parse_reference
 from .types import BaseModel, ModelFile, ModelFilter, ModelFormat, ModelMetadata, ModelType, Source
@@ -77,6 +78,7 @@ RESUMABLE_MIN_BYTES = 32 * 1024 * 1024
 
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_UNREACHABLE_HINT = "Check the connection (and HF_ENDPOINT, if set) and try again; downloads resume."
 _MARKER_DIR = ".hubloader"  # per-repo folder in the HF cache: the file list of each fully fetched commit
 
 # diffusers pipeline classes (tag ``diffusers:<Class>``) that name the architecture outright.
@@ -267,7 +269,7 @@ class HuggingFaceHubService:
         """Turn huggingface_hub's exceptions into ours: distinct, actionable, without the token."""
         from huggingface_hub import errors as hf
 
-        endpoint = config.hf_endpoint()
+        endpoint = config.redact_url(config.hf_endpoint())
         what = f"{repo_id}/{path}" if path else repo_id
         try:
             yield
@@ -287,7 +289,10 @@ class HuggingFaceHubService:
         except hf.LocalEntryNotFoundError as exc:
             if config.hf_offline() or isinstance(exc.__cause__, hf.OfflineModeIsEnabled):
                 raise OfflineError(f"{what} is not in the local cache and HF_HUB_OFFLINE is set.") from exc
-            raise NetworkError(f"Could not reach {endpoint} for {what}, and it is not in the local cache.") from exc
+            raise NetworkError(
+                f"Could not reach {endpoint} for {what} ({network_reason(exc)}), and it is not in the local cache.",
+                hint=_UNREACHABLE_HINT,
+            ) from exc
         except hf.EntryNotFoundError as exc:
             raise FileNotFoundOnHub(
                 f"{path or 'The file'} does not exist in {repo_id} at {revision or 'main'}."
@@ -297,7 +302,9 @@ class HuggingFaceHubService:
         except hf.HfHubHTTPError as exc:
             raise _http_error(exc, what, endpoint, has_token=bool(self._token)) from exc
         except _hub_compat().transport_errors as exc:
-            raise NetworkError(f"Could not reach {endpoint} for {what} ({type(exc).__name__}).") from exc
+            raise NetworkError(
+                f"Could not reach {endpoint} for {what} ({network_reason(exc)}).", hint=_UNREACHABLE_HINT
+            ) from exc
         except hf.HFValidationError as exc:
             raise InvalidReference(f"{what!r} is not a valid HuggingFace repository or file name.") from exc
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from hubloader import BaseModel, CivitAIService, ModelType, SortBy, Source
 from hubloader.errors import (
@@ -508,7 +509,22 @@ def test_unreachable(monkeypatch):
     service.retry_backoff = 0.01
     with pytest.raises(NetworkError, match=f"127.0.0.1:{port} is unreachable") as caught:
         service.search_models("anything")
-    assert TOKEN not in str(caught.value)
+    message = str(caught.value)
+    assert TOKEN not in message
+    # One short line: what, why in a few words, what to do; not the client's text with the request URL.
+    assert "(connection refused)" in message and "CIVITAI_ENDPOINT" in message
+    assert (
+        "\n" not in message and len(message) < 200 and "query=" not in message and "HTTPConnectionPool" not in message
+    )
+    assert isinstance(caught.value.__cause__, requests.ConnectionError)  # kept for --verbose tracebacks
+
+
+def test_a_silent_server_is_reported_as_a_timeout(service, hub_env):
+    hub_env.faults.update(latency=2.0)
+    service.timeout, service.max_retries = 0.2, 0
+    with pytest.raises(NetworkError, match=r"is unreachable \(timed out\)") as caught:
+        service.get_model_details(4384)
+    assert isinstance(caught.value.__cause__, requests.Timeout)
 
 
 def test_a_refused_key_says_so(hub_env, tmp_path):

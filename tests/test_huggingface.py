@@ -455,9 +455,12 @@ def test_unreachable_endpoint_is_a_network_error(monkeypatch):
     # (search is left out: huggingface_hub 2.x retries list_models with backoff for ~25 s first)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: nothing listens
     service = HuggingFaceHubService()
-    with pytest.raises(errors.NetworkError):
+    with pytest.raises(errors.NetworkError) as caught:
         service.download_model("acme/pixel-lora/pytorch_lora_weights.safetensors")
-    with pytest.raises(errors.NetworkError):
+    message = str(caught.value)
+    assert "(connection refused)" in message and "HF_ENDPOINT" in message and len(message) < 240
+    assert caught.value.__cause__ is not None  # the client's own exception, for --verbose tracebacks
+    with pytest.raises(errors.NetworkError, match="connection refused"):
         service.download_model("acme/pixel-lora")
 
 
