@@ -60,7 +60,7 @@ _HASH_LENGTHS = {8, 10, 12, 64}
 #: Above this many full-text matches a search lists the newest matches instead of ranking them all.
 RANK_CAP = 500
 #: Weights of name, tags, trigger words and description in the ranking.
-BM25_WEIGHTS = "10.0, 4.0, 8.0, 1.0"
+BM25_WEIGHTS = "10.0, 4.0, 8.0, 1.0, 0.0"  # the last column, facets, is for filtering only
 
 
 def default_db_path() -> Path:
@@ -477,6 +477,8 @@ class ModelRegistry:
         ``extra["where"]`` is ``"local"`` (``local_path`` is set) or ``"remote"`` (``remote_url``).
         """
         wanted = _source_list(sources)
+        if not wanted:
+            return SearchResults()
         results = SearchResults(self._search_local(query, wanted, model_type, base_model, limit))
         remotes = [] if local_only else [s for s in wanted if s in REMOTE_SOURCES]
         if remotes:
@@ -506,22 +508,22 @@ class ModelRegistry:
         base_model: BaseModel | None,
         limit: int,
     ) -> list[ModelMetadata]:
-        where, params = _filters(sources=sources, model_type=model_type, base_model=base_model)
         matches = _fts_queries(query)
         if matches:
-            # Name, tags and trigger words before descriptions, exact words before prefixes; each step
-            # only runs to fill the page, and ranking every description that mentions a common word
-            # is what would make a search slow.
+            # Name, tags and trigger words before descriptions, exact words before a prefix; each step
+            # runs only to fill the page. Filters are words of the index too (see db migration 10).
+            facets = _facet_expression(sources, model_type, base_model)
             found: list[ModelMetadata] = []
             seen: set[int] = set()
             for match in matches:
-                for expression in (f"{{name tags trigger_words}} : ({match})", match):
+                for columns in ("name tags trigger_words", "name tags trigger_words description"):
                     if len(found) >= limit:
                         break
-                    more = self._fts(expression, where, params, limit + len(seen))
+                    more = self._fts(f"{{{columns}}} : ({match}){facets}", limit + len(seen))
                     found += [m for m in more if registry_state(m)["pk"] not in seen][: limit - len(found)]
                     seen = {registry_state(m)["pk"] for m in found}
         else:
+            where, params = _filters(sources=sources, model_type=model_type, base_model=base_model)
             order = "(m.status = 'ok' AND m.local_path IS NOT NULL) DESC, m.last_used_at DESC, m.download_count DESC"
             found = self.db.models(" AND ".join(where), params, order=order, limit=limit)
         found = self._checked(found)
@@ -529,22 +531,15 @@ class ModelRegistry:
             meta.extra["where"] = "local" if meta.local_path else "remote"
         return found
 
-    def _fts(self, match: str, where: list[str], params: list[Any], limit: int) -> list[ModelMetadata]:
+    def _fts(self, match: str, limit: int) -> list[ModelMetadata]:
         """Rows matching ``match``: ranked by relevance when the words are selective, newest first when
         they are in thousands of rows (then bm25 barely tells rows apart, and ranking them all is the cost)."""
         probe = f"SELECT count(*) FROM (SELECT 1 FROM models_fts WHERE models_fts MATCH ? LIMIT {RANK_CAP})"
         selective = self.db.query_one(probe, (match,))[0] < RANK_CAP
         # bm25() with the column weights, not the `rank` column: measured 2-3x cheaper per match.
-        order = f"bm25(models_fts, {BM25_WEIGHTS})" if selective else "models_fts.rowid DESC"
-        if where:
-            sql = (
-                "SELECT m.pk FROM models_fts JOIN models m ON m.pk = models_fts.rowid WHERE models_fts MATCH ?"
-                + "".join(f" AND {w}" for w in where)
-            )
-        else:
-            sql = "SELECT models_fts.rowid FROM models_fts WHERE models_fts MATCH ?"
-        sql += f" ORDER BY {order} LIMIT {int(limit)}"
-        return self.db.models_by_pk([pk for (pk,) in self.db.query(sql, (match, *params))])
+        order = f"bm25(models_fts, {BM25_WEIGHTS})" if selective else "rowid DESC"
+        sql = f"SELECT rowid FROM models_fts WHERE models_fts MATCH ? ORDER BY {order} LIMIT {int(limit)}"
+        return self.db.models_by_pk([pk for (pk,) in self.db.query(sql, (match,))])
 
     def _search_remote(
         self,
@@ -894,6 +889,18 @@ def _filters(
         where.append("m.base_model = ?")
         params.append(str(BaseModel.parse(base_model)))
     return where, params
+
+
+def _facet_expression(sources: list[Source], model_type: ModelType | None, base_model: BaseModel | None) -> str:
+    """`` AND {facets} : (…)`` terms for the filters (db migration 10 indexes "typelora basesdxl sourcecivitai")."""
+    groups: list[list[str]] = []
+    if set(sources) != set(Source):
+        groups.append([f"source{Source.parse(s).value}" for s in sources])
+    if model_type is not None:
+        groups.append([f"type{v.replace('_', '')}" for v in _type_values(ModelType.parse(model_type))])
+    if base_model is not None:
+        groups.append([f"base{BaseModel.parse(base_model).value.replace('_', '')}"])
+    return "".join(" AND {facets} : (" + " OR ".join(f'"{t}"' for t in group) + ")" for group in groups)
 
 
 def _fts_queries(query: str | None) -> list[str]:

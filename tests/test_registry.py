@@ -208,6 +208,8 @@ def test_local_search_covers_name_tags_triggers_description_and_stays_in_sync():
     assert names('"quotes" AND (weird') == []  # user text is never FTS syntax
     assert names("anime", model_type=ModelType.CHECKPOINT) == []
     assert names("painting", sources=[Source.HUGGINGFACE]) == []
+    assert names("painting", sources=[Source.HUGGINGFACE, Source.CIVITAI]) == ["Watercolor"]
+    assert names("", sources=[]) == []
 
     renamed = registry.get_model("civitai:2@2")
     renamed.name, renamed.tags = "Gouache", ["gouache"]
@@ -245,6 +247,26 @@ def test_background_enrichment_hashes_files_once(tmp_path):
     assert registry.get_model(digest).local_path == path
     assert registry.get_model(digest[:10]).local_path == path
     assert registry.enrich(lookup_civitai=False).hashed == 0
+
+
+def test_filtered_search_uses_type_base_and_source():
+    registry = ModelRegistry()
+    registry.register_model(meta("civitai:1@1", name="Ink", type=ModelType.LORA, base_model=BaseModel.SDXL))
+    registry.register_model(meta("civitai:2@2", name="Ink loha", type=ModelType.LYCORIS, base_model=BaseModel.SDXL))
+    registry.register_model(meta("civitai:3@3", name="Ink old", type=ModelType.LORA, base_model=BaseModel.SD15))
+    registry.register_model(meta("ink/te", name="Ink te", type=ModelType.TEXT_ENCODER, source=Source.HUGGINGFACE))
+
+    def names(**kw) -> set[str]:
+        return {m.name for m in registry.search("ink", local_only=True, **kw)}
+
+    assert names(model_type=ModelType.LORA) == {"Ink", "Ink loha", "Ink old"}  # LyCORIS counts as LoRA
+    assert names(model_type=ModelType.LORA, base_model=BaseModel.SDXL) == {"Ink", "Ink loha"}
+    assert names(model_type=ModelType.TEXT_ENCODER) == {"Ink te"}
+    assert names(sources=[Source.HUGGINGFACE]) == {"Ink te"}
+    changed = registry.get_model("civitai:3@3")
+    changed.base_model = BaseModel.SDXL
+    registry.update_model(changed)  # the filter words follow the row
+    assert names(model_type=ModelType.LORA, base_model=BaseModel.SDXL) == {"Ink", "Ink loha", "Ink old"}
 
 
 def test_search_ranks_names_above_descriptions():
