@@ -341,9 +341,16 @@ def migrate(conn: sqlite3.Connection) -> int:
                 f"{SCHEMA_VERSION}).",
                 hint="Update Hubloader, or point HUBLOADER_HOME at another folder.",
             )
-        for script in MIGRATIONS[current:]:
+        for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
             for statement in _statements(script):
-                conn.execute(statement)
+                try:
+                    conn.execute(statement)
+                except sqlite3.OperationalError as exc:
+                    raise ConfigError(
+                        f"Upgrading the registry database to schema {number} failed: {exc}. Nothing was changed.",
+                        hint=f"Hubloader needs SQLite >= 3.31 with FTS5 and JSON1 (this Python has {sqlite3.sqlite_version}); "
+                        "report this error if yours qualifies.",
+                    ) from exc
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     return SCHEMA_VERSION
 

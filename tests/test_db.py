@@ -96,7 +96,7 @@ def test_migration_failure_rolls_back_whole(tmp_path, monkeypatch):
     conn = db.connect(path)
     monkeypatch.setattr(db, "MIGRATIONS", (*db.MIGRATIONS, "CREATE TABLE models (oops INTEGER);"))
     monkeypatch.setattr(db, "SCHEMA_VERSION", len(db.MIGRATIONS))
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(ConfigError, match=r"schema \d+ failed.*Nothing was changed"):
         db.migrate(conn)
     # Nothing of the earlier steps stayed behind: the file is still an empty version-0 database.
     assert db.schema_version(conn) == 0
