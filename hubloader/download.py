@@ -378,6 +378,7 @@ class _HashCursor:
         self._ready = threading.Condition()
         self._queued_bytes = 0
         self._planned = 0  # everything before this offset is queued
+        self.hashed = 0  # bytes hashed so far (written by the hashing thread only)
         self._pending = _Intervals()
         self._stop = False
         self._error: BaseException | None = None
@@ -435,6 +436,7 @@ class _HashCursor:
                     for block in item:
                         for fn in update:
                             fn(block)
+                        self.hashed += len(block)
                     with self._ready:
                         self._queued_bytes -= sum(map(len, item))
                     continue
@@ -446,6 +448,7 @@ class _HashCursor:
                     for fn in update:
                         fn(chunk)
                     pos += len(chunk)
+                    self.hashed += len(chunk)
         except BaseException as exc:  # reported by finish()
             self._error = exc
 
@@ -880,14 +883,19 @@ class _Download:
     def _spawn(self, segment: _Segment, response: aiohttp.ClientResponse | None, *, extra: bool) -> None:
         self.tasks.add(asyncio.create_task(self._worker(segment, response, extra=extra)))
 
+    def _verified_bytes(self) -> int:
+        """Bytes received and hashed: when hashing is the bottleneck, more connections would only
+        pile bytes up for the hasher to read back."""
+        return self.bytes_done if self.cursor is None else self.cursor.hashed
+
     async def _add_connections(self) -> None:
-        """Double the connections while the total throughput keeps rising (≥15%), up to the cap."""
+        """Double the connections while the verified throughput keeps rising (≥15%), up to the cap."""
         key = (self.service, _origin(self.file_url)[1])
         previous = 0.0
         while len(self.tasks) < self.max_connections:
-            start_bytes, start_time = self.bytes_done, time.monotonic()
+            start_bytes, start_time = self._verified_bytes(), time.monotonic()
             await asyncio.sleep(RAMP_WINDOW_S)
-            rate = (self.bytes_done - start_bytes) / (time.monotonic() - start_time)
+            rate = (self._verified_bytes() - start_bytes) / (time.monotonic() - start_time)
             if previous and rate < previous * 1.15:
                 return
             previous = rate
