@@ -19,7 +19,8 @@ calls or processes. So LFS files asked for one by one, and LFS files of at least
 :data:`RESUMABLE_MIN_BYTES` inside a repository, go through our download engine (resume from
 ``blobs/<sha256>.part``, parallel ranges, SHA256 verified against the Hub's etag) and are then linked
 into the cache exactly as huggingface_hub would have done; small git files and the rest of a
-repository go through huggingface_hub itself (``snapshot_download`` skips what is already there).
+repository go through huggingface_hub itself (``hf_hub_download``, one file at a time so a cancel is
+honoured between files; what is already in the snapshot is skipped).
 Next to each repo we keep ``.hubloader/<commit>.json``, the commit's file list, so a download
 pinned to a commit can prove itself complete from the disk alone and make no request.
 
@@ -31,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import glob
 import inspect
 import json
 import logging
@@ -50,6 +50,7 @@ from . import config
 from .config import Secret
 from .errors import (
     AuthRequired,
+    Cancelled,
     FileNotFoundOnHub,
     GatedModel,
     HubloaderError,
@@ -438,13 +439,16 @@ class HuggingFaceHubService:
         *,
         prefer_safetensors: bool = True,
         progress: Callable[[Any], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> Path:
         """Download a repo (→ its snapshot folder) or one file (→ its path) into the HF cache.
 
         A second call for the same revision downloads nothing; with a commit hash (in the id or as
         ``revision``) it makes no HTTP request at all. With ``prefer_safetensors`` (default), pickle
         weights (.bin/.ckpt/.pt) are skipped in folders that also hold .safetensors, unless an
-        ``allow_patterns`` entry names their extension.
+        ``allow_patterns`` entry names their extension. Setting ``cancel`` stops the download engine
+        mid-file (its ``.part`` is kept to resume) and huggingface_hub between small files; both raise
+        Cancelled.
         """
         ref = parse_model_id(model_id)
         revision = ref.revision or revision or "main"
@@ -452,15 +456,21 @@ class HuggingFaceHubService:
         self._used_caches[cache] = None
         with self._hub_errors(ref.repo_id, path=ref.filename, revision=revision):
             if ref.filename:
-                return self._download_file(ref.repo_id, ref.filename, revision, cache, progress)
+                return self._download_file(ref.repo_id, ref.filename, revision, cache, progress, cancel)
             return self._download_repo(
-                ref.repo_id, revision, cache, allow_patterns, ignore_patterns, prefer_safetensors, progress
+                ref.repo_id, revision, cache, allow_patterns, ignore_patterns, prefer_safetensors, progress, cancel
             )
 
     def _download_file(
-        self, repo_id: str, path: str, revision: str, cache: Path, progress: Callable[[Any], None] | None
+        self,
+        repo_id: str,
+        path: str,
+        revision: str,
+        cache: Path,
+        progress: Callable[[Any], None] | None,
+        cancel: threading.Event | None,
     ) -> Path:
-        from huggingface_hub import _CACHED_NO_EXIST, get_hf_file_metadata, hf_hub_download, hf_hub_url
+        from huggingface_hub import _CACHED_NO_EXIST, get_hf_file_metadata, hf_hub_url
 
         if is_commit_hash(revision) or config.hf_offline():
             cached = _try_cache(repo_id, path, cache, revision)
@@ -478,18 +488,9 @@ class HuggingFaceHubService:
         if not meta.commit_hash or not meta.etag:
             raise NetworkError(f"{endpoint} did not answer like a HuggingFace Hub for {repo_id}/{path}.")
         if _SHA256.fullmatch(meta.etag):
-            pointer = self._fetch_lfs(repo_id, path, meta.commit_hash, meta.etag, meta.size, cache, progress)
+            pointer = self._fetch_lfs(repo_id, path, meta.commit_hash, meta.etag, meta.size, cache, progress, cancel)
         else:  # a small git-stored file: the library is simplest, and cannot need resuming
-            pointer = Path(
-                hf_hub_download(
-                    repo_id,
-                    path,
-                    revision=meta.commit_hash,
-                    cache_dir=cache,
-                    endpoint=endpoint,
-                    token=self._hf_token(),
-                )
-            )
+            pointer = self._fetch_small(repo_id, path, meta.commit_hash, cache, cancel)
         _write_ref(_repo_folder(cache, repo_id), revision, meta.commit_hash)
         return pointer
 
@@ -502,6 +503,7 @@ class HuggingFaceHubService:
         size: int | None,
         cache: Path,
         progress: Callable[[Any], None] | None,
+        cancel: threading.Event | None,
     ) -> Path:
         """Put one LFS file into the cache with the resumable engine: ``blobs/<sha256>`` + snapshot link."""
         from huggingface_hub import hf_hub_url
@@ -526,9 +528,22 @@ class HuggingFaceHubService:
                 service="huggingface",
                 expect="model" if ModelFormat.from_filename(path) is not ModelFormat.OTHER else "any",
                 progress=progress,
+                cancel=cancel,
             )
         _link_pointer(blob, pointer)
         return pointer
+
+    def _fetch_small(self, repo_id: str, path: str, commit: str, cache: Path, cancel: threading.Event | None) -> Path:
+        """One small file through huggingface_hub, which cannot be stopped mid-file: ``cancel`` is checked first."""
+        from huggingface_hub import hf_hub_download
+
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(f"Download of {repo_id} cancelled before {path}.")
+        return Path(
+            hf_hub_download(
+                repo_id, path, revision=commit, cache_dir=cache, endpoint=config.hf_endpoint(), token=self._hf_token()
+            )
+        )
 
     def _download_repo(
         self,
@@ -539,6 +554,7 @@ class HuggingFaceHubService:
         ignore_patterns: list[str] | None,
         prefer_safetensors: bool,
         progress: Callable[[Any], None] | None,
+        cancel: threading.Event | None,
     ) -> Path:
         from huggingface_hub import snapshot_download
 
@@ -571,16 +587,9 @@ class HuggingFaceHubService:
         for path in missing:
             lfs = siblings[path].lfs
             if lfs and (lfs.get("size") or 0) >= RESUMABLE_MIN_BYTES:
-                self._fetch_lfs(repo_id, path, commit, lfs["sha256"], lfs["size"], cache, progress)
-        if missing:
-            snapshot_download(
-                repo_id,
-                revision=commit,
-                allow_patterns=[glob.escape(p) for p in missing],
-                cache_dir=cache,
-                endpoint=config.hf_endpoint(),
-                token=self._hf_token(),
-            )
+                self._fetch_lfs(repo_id, path, commit, lfs["sha256"], lfs["size"], cache, progress, cancel)
+            else:
+                self._fetch_small(repo_id, path, commit, cache, cancel)
         _write_ref(folder, revision, commit)
         _write_file_list(folder, commit, list(siblings))
         return snapshot

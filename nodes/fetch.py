@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hubloader.errors import Cancelled, HubloaderError, InvalidReference
+from hubloader.errors import HubloaderError, InvalidReference
 from hubloader.refs import CIVITAI, HASH, HUGGINGFACE, ModelRef, parse_reference
 from hubloader.types import ModelMetadata
 
@@ -116,14 +116,13 @@ def _register(result: Fetched) -> None:
         log.warning("hubloader: could not record %s in the registry", result.path, exc_info=True)
 
 
-def _progress_adapter(progress: Progress | None, cancel: threading.Event | None) -> Callable[[Any], None]:
-    """The engine reports a DownloadProgress; nodes and jobs want (done, total) and a way to stop."""
+def _progress_adapter(progress: Progress | None) -> Callable[[Any], None] | None:
+    """The engine reports a DownloadProgress; nodes and jobs want (done, total). Stopping is the cancel event's job."""
+    if progress is None:
+        return None
 
     def report(event: Any) -> None:
-        if cancel is not None and cancel.is_set():
-            raise Cancelled("Download cancelled.")
-        if progress is not None:
-            progress(int(event.bytes_done or 0), int(event.total or 0))
+        progress(int(event.bytes_done or 0), int(event.total or 0))
 
     return report
 
@@ -146,8 +145,7 @@ def _fetch_huggingface(
     if dest.is_file():
         return Fetched(dest, kind, folders.relative_name(kind, dest), url=hf_resolve_url(ref), reused=True)
     service = HuggingFaceHubService()
-    options = _supported(service.download_model, progress=_progress_adapter(progress, cancel), cancel=cancel)
-    cached = service.download_model(str(ref), **options)
+    cached = service.download_model(str(ref), progress=_progress_adapter(progress), cancel=cancel)
     placed = Path(link_into(cached, dest))
     return Fetched(placed, kind, folders.relative_name(kind, placed), url=hf_resolve_url(ref))
 
@@ -160,8 +158,9 @@ def _fetch_civitai(
 
     service = CivitAIService()
     target: Any = ref if ref.kind == CIVITAI else service.lookup(ref).model_id
-    options = _supported(service.download_model, progress=_progress_adapter(progress, cancel), cancel=cancel)
-    result = service.download_model(target, download_dir=folders.target_dir(kind), **options)
+    result = service.download_model(
+        target, download_dir=folders.target_dir(kind), progress=_progress_adapter(progress), cancel=cancel
+    )
     path = Path(result.path)
     if filename and path.name != filename:  # a workflow names the file: keep its name so it loads as written
         from hubloader.hosts import safe_filename
@@ -189,14 +188,6 @@ def _civitai_download_url(meta: Any) -> str:
 
     version = getattr(meta, "version_id", "")
     return f"{civitai_endpoint()}/api/download/models/{version}" if version else getattr(meta, "remote_url", "")
-
-
-def _supported(function: Callable[..., Any], **options: Any) -> dict[str, Any]:
-    """The keyword options ``function`` accepts (progress/cancel arrived later in some services)."""
-    import inspect
-
-    params = inspect.signature(function).parameters
-    return {k: v for k, v in options.items() if k in params}
 
 
 # -- what we know about a local file ------------------------------------------------------------------

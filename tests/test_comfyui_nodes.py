@@ -5,15 +5,16 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import json
+import os
 import subprocess
 import sys
-import threading
+import types
 from pathlib import Path
 
 import pytest
 
 from tests.comfy_stub import folder_paths as stub_folder_paths
-from tests.fakehub.modelfiles import kohya_lora, write_safetensors
+from tests.fakehub.modelfiles import kohya_lora, safetensors_bytes, write_safetensors
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -230,19 +231,70 @@ def test_root_package_exposes_comfyui_entry_points(comfy):
             del sys.modules[name]
 
 
-def test_progress_adapter_turns_cancel_into_cancelled():
-    from hubloader.download import DownloadProgress
-    from hubloader.errors import Cancelled
-    from nodes.fetch import _progress_adapter
+class ComfyRuntime:
+    """ComfyUI's progress bar (comfy.utils.ProgressBar) and interrupt flag (comfy.model_management), reduced to
+    what our nodes call: a bar records its updates; ``interrupt_after_bytes`` plays the user pressing Cancel."""
 
-    seen: list[tuple[int, int]] = []
-    cancel = threading.Event()
-    report = _progress_adapter(lambda d, t: seen.append((d, t)), cancel)
-    report(DownloadProgress(path=Path("x"), url="u", state="downloading", bytes_done=5, total=10))
-    assert seen == [(5, 10)]
-    cancel.set()
-    with pytest.raises(Cancelled):
-        report(DownloadProgress(path=Path("x"), url="u", state="downloading", bytes_done=6, total=10))
+    class InterruptProcessingException(Exception):
+        pass
+
+    def __init__(self) -> None:
+        self.updates: list[tuple[int, int]] = []
+        self.interrupted = False
+        self.interrupt_after_bytes: int | None = None
+        runtime = self
+
+        class ProgressBar:
+            def __init__(self, total: int) -> None:
+                self.total = total
+
+            def update_absolute(self, value: int, total: int | None = None) -> None:
+                runtime.updates.append((value, total or self.total))
+                if runtime.interrupt_after_bytes is not None and value >= runtime.interrupt_after_bytes:
+                    runtime.interrupted = True
+
+        def throw_exception_if_processing_interrupted() -> None:
+            if runtime.interrupted:
+                raise self.InterruptProcessingException()
+
+        self.utils = types.SimpleNamespace(ProgressBar=ProgressBar)
+        self.model_management = types.SimpleNamespace(
+            InterruptProcessingException=self.InterruptProcessingException,
+            processing_interrupted=lambda: runtime.interrupted,
+            throw_exception_if_processing_interrupted=throw_exception_if_processing_interrupted,
+        )
+
+
+@pytest.fixture
+def comfy_runtime(monkeypatch: pytest.MonkeyPatch) -> ComfyRuntime:
+    runtime = ComfyRuntime()
+    package = types.SimpleNamespace(utils=runtime.utils, model_management=runtime.model_management)
+    monkeypatch.setitem(sys.modules, "comfy", package)
+    monkeypatch.setitem(sys.modules, "comfy.utils", runtime.utils)
+    monkeypatch.setitem(sys.modules, "comfy.model_management", runtime.model_management)
+    return runtime
+
+
+@pytest.mark.hf
+def test_comfyui_cancel_stops_a_node_download_and_the_next_run_resumes(nodes, comfy, comfy_runtime, hub_env):
+    data = safetensors_bytes({"w": ("F32", (2048, 1024))}, seed=31)  # 8 MiB, sent at 2 MiB/s per connection
+    hub_env.add_hf_repo("someone/node-ink", files={"big_ink.safetensors": data})
+    hub_env.faults.update(bandwidth_per_connection=2 * 1024 * 1024)
+    comfy_runtime.interrupt_after_bytes = 1  # Cancel pressed once the bar has moved
+
+    with pytest.raises(ComfyRuntime.InterruptProcessingException):  # ComfyUI's own way to end the prompt
+        nodes.ensure_local("loras", "", "someone/node-ink/big_ink.safetensors")
+    assert any(done > 0 for done, _ in comfy_runtime.updates)  # the node's bar showed the bytes arriving
+    assert list(Path(os.environ["HF_HUB_CACHE"]).rglob("*.part"))
+    assert not (Path(comfy.get_folder_paths("loras")[0]) / "big_ink.safetensors").exists()
+
+    comfy_runtime.interrupted, comfy_runtime.interrupt_after_bytes, comfy_runtime.updates = False, None, []
+    hub_env.faults.update(bandwidth_per_connection=None)
+    hub_env.bytes_sent.clear()
+    fetched = nodes.ensure_local("loras", "", "someone/node-ink/big_ink.safetensors")
+    assert fetched.path.read_bytes() == data and fetched.name == "big_ink.safetensors"
+    assert comfy_runtime.updates[-1] == (len(data), len(data))
+    assert hub_env.bytes_sent.total() < len(data)  # resumed from the kept part
 
 
 def test_missing_models_reader_knows_our_nodes_widget_order(nodes):

@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -265,6 +266,39 @@ def test_large_single_file_resumes_after_an_interrupted_run(hub_env):
 
     assert path.read_bytes() == data and commit in path.parts
     assert sum(hub_env.bytes_sent.values()) == len(data) - 1024 * 1024
+
+
+def test_cancel_stops_a_large_file_keeps_its_part_and_the_next_run_resumes(hub_env):
+    data = safetensors_bytes({"w": ("F32", (2048, 1024))}, seed=13)  # 8 MiB through the download engine
+    hub_env.add_hf_repo("acme/big", files={"big.safetensors": data})
+    hub_env.faults.update(bandwidth_per_connection=4 * 1024 * 1024)
+    cancel = threading.Event()
+
+    def stop_once_bytes_arrive(event) -> None:
+        if event.bytes_done:
+            cancel.set()
+
+    service = HuggingFaceHubService()
+    with pytest.raises(errors.Cancelled):
+        service.download_model("acme/big/big.safetensors", progress=stop_once_bytes_arrive, cancel=cancel)
+    assert (repo_folder("acme/big") / "blobs" / f"{hashlib.sha256(data).hexdigest()}.part").is_file()
+    assert not (repo_folder("acme/big") / "snapshots").exists()
+
+    hub_env.faults.update(bandwidth_per_connection=None)
+    hub_env.bytes_sent.clear()
+    path = HuggingFaceHubService().download_model("acme/big/big.safetensors")
+    assert path.read_bytes() == data
+    assert sum(hub_env.bytes_sent.values()) < len(data)  # resumed from the kept part, not restarted
+
+
+def test_cancel_is_honoured_between_the_small_files_of_a_repo(hub_env):
+    add_tiny_sdxl(hub_env)
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(errors.Cancelled):
+        HuggingFaceHubService().download_model(TINY_SDXL, cancel=cancel)
+    assert not [r for r in hub_env.requests if "/resolve/" in r.path]  # no file was asked for
+    assert not (repo_folder(TINY_SDXL) / "snapshots").exists()
 
 
 def test_large_single_file_survives_a_dropped_connection(hub_env):
