@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import threading
 import time
@@ -259,5 +260,46 @@ def test_search_both_sources_with_filters(comfy, hub_env):
         assert card["kind"] == "loras" and card["trigger_words"] == ["inkstyle"] and card["reference"]
         bad = await client.get("/hubloader/search?q=ink&type=spaceship")
         assert bad.status == 400
+
+    run_app(test)
+
+
+@pytest.mark.hf
+@pytest.mark.parametrize("source", ["civitai", "huggingface"])
+def test_cancelling_a_download_keeps_the_part_and_asking_again_resumes(comfy, hub_env, source):
+    data = safetensors_bytes({"w": ("F32", (2048, 1024))}, seed=21)  # 8 MiB, sent at 2 MiB/s per connection
+    if source == "civitai":
+        model_id, version_id = hub_env.add_civitai_model(
+            "Big Ink", files=[{"name": "big_ink.safetensors", "data": data}]
+        )
+        ref = f"civitai:{model_id}@{version_id}"
+        partial_in = Path(comfy.get_folder_paths("loras")[0])  # the engine writes beside the final name
+    else:
+        hub_env.add_hf_repo("someone/big-ink", files={"big_ink.safetensors": data})
+        ref = "someone/big-ink/big_ink.safetensors"
+        partial_in = Path(os.environ["HF_HUB_CACHE"])  # into the HF cache's blobs, then linked
+    hub_env.faults.update(bandwidth_per_connection=2 * 1024 * 1024)
+
+    async def test(client: TestClient, events: Events, jobs: JobManager) -> None:
+        started = await client.post("/hubloader/downloads", json={"ref": ref, "kind": "loras"})
+        job_id = (await started.json())["id"]
+        while not jobs.get(job_id).done_bytes:  # the first bytes are on disk
+            assert jobs.get(job_id).state not in (DONE, FAILED), jobs.get(job_id).error
+            await asyncio.sleep(0.02)
+        assert (await client.post(f"/hubloader/downloads/{job_id}/cancel")).status == 200
+        job = await wait_job(client, job_id)
+        assert job["state"] == CANCELLED and "kept" in job["error"]
+        assert (
+            list(partial_in.rglob("*.part"))
+            and not (Path(comfy.get_folder_paths("loras")[0]) / "big_ink.safetensors").exists()
+        )
+
+        hub_env.faults.update(bandwidth_per_connection=None)
+        hub_env.bytes_sent.clear()
+        again = await client.post("/hubloader/downloads", json={"ref": ref, "kind": "loras"})
+        job = await wait_job(client, (await again.json())["id"])
+        assert job["state"] == DONE, job["error"]
+        assert (Path(comfy.get_folder_paths("loras")[0]) / "big_ink.safetensors").read_bytes() == data
+        assert hub_env.bytes_sent.total() < len(data)  # resumed from the kept part
 
     run_app(test)
