@@ -777,12 +777,17 @@ class Resolver:
         return candidates, reasons
 
     def _from_url(self, ref: ModelReference) -> Candidate:
-        from .refs import CIVITAI, parse_url
+        from .refs import CIVITAI, HUGGINGFACE, parse_reference, parse_url
 
-        try:
-            parsed = parse_url(ref.url)
-        except InvalidReference:
-            return Candidate(ref.url, ref.file_name, "url", 0.8, f"the workflow names {redact_url(ref.url)}")
+        if "://" in ref.url:
+            try:
+                parsed = parse_url(ref.url)
+            except InvalidReference:
+                return Candidate(ref.url, ref.file_name, "url", 0.8, f"the workflow names {redact_url(ref.url)}")
+        else:  # an AIR or civitai:M@V names a file as well as a URL does
+            parsed = parse_reference(ref.url)
+            if parsed.kind not in (CIVITAI, HUGGINGFACE):
+                raise InvalidReference(f"{ref.url!r} is neither a URL nor a CivitAI/HuggingFace reference.")
         if parsed.kind == CIVITAI:
             if parsed.version_id is None:
                 meta = self.civitai.get_model_details(parsed.model_id)
