@@ -223,17 +223,19 @@ def test_local_search_covers_name_tags_triggers_description_and_stays_in_sync():
     assert len(results) == 3 and all(m.extra["where"] == "remote" for m in results)
 
 
-def test_common_words_list_newest_matches_instead_of_ranking_them_all(monkeypatch):
+def test_ranking_prefers_name_then_triggers_then_tags_and_common_words_list_newest(monkeypatch):
     from hubloader import registry as registry_module
 
     registry = ModelRegistry()
-    for i in range(5):
-        registry.register_model(meta(f"civitai:{i}@{i}", name=f"anime {'anime ' * (5 - i)}{i}"))
-    ranked = [m.model_id for m in registry.search("anime", local_only=True, limit=2)]
-    assert ranked == ["civitai:0@0", "civitai:1@1"]  # most mentions first
+    registry.register_model(meta("civitai:1@1", name="one", tags=["ink"], download_count=5))
+    registry.register_model(meta("civitai:2@2", name="Ink two"))
+    registry.register_model(meta("civitai:3@3", name="three", trigger_words=["ink"]))
+    registry.register_model(meta("civitai:4@4", name="four", tags=["ink"], download_count=9))
+    ranked = [m.model_id for m in registry.search("ink", local_only=True, limit=3)]
+    assert ranked == ["civitai:2@2", "civitai:3@3", "civitai:4@4"]  # name, trigger, then the most downloaded tag
     monkeypatch.setattr(registry_module, "RANK_CAP", 3)
-    newest = [m.model_id for m in registry.search("anime", local_only=True, limit=2)]
-    assert newest == ["civitai:4@4", "civitai:3@3"]
+    newest = [m.model_id for m in registry.search("ink", local_only=True, limit=3)]
+    assert newest == ["civitai:4@4", "civitai:3@3", "civitai:2@2"]
 
 
 def test_background_enrichment_hashes_files_once(tmp_path):
