@@ -208,7 +208,10 @@ def _item_sha256(item: ModelStatus) -> str:
 
 
 def _item_url(item: ModelStatus) -> str:
-    return item.reference.url or (item.chosen.url if item.chosen else "")
+    """The URL the file downloads from: the resolver's chosen file, else the workflow's own URL; an AIR or a
+    CivitAI model page names a version, not a file, so it is locked as that version's download URL."""
+    url = (item.chosen.url if item.chosen else "") or item.reference.url
+    return url if "/api/download/" in url else _civitai_download_url(url) or url
 
 
 def _locked(item: ModelStatus, folders: ModelFolders, sources: dict[str, Candidate]) -> LockedModel:
@@ -279,7 +282,7 @@ def _plan(entry: LockedModel, folders: ModelFolders) -> ModelStatus:
         return ModelStatus(
             ref, Status.FAILED, path, reason=f"a different file is already at {path}; move it away and run again"
         )
-    url = endpoint_url(entry.url) if entry.url else _air_download_url(entry.air)
+    url = endpoint_url(entry.url) if entry.url else _civitai_download_url(entry.air)
     if not url:
         return ModelStatus(ref, Status.UNRESOLVED, reason="the lockfile gives no URL or CivitAI AIR for it")
     source = _source_of(url)
@@ -311,13 +314,14 @@ def _dirs(folders: ModelFolders, kind: str) -> list[Path]:
         return []
 
 
-def _air_download_url(air: str) -> str:
-    if not air:
+def _civitai_download_url(reference: str) -> str:
+    """The download URL of the version a CivitAI AIR or URL names; "" for anything else."""
+    if not reference:
         return ""
     from .refs import CIVITAI, parse_reference
 
     try:
-        ref = parse_reference(air)
+        ref = parse_reference(reference)
     except HubloaderError:
         return ""
     if ref.kind != CIVITAI or ref.version_id is None:
