@@ -276,22 +276,33 @@ def comfy_runtime(monkeypatch: pytest.MonkeyPatch) -> ComfyRuntime:
 
 
 @pytest.mark.hf
-def test_comfyui_cancel_stops_a_node_download_and_the_next_run_resumes(nodes, comfy, comfy_runtime, hub_env):
+@pytest.mark.parametrize("source", ["civitai", "huggingface"])
+def test_comfyui_cancel_stops_a_node_download_and_the_next_run_resumes(
+    nodes, comfy, comfy_runtime, hub_env, source, monkeypatch
+):
+    monkeypatch.setattr("nodes.fetch._fetched", {})  # a fresh ComfyUI process: no earlier test's fetch
     data = safetensors_bytes({"w": ("F32", (2048, 1024))}, seed=31)  # 8 MiB, sent at 2 MiB/s per connection
-    hub_env.add_hf_repo("someone/node-ink", files={"big_ink.safetensors": data})
+    loras = Path(comfy.get_folder_paths("loras")[0])
+    if source == "civitai":
+        model_id, version_id = hub_env.add_civitai_model(
+            "Node Ink", files=[{"name": "big_ink.safetensors", "data": data}]
+        )
+        ref, partial_in = f"civitai:{model_id}@{version_id}", loras
+    else:
+        hub_env.add_hf_repo("someone/node-ink", files={"big_ink.safetensors": data})
+        ref, partial_in = "someone/node-ink/big_ink.safetensors", Path(os.environ["HF_HUB_CACHE"])
     hub_env.faults.update(bandwidth_per_connection=2 * 1024 * 1024)
     comfy_runtime.interrupt_after_bytes = 1  # Cancel pressed once the bar has moved
 
     with pytest.raises(ComfyRuntime.InterruptProcessingException):  # ComfyUI's own way to end the prompt
-        nodes.ensure_local("loras", "", "someone/node-ink/big_ink.safetensors")
+        nodes.ensure_local("loras", "", ref)
     assert any(done > 0 for done, _ in comfy_runtime.updates)  # the node's bar showed the bytes arriving
-    assert list(Path(os.environ["HF_HUB_CACHE"]).rglob("*.part"))
-    assert not (Path(comfy.get_folder_paths("loras")[0]) / "big_ink.safetensors").exists()
+    assert list(partial_in.rglob("*.part")) and not (loras / "big_ink.safetensors").exists()
 
     comfy_runtime.interrupted, comfy_runtime.interrupt_after_bytes, comfy_runtime.updates = False, None, []
     hub_env.faults.update(bandwidth_per_connection=None)
     hub_env.bytes_sent.clear()
-    fetched = nodes.ensure_local("loras", "", "someone/node-ink/big_ink.safetensors")
+    fetched = nodes.ensure_local("loras", "", ref)
     assert fetched.path.read_bytes() == data and fetched.name == "big_ink.safetensors"
     assert comfy_runtime.updates[-1] == (len(data), len(data))
     assert hub_env.bytes_sent.total() < len(data)  # resumed from the kept part

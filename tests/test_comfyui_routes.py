@@ -266,7 +266,8 @@ def test_search_both_sources_with_filters(comfy, hub_env):
 
 @pytest.mark.hf
 @pytest.mark.parametrize("source", ["civitai", "huggingface"])
-def test_cancelling_a_download_keeps_the_part_and_asking_again_resumes(comfy, hub_env, source):
+def test_cancelling_a_download_keeps_the_part_and_asking_again_resumes(comfy, hub_env, source, monkeypatch):
+    monkeypatch.setattr("nodes.fetch._fetched", {})  # a fresh ComfyUI process: no earlier test's fetch
     data = safetensors_bytes({"w": ("F32", (2048, 1024))}, seed=21)  # 8 MiB, sent at 2 MiB/s per connection
     if source == "civitai":
         model_id, version_id = hub_env.add_civitai_model(
