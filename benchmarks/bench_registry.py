@@ -137,6 +137,9 @@ def bench_registry(count: int, keep: str | None = None) -> None:
             len(queries),
         )
         print(f"search(query, type+base filter): {stats(filtered)}")
+        worst = timed(lambda: registry.search(COMMON[0], local_only=True), 20)
+        hits = registry.db.query_one("SELECT count(*) FROM models_fts WHERE models_fts MATCH ?", (COMMON[0],))[0]
+        print(f"search of the most common word ({hits} rows match): {stats(worst)}")
         for label, kwargs in (
             (
                 "list_models(source, type, base)",
