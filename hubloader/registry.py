@@ -97,6 +97,8 @@ class _CacheEntry:
 
 @dataclass
 class EnrichReport:
+    """What :meth:`ModelRegistry.enrich` did: files hashed, hashes asked of CivitAI, files it recognised."""
+
     hashed: int = 0
     looked_up: int = 0
     matched: int = 0
@@ -282,7 +284,22 @@ class ModelRegistry:
         meta.sha256 = result.sha256 or meta.sha256
         meta.hashes.update({k: v for k, v in result.hashes.items() if v})
         # A file that was already there (same hash) belongs to the user's library, not to our cache.
-        return self.register_model(meta, managed=not result.reused)
+        registered = self.register_model(meta, managed=not result.reused)
+        return self._write_sidecars(registered, source)
+
+    def _write_sidecars(self, meta: ModelMetadata, source: ModelMetadata) -> ModelMetadata:
+        """A1111's ``<name>.json`` (merged, never clobbering the user's text) and the frozen source record.
+
+        A failure here is logged and loses nothing: the model is registered already.
+        """
+        from .sidecars import sidecar_path, write_download_sidecars
+
+        try:
+            write_download_sidecars(meta.local_path, meta, raw=source.to_dict())
+        except (HubloaderError, OSError) as exc:
+            log.warning("Could not write the sidecar files of %s: %s", meta.local_path, exc)
+            return meta
+        return self.set_paths(meta, sidecar_path=sidecar_path(meta.local_path, ".json"))
 
     def download_model(self, ref: str | ModelMetadata) -> ModelMetadata:
         """Make a model available locally and count a use: a known local copy is reused, an archived one restored.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 
@@ -138,6 +139,9 @@ def test_register_from_civitai_downloads_and_merges(hub_env):
     assert lora.trigger_words == ["anime", "manga style"] and lora.trigger_words_source == "civitai"
     assert lora.recommended_weight == 0.7
     assert lora.sha256 == hashlib.sha256(LORA).hexdigest()
+    sidecar = json.loads(lora.local_path.with_suffix(".json").read_text())
+    assert sidecar["activation text"] == "anime, manga style" and sidecar["preferred weight"] == 0.7
+    assert lora.extra["registry"]["sidecar_path"] == str(lora.local_path.with_suffix(".json"))
     # Registering twice (by number, then by the id string a search returns) updates one row.
     registry.register_from_civitai(lora.model_id)
     assert len(registry.list_models()) == 1
