@@ -19,6 +19,7 @@ Folder kinds are ComfyUI's names ("checkpoints", "loras", …), as in :mod:`hubl
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -867,26 +868,44 @@ class Resolver:
         return []
 
     def _search(self, ref: ModelReference, reasons: list[str]) -> list[Candidate]:
-        """Search CivitAI and HuggingFace by file name; only an exact file-name match counts."""
+        """Search CivitAI and HuggingFace by file name; only an exact file-name match counts.
+
+        A short hash the workflow gives (infotext's ``TI hashes`` are SHA256 prefixes CivitAI cannot look up)
+        confirms a hit or rules it out; several different files under the name are ambiguous, not a pick.
+        """
         stem = os.path.splitext(ref.file_name)[0]
         if not stem:
             return []
         model_type = _type_of_kind(ref.kind)
         found: list[Candidate] = []
         try:
-            for meta in self.civitai.search_models(query=stem, type=model_type, limit=10):
-                if any(_name_matches(ref.file_name, f.name) for f in meta.files) or (
-                    not meta.files and _name_matches(stem, meta.name)
-                ):
-                    found.append(_from_metadata(meta, ref, f"CivitAI search for {stem!r} found {meta.name!r}", 0.6))
+            for query in _search_queries(stem):
+                for meta in self.civitai.search_models(query=query, type=model_type, limit=10):
+                    if any(_name_matches(ref.file_name, f.name) for f in meta.files) or (
+                        not meta.files and _name_matches(stem, meta.name)
+                    ):
+                        evidence = f"CivitAI search for {query!r} found {meta.name!r}"
+                        found.append(_from_metadata(meta, ref, evidence, 0.6))
+                if found:
+                    break
         except HubloaderError as exc:
             reasons.append(f"CivitAI search failed: {exc.message}")
         try:
             found.extend(self._search_hf(ref, stem))
         except HubloaderError as exc:
             reasons.append(f"HuggingFace search failed: {exc.message}")
+        found = _weigh_by_short_hash(ref, found, reasons)
         if not found:
             reasons.append(f"no CivitAI or HuggingFace result has a file named {ref.file_name!r}")
+        files = {c.sha256 or c.url for c in found}
+        if len(files) > 1 and all(c.confidence < 0.9 for c in found):
+            reasons.append(
+                f"{len(files)} different files are named {ref.file_name!r} ("
+                + "; ".join(c.evidence for c in found)
+                + "): give the workflow entry a URL or hash to say which"
+            )
+            for candidate in found:
+                candidate.confidence = min(candidate.confidence, 0.3)
         return found
 
     def _search_hf(self, ref: ModelReference, stem: str) -> list[Candidate]:
@@ -1047,6 +1066,37 @@ def _from_metadata(
         chosen.url or meta.remote_url, chosen.name, meta.source.value, confidence, evidence, chosen.size_bytes,
         sha, meta.air, _kind_of_type(meta.type),
     )  # fmt: skip
+
+
+def _search_queries(stem: str) -> list[str]:
+    """The file stem, then its words before a version tag: CivitAI names files ``modelName_versionName``
+    (``juggernautXL_v9Rundiffusion`` → "juggernaut XL") and its search matches model names, not file names."""
+    words = re.sub(r"(?<=[a-z])(?=[A-Z])|[\s_.-]+", " ", stem).split()
+    version = re.compile(r"v\d.*|fp\d+|bf16|pruned|ema(only)?", re.IGNORECASE)
+    head = list(itertools.takewhile(lambda w: not version.fullmatch(w), words))
+    query = " ".join(head or words)
+    return [stem] if query.lower() == stem.lower() else [stem, query]
+
+
+def _weigh_by_short_hash(ref: ModelReference, found: list[Candidate], reasons: list[str]) -> list[Candidate]:
+    """A name match whose SHA256 starts with the workflow's SHA256 (or AutoV2, its prefix) is that file: confidence
+    rises; one whose SHA256 does not is another file: dropped, with the reason."""
+    prefixes = {name: digest for name, digest in ref.hashes.items() if name in ("SHA256", "AutoV2")}
+    if not prefixes:
+        return found
+    kept = []
+    for candidate in found:
+        if not candidate.sha256:
+            kept.append(candidate)
+            continue
+        wrong = [f"{name} {digest}" for name, digest in prefixes.items() if not candidate.sha256.startswith(digest)]
+        if wrong:
+            reasons.append(f"{candidate.evidence}, but its SHA256 {candidate.sha256[:12]}… is not the {wrong[0]} given")
+            continue
+        given = ", ".join(f"{name} {digest}" for name, digest in prefixes.items())
+        candidate.confidence, candidate.evidence = 0.9, f"{candidate.evidence}, and its SHA256 agrees with {given}"
+        kept.append(candidate)
+    return kept
 
 
 def _names_a_file(url: str) -> bool:
