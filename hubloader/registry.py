@@ -19,10 +19,11 @@ Choices a caller should know:
   outside Hubloader is marked ``missing`` the next time a listing sees it, and comes back if it
   reappears.
 * **Search never fails because a source does.** :meth:`search` returns a :class:`SearchResults`
-  (a list) whose ``warnings`` say which remote source could not answer and why.
+  (a list) whose ``warnings`` say which remote source could not answer and why (also logged).
+  Local rows come first, full-text matched on name, tags, trigger words, then descriptions.
 * **Only Hubloader's own downloads are evicted.** The cache limit and :meth:`cleanup_cache` delete
   files Hubloader downloaded (``managed``), never a user's library found by a scan, never a pinned
-  model, one being downloaded (``.part``/``.lock`` beside it) or one a process holds with
+  model, one being downloaded (a ``.part`` beside it, or its download lock held) or one a process holds with
   :meth:`using`.
 """
 
@@ -953,11 +954,13 @@ def _fts_queries(query: str | None) -> list[str]:
 
 
 def _download_in_progress(path: Path | None) -> str:
-    """ "downloading" if a ``.part`` sits beside ``path`` (or inside it, for a folder) or its ``.lock`` is held."""
+    """ "downloading" if a ``.part`` sits beside ``path`` (or inside it, for a folder) or its download lock is held."""
     if path is None:
         return ""
+    from .download import lock_path
+
     path = Path(path)
-    if path.with_name(path.name + ".part").exists() or _lock_held(path.with_name(path.name + ".lock")):
+    if path.with_name(path.name + ".part").exists() or _lock_held(lock_path(path)):
         return "downloading"
     if path.is_dir() and any(p.suffix in (".part", ".incomplete") for p in path.rglob("*")):
         return "downloading"
