@@ -794,7 +794,16 @@ class Resolver:
                 meta = self.civitai.get_model_details(parsed.model_id)
             else:
                 meta = self.civitai.get_model_version(parsed.version_id)
-            return _from_metadata(meta, ref, f"the workflow names CivitAI {parsed.text}", 0.95)
+            digest = ""
+            if parsed.file_id or parsed.download_params:  # an AIR's +fileId or ?type=…&fp=… names one file
+                from .civitai import pick_file
+
+                files = meta.extra.get("civitai_files") or []
+                named = pick_file(files, meta.type, file_id=parsed.file_id, params=dict(parsed.download_params))
+                if named is None:
+                    raise InvalidReference(f"CivitAI {meta.name!r} {meta.version!r} has no file {parsed.text} names.")
+                digest = str((named.get("hashes") or {}).get("SHA256") or "").lower()
+            return _from_metadata(meta, ref, f"the workflow names CivitAI {parsed.text}", 0.95, digest)
         return self._hf_candidate(parsed, ref, 0.95, f"the workflow names {parsed.repo_id}/{parsed.filename}")
 
     def _hf_candidate(self, parsed: Any, ref: ModelReference, confidence: float, evidence: str) -> Candidate:
