@@ -24,6 +24,8 @@ from hubloader.workflows import Resolver, Status
 from tests.fakehub.modelfiles import embedding, kohya_lora, kohya_metadata, safetensors_bytes, sdxl_checkpoint
 from tests.workflow_samples import node, save_png, ui_workflow
 
+pytestmark = pytest.mark.hf  # search by name also asks HuggingFace through huggingface_hub
+
 ROOT = Path(__file__).resolve().parents[1]
 
 CHECKPOINT = safetensors_bytes(sdxl_checkpoint(), seed=101)
@@ -211,6 +213,37 @@ def test_civitai_url_or_air_in_the_workflow_resolves_and_fetches(hub, tmp_path: 
     assert item.chosen.sha256 == item.sha256 == sha256(LORA)
     assert (root / "loras" / "ink.safetensors").read_bytes() == LORA
     assert civitai_calls(hub, "/api/v1/model-versions/by-hash", "POST") == []  # the URL was enough
+
+
+def test_a_url_or_air_naming_one_file_of_a_version_fetches_that_file(hub, tmp_path: Path):
+    """``+fileId`` in an AIR and ``?type=…&fp=…`` in a download URL pick a file that is not the primary one."""
+    full = safetensors_bytes(sdxl_checkpoint(), seed=104)
+    model_id, version_id = hub.add_civitai_model(
+        "Two Files",
+        type="Checkpoint",
+        files=[
+            {"name": "twoFiles_fp16.safetensors", "data": CHECKPOINT, "fp": "fp16", "primary": True},
+            {"name": "twoFiles_fp32.safetensors", "data": full, "fp": "fp32"},
+        ],
+    )
+    file_id = CivitAIService(rate_limit=200).get_model_version(version_id).extra["civitai_files"][1]["id"]
+    urls = {
+        "air.safetensors": f"urn:air:sdxl:checkpoint:civitai:{model_id}@{version_id}+{file_id}",
+        "download.safetensors": f"https://civitai.com/api/download/models/{version_id}?type=Model&fp=fp32",
+    }
+    graph = ui_workflow(
+        [
+            node(i, "CheckpointLoaderSimple", [name], models=[{"name": name, "url": url, "hash": sha256(full)}])
+            for i, (name, url) in enumerate(urls.items(), 1)
+        ]
+    )
+    root = tmp_path / "models"
+    report = resolver_for(root, search=False).run(graph, download=True)
+    for name in urls:
+        item = item_named(report, name)
+        assert item.status is Status.FETCHED, item.to_dict()
+        assert item.chosen.file_name == "twoFiles_fp32.safetensors"
+        assert (root / "checkpoints" / name).read_bytes() == full
 
 
 # --- by name ------------------------------------------------------------------------------------------
