@@ -407,5 +407,10 @@ def test_cli_resolves_and_downloads_the_models_of_an_a1111_png(hub, tmp_path: Pa
     assert done.returncode == 0, done.stdout + done.stderr
     assert (models / "checkpoints" / "juggernautXL_v9.safetensors").read_bytes() == CHECKPOINT
     assert (models / "loras" / "inkStyle_v10.safetensors").read_bytes() == LORA
-    assert "juggernaut_xl" in done.stdout and "ink_style" in done.stdout
+    rows = {
+        line.split()[2]: line.split()[0]
+        for line in done.stdout.splitlines()
+        if line.split()[1:2] in (["checkpoints"], ["loras"])
+    }
+    assert rows == {"juggernaut_xl": "fetched", "ink_style": "fetched"}, done.stdout
     assert len(civitai_calls(hub, "/api/v1/model-versions/by-hash", "POST")) == 1
