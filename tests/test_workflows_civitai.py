@@ -332,6 +332,26 @@ def test_a_name_match_whose_sha256_contradicts_the_workflow_hash_is_not_taken(hu
     assert not civitai_calls(hub, "/api/download/") and not root.exists()
 
 
+def test_bytes_that_differ_from_the_civitai_sha256_are_refused_and_nothing_is_placed(hub, tmp_path: Path):
+    hub.faults.wrong_bytes = 4096  # the CDN serves damaged bytes under CivitAI's published SHA256
+    graph = ui_workflow(
+        [
+            node(
+                1,
+                "LoraLoader",
+                ["ink.safetensors", 1.0, 1.0],
+                models=[{"name": "ink.safetensors", "hash": autov2(LORA), "hash_type": "AutoV2"}],
+            )
+        ]
+    )
+    root = tmp_path / "models"
+    report = resolver_for(root, search=False).run(graph, download=True)
+    (item,) = report.items
+    assert item.status is Status.FAILED and sha256(LORA)[:12] in item.reason, item.to_dict()
+    assert not (root / "loras" / "ink.safetensors").exists()
+    assert not list(root.rglob("*.safetensors*"))  # no .part kept for bytes known to be wrong
+
+
 # --- lockfile -----------------------------------------------------------------------------------------
 
 
