@@ -113,7 +113,7 @@ def clean(*paths: Path) -> None:
         if path.is_dir():
             subprocess.run(["rm", "-rf", str(path)], check=True)
         else:
-            for extra in ("", ".part", ".part.json", ".lock"):
+            for extra in ("", ".part", ".part.json"):
                 Path(str(path) + extra).unlink(missing_ok=True)
 
 

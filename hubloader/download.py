@@ -27,9 +27,10 @@ What it guarantees, and how:
   HTML/JSON answers are refused with the server's own reason.
 * **Retries** with exponential backoff and jitter for connection errors and 5xx; 429 honours
   ``Retry-After``; requests to the source host go through the service's shared rate limiter.
-* **One download per target**: a file lock on ``<dest>.lock`` serialises threads and processes;
-  whoever waited returns the file the first caller finished. A file already at ``dest`` with the
-  expected hash is not downloaded again.
+* **One download per target**: a file lock (:func:`lock_path`, under ``HUBLOADER_HOME/locks`` so
+  nothing but the model and its ``.part`` is ever written into the user's model folders)
+  serialises threads and processes; whoever waited returns the file the first caller finished. A
+  file already at ``dest`` with the expected hash is not downloaded again.
 * **Auth hygiene**: the token goes in an ``Authorization`` header to the source URL's own origin
   only; redirects are followed by hand and the header is dropped for any other origin. URLs in
   messages are redacted.
@@ -59,7 +60,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 from . import errors
-from .config import Secret, load_settings, redact_text, redact_url
+from .config import Secret, hubloader_home, load_settings, redact_text, redact_url
 from .ratelimit import limiter_for
 from .sniff import HEAD_BYTES, check_head, server_reason
 from .types import DownloadResult
@@ -198,6 +199,21 @@ def download_file(url: str, dest: Path | str, **kwargs: Any) -> DownloadResult:
         return asyncio.run(adownload_file(url, dest, **kwargs))
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hubloader-download") as pool:
         return pool.submit(asyncio.run, adownload_file(url, dest, **kwargs)).result()
+
+
+def lock_path(dest: Path | str) -> Path:
+    """The file lock that allows one download of ``dest`` at a time: ``HUBLOADER_HOME/locks/<sha256>.lock``.
+
+    It lives in one place outside the model folders (a lock beside every model clutters the host's
+    lists and outlives the download). The name hashes the absolute target with its folder's links
+    resolved, so every spelling of one destination shares a lock, and a target that is itself a link
+    (a HuggingFace cache file linked into a host folder) keeps the same lock before and after.
+    The ComfyUI node, the A1111 tab and the command line share ``HUBLOADER_HOME`` by default; two
+    processes given different ``HUBLOADER_HOME`` do not share locks and may download one target at once.
+    """
+    target = Path(dest).expanduser().absolute()
+    key = os.path.join(os.path.realpath(target.parent), target.name)
+    return hubloader_home() / "locks" / f"{hashlib.sha256(key.encode('utf-8', 'surrogateescape')).hexdigest()}.lock"
 
 
 def tqdm_progress(desc: str | None = None, **tqdm_kwargs: Any) -> TqdmProgress:
@@ -611,7 +627,9 @@ class _Download:
         before = self._dest_signature()
         from filelock import FileLock, Timeout
 
-        lock = FileLock(str(self.dest) + ".lock")
+        lock_file = lock_path(self.dest)
+        lock_file.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(lock_file))
         waited = False
         while True:
             self._check_cancel()

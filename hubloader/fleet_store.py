@@ -130,8 +130,10 @@ class DirectoryStore:
             target.parent.mkdir(parents=True, exist_ok=True)
             _write_json(self._path(sha256, ".json"), record, keep_existing=True)
             if local.parent == self.root / "staging":
+                from .download import lock_path
+
                 os.replace(local, target)  # already verified, on the same filesystem
-                Path(f"{local}.lock").unlink(missing_ok=True)
+                lock_path(local).unlink(missing_ok=True)  # the staging name is never downloaded again
                 return
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
             try:

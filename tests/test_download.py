@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 
 from hubloader import download, errors
 from hubloader.config import Secret
-from hubloader.download import DownloadProgress, TqdmProgress, adownload_file, download_file
+from hubloader.download import DownloadProgress, TqdmProgress, adownload_file, download_file, lock_path
 from tests.fakehub.modelfiles import kohya_lora, safetensors_bytes
 from tests.fakehub.storage import GeneratedBlob, StoredObject
 
@@ -25,7 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def leftovers(dest: Path) -> list[str]:
-    return sorted(p.name for p in dest.parent.iterdir() if not p.name.endswith(".lock"))
+    """Every file beside ``dest``: a download leaves nothing there but the model (or its ``.part``), no lock."""
+    return sorted(p.name for p in dest.parent.iterdir() if p.is_file())
 
 
 def sent(hub, url: str) -> int:
@@ -453,6 +455,33 @@ def test_two_coroutines_share_one_transfer(fakehub, tmp_path):
     a, b = asyncio.run(both())
     assert sorted([a.reused, b.reused]) == [False, True]
     assert sent(fakehub, url) == 2 * MiB
+
+
+def test_the_lock_of_a_target_lives_in_hubloader_home_under_one_name_for_every_spelling(fakehub, tmp_path):
+    from filelock import FileLock
+
+    (tmp_path / "models" / "loras").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "models")
+    dest = tmp_path / "models" / "loras" / "one.bin"
+    lock = lock_path(dest)
+    assert lock.parent == Path(os.environ["HUBLOADER_HOME"]) / "locks" and lock.suffix == ".lock"
+    assert lock_path(tmp_path / "link" / "loras" / ".." / "loras" / "one.bin") == lock
+    assert lock_path(dest.with_name("two.bin")) != lock
+
+    url = fakehub.add_file("one.bin", size=MiB)
+    cancel = threading.Event()
+    states = []
+
+    def progress(event: DownloadProgress) -> None:
+        states.append(event.state)
+        cancel.set()  # the first event is "waiting": another holder has the target
+
+    with FileLock(str(lock)):  # held through a path that only the lock name ties to dest
+        with pytest.raises(errors.Cancelled):
+            download_file(url, tmp_path / "link" / "loras" / "one.bin", expect="any", progress=progress, cancel=cancel)
+    assert states == ["waiting"]
+    assert download_file(url, dest, expect="any").size_bytes == MiB
+    assert leftovers(dest) == ["one.bin"] and lock.exists()
 
 
 @pytest.mark.slow

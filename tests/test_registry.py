@@ -427,11 +427,14 @@ def test_pinned_model_cannot_be_archived(tmp_path):
 def test_a_held_download_lock_protects_the_file_but_a_leftover_lock_file_does_not(tmp_path):
     from filelock import FileLock
 
+    from hubloader.download import lock_path
+
     registry = ModelRegistry()
     first, second = fill_cache(registry, tmp_path, 2)
     for m in (first, second):
-        m.local_path.with_name(m.local_path.name + ".lock").write_bytes(b"")  # left behind by finished downloads
-    with FileLock(str(first.local_path) + ".lock"):
+        lock_path(m.local_path).parent.mkdir(parents=True, exist_ok=True)
+        lock_path(m.local_path).write_bytes(b"")  # left behind by finished downloads
+    with FileLock(str(lock_path(first.local_path))):
         report = registry.cleanup_cache(keep_recent=0, max_size_gb=0.0)
     assert [m.model_id for m in report.deleted_models] == ["civitai:1@1"]
     assert first.local_path.exists()
