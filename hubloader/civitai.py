@@ -274,6 +274,7 @@ class CivitAIService:
         allow_pickle: bool | None = None,
         progress: Callable[[DownloadProgress], None] | None = None,
         cancel: threading.Event | None = None,
+        shared_cache: Any = None,
     ) -> DownloadResult:
         """Download a version's model file, verify its SHA256 and place it; ``result.metadata`` describes it.
 
@@ -282,7 +283,9 @@ class CivitAIService:
         Without ``download_dir`` it goes to the host's folder for its type (loras, checkpoints …).
         A file already there with the same SHA256 is kept (``reused``). Pickle files (.ckpt/.pt) need
         ``allow_pickle`` (default: the ``allow_pickle`` setting). ``progress`` and ``cancel`` go to the
-        download engine (``cancel`` keeps the ``.part`` for a later resume).
+        download engine (``cancel`` keeps the ``.part`` for a later resume). ``shared_cache`` (a
+        :class:`~hubloader.fleet.SharedCache` or its URL; default ``HUBLOADER_SHARED_CACHE``) lets one
+        worker of a site ask CivitAI for the file.
         """
         from .download import download_file, file_hashes
         from .hosts import folder_for, safe_filename
@@ -332,7 +335,13 @@ class CivitAIService:
             # With HUBLOADER_SHARED_CACHE set, only the worker the site elects asks CivitAI (fleet.py).
             record = {"file_name": dest.name, "source": "civitai", "air": meta.air}
             result = fetch_via_shared_cache(
-                file.sha256 or "", dest, from_origin, record=record, progress=progress, cancel=cancel
+                file.sha256 or "",
+                dest,
+                from_origin,
+                cache=shared_cache,
+                record=record,
+                progress=progress,
+                cancel=cancel,
             )
         meta.sha256 = result.sha256
         meta.hashes = {**file.hashes, "SHA256": result.sha256}
