@@ -1,8 +1,8 @@
 """Turn what a node or the page names (a reference, or a file name plus a workflow URL) into a local file.
 
-The hub layer does the work: :mod:`hubloader.refs` parses, the CivitAI/HuggingFace services resolve
-and download, :mod:`hubloader.download` moves bytes. This module only decides *which folder* (a
-ComfyUI kind) and *which name* (sanitised), then tells ComfyUI its listing changed.
+The hub layer does the work: :mod:`hubloader.refs` parses, :mod:`hubloader.place` downloads, verifies,
+describes and records (the same pipeline as the command line and the Model Hub app). This module only
+decides *which folder* (a ComfyUI kind) and *which name*, then tells ComfyUI its listing changed.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hubloader.errors import HubloaderError, InvalidReference
-from hubloader.refs import CIVITAI, HASH, HUGGINGFACE, ModelRef, parse_reference
+from hubloader.refs import HUGGINGFACE, ModelRef, parse_reference
 from hubloader.types import ModelMetadata
 
 from . import folders
@@ -83,111 +83,74 @@ def fetch(
     done = fetched(kind, text)
     if done is not None and done.path.is_file():
         return done
-    if ref.kind == HUGGINGFACE:
-        result = _fetch_huggingface(ref, kind, filename, progress, cancel)
-    elif ref.kind in (CIVITAI, HASH):
-        result = _fetch_civitai(ref, kind, filename, progress, cancel)
-    else:  # pragma: no cover - parse_reference only returns the kinds above
-        raise InvalidReference(f"Cannot fetch {text!r}.")
+    result = _present(ref, kind, filename) or _place(ref, kind, filename, progress, cancel)
     folders.refresh(kind)
     with _lock:
         _fetched[(kind, text)] = result
     _remember(result)
-    _register(result)
     return result
 
 
-def _register(result: Fetched) -> None:
-    """Record a download in the registry (library view, trigger words later); a failure here loses no file."""
-    if result.metadata is None:
-        return
-    try:
-        import sqlite3
-
-        from hubloader.registry import ModelRegistry
-
-        result.metadata.local_path = result.path
-        registry = ModelRegistry()
-        try:
-            registry.register_model(result.metadata, managed=True)
-        finally:
-            registry.close()
-    except (ImportError, HubloaderError, OSError, sqlite3.Error):
-        log.warning("hubloader: could not record %s in the registry", result.path, exc_info=True)
-
-
-def _progress_adapter(progress: Progress | None) -> Callable[[Any], None] | None:
-    """The engine reports a DownloadProgress; nodes and jobs want (done, total). Stopping is the cancel event's job."""
-    if progress is None:
-        return None
-
-    def report(event: Any) -> None:
-        progress(int(event.bytes_done or 0), int(event.total or 0))
-
-    return report
-
-
-def _fetch_huggingface(
-    ref: ModelRef, kind: str, filename: str | None, progress: Progress | None, cancel: threading.Event | None
-) -> Fetched:
-    """Into the HuggingFace cache (shared with every other HF tool), then linked into the ComfyUI folder."""
+def _present(ref: ModelRef, kind: str, filename: str | None) -> Fetched | None:
+    """A HuggingFace file already in the folder under its name: used as is, without the network (ComfyUI
+    often runs offline, and the loader would load that name anyway)."""
     from hubloader.hosts import safe_filename
-    from hubloader.huggingface import HuggingFaceHubService, link_into
     from hubloader.refs import hf_resolve_url
 
-    if not ref.filename:
+    if ref.kind != HUGGINGFACE:
+        return None
+    if not ref.filename:  # a node loads one file; a repository may hold many, or be a diffusers folder
         raise InvalidReference(
             f"{ref.text!r} names a whole repository.",
             hint="Name one file in it: owner/repo/file.safetensors (or paste the file's URL).",
         )
-    name = safe_filename(filename or Path(ref.filename).name)
-    dest = folders.target_dir(kind) / name
-    if dest.is_file():
-        return Fetched(dest, kind, folders.relative_name(kind, dest), url=hf_resolve_url(ref), reused=True)
-    service = HuggingFaceHubService()
-    cached = service.download_model(str(ref), progress=_progress_adapter(progress), cancel=cancel)
-    placed = Path(link_into(cached, dest))
-    return Fetched(placed, kind, folders.relative_name(kind, placed), url=hf_resolve_url(ref))
+    dest = folders.target_dir(kind) / safe_filename(filename or Path(ref.filename).name)
+    if not dest.is_file():
+        return None
+    return Fetched(dest, kind, folders.relative_name(kind, dest), url=hf_resolve_url(ref), reused=True)
 
 
-def _fetch_civitai(
+def _place(
     ref: ModelRef, kind: str, filename: str | None, progress: Progress | None, cancel: threading.Event | None
 ) -> Fetched:
-    """CivitAIService picks the file, verifies its SHA256 and names it; we choose the folder."""
-    from hubloader.civitai import CivitAIService
+    """The hub layer downloads, verifies, describes and records; we give ComfyUI's folder for the kind."""
+    from hubloader import place
 
-    service = CivitAIService()
-    target: Any = ref if ref.kind == CIVITAI else service.lookup(ref).model_id
-    result = service.download_model(
-        target, download_dir=folders.target_dir(kind), progress=_progress_adapter(progress), cancel=cancel
+    placed = place.fetch(
+        ref,
+        folders.target_dir(kind),
+        kind=kind,
+        save_as=filename,
+        progress=place.progress_in_bytes(progress),
+        cancel=cancel,
     )
-    path = Path(result.path)
-    if filename and path.name != filename:  # a workflow names the file: keep its name so it loads as written
-        from hubloader.hosts import safe_filename
-
-        wanted = path.with_name(safe_filename(filename))
-        if not wanted.exists():
-            path = path.replace(wanted)
-    meta = result.metadata
+    meta = _register(placed) or placed.source
     return Fetched(
-        path,
+        placed.path,
         kind,
-        folders.relative_name(kind, path),
-        url=_civitai_download_url(meta),
-        sha256=result.sha256,
+        folders.relative_name(kind, placed.path),
+        url=placed.url,
+        sha256=placed.sha256,
         metadata=meta,
-        reused=result.reused,
-        trigger_words=list(getattr(meta, "trigger_words", []) or []),
-        recommended_weight=getattr(meta, "recommended_weight", None),
+        reused=placed.reused,
+        trigger_words=list(meta.trigger_words) if meta is not None else [],
+        recommended_weight=meta.recommended_weight if meta is not None else None,
     )
 
 
-def _civitai_download_url(meta: Any) -> str:
-    """The version's download link: what a shared workflow's ``properties.models`` should carry."""
-    from hubloader.config import civitai_endpoint
+def _register(placed: Any) -> ModelMetadata | None:
+    """Describe the file, write its sidecars, record it in the registry; a failure here loses no file."""
+    try:
+        import sqlite3
 
-    version = getattr(meta, "version_id", "")
-    return f"{civitai_endpoint()}/api/download/models/{version}" if version else getattr(meta, "remote_url", "")
+        from hubloader.place import describe_and_register
+        from hubloader.registry import ModelRegistry
+
+        with ModelRegistry() as registry:
+            return describe_and_register(placed.path, placed.source, registry, reused=placed.reused)
+    except (ImportError, HubloaderError, OSError, sqlite3.Error):
+        log.warning("hubloader: could not record %s in the registry", placed.path, exc_info=True)
+        return None
 
 
 # -- what we know about a local file ------------------------------------------------------------------
@@ -250,5 +213,7 @@ def known_source(path: Path) -> tuple[str, str] | None:
             return done.url, done.sha256
     meta = _registry_lookup(path)
     if meta is not None and (meta.remote_url or meta.sha256):
-        return _civitai_download_url(meta) if meta.source.value == "civitai" else meta.remote_url, meta.sha256
+        from hubloader.place import download_url
+
+        return download_url(meta), meta.sha256
     return None

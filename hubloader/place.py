@@ -1,0 +1,364 @@
+"""One model into a host's folders, described and recorded: the pipeline every face runs.
+
+The ComfyUI nodes and routes, the command line and the Model Hub app (A1111 tab, standalone) all do
+the same steps: :func:`fetch` resolves what the user named (a reference, a search result, a plain
+URL) and lets the source's own service download and verify it — HuggingFace into its cache and then
+linked into the folder, CivitAI straight into the folder, a plain URL through the engine; then
+:func:`describe_and_register` reads the file's header, merges what the source said, writes the
+sidecars beside it and records it in the registry. Faces only choose the folders, adapt progress and
+say what happened.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from .config import civitai_endpoint, load_settings, redact_url
+from .errors import HubloaderError, InvalidReference, NotFound
+from .hosts import ModelFolders, kind_of, safe_filename
+from .refs import CIVITAI, HASH, HUGGINGFACE, ModelRef, hf_resolve_url, parse_reference
+from .types import ModelFormat, ModelMetadata, ModelType, Source
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .download import DownloadProgress
+    from .registry import ModelRegistry
+
+log = logging.getLogger(__name__)
+
+#: The engine's progress events (:class:`~hubloader.download.DownloadProgress`).
+Progress = Callable[["DownloadProgress"], None]
+#: Largest preview image taken from a source: a preview is a thumbnail, not a download.
+MAX_PREVIEW_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class Placed:
+    """A model file (or a diffusers snapshot folder) now where its host loads it, and what its source says."""
+
+    path: Path
+    kind: str  # the host folder kind it went to ("loras", "checkpoints", …)
+    source: ModelMetadata | None = None  # None: only the bytes are known
+    reused: bool = False  # the same file was there already: nothing was downloaded
+    url: str = ""  # where another machine downloads the same file (workflow properties, lockfiles)
+    sha256: str = ""
+
+
+def fetch(
+    what: str | ModelRef | ModelMetadata,
+    folders: ModelFolders | Path,
+    *,
+    kind: ModelType | str | None = None,
+    file: str | None = None,
+    save_as: str | None = None,
+    revision: str | None = None,
+    allow_pickle: bool | None = None,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    shared_cache: Any = None,
+) -> Placed:
+    """Make the model ``what`` names present in its folder; download only what is missing or different.
+
+    ``what``: anything :func:`~hubloader.refs.parse_reference` reads, a plain http(s) URL (needs
+    ``kind``), or a search result with ``file`` naming which of its files. ``folders``: the host's
+    folders (the folder of ``kind``, else of the source's type, receives the file) or one folder for
+    everything. ``save_as`` keeps the name a workflow uses. ``allow_pickle`` None means the setting.
+    ``shared_cache`` (a site cache, :mod:`hubloader.fleet`) applies to CivitAI files.
+    """
+    folder_kind = kind_of(kind) if isinstance(kind, ModelType) else kind
+    if isinstance(what, ModelMetadata):
+        ref = reference_of(what, file)
+        folder_kind = folder_kind or kind_of(what.type)
+    elif isinstance(what, ModelRef):
+        ref = what
+    else:
+        ref = _parse_or_url(what)
+        if ref is None:
+            return _fetch_url(str(what).strip(), folders, folder_kind, save_as, progress, cancel)
+    if ref.kind == HUGGINGFACE:
+        if revision and not ref.revision:
+            ref = dataclasses.replace(ref, revision=revision)
+        return _fetch_huggingface(ref, folders, folder_kind, save_as, allow_pickle, progress, cancel)
+    options = dict(allow_pickle=allow_pickle, progress=progress, cancel=cancel, shared_cache=shared_cache)
+    return _fetch_civitai(ref, folders, folder_kind, save_as, _version_id(revision), options)
+
+
+def reference_of(meta: ModelMetadata, file: str | None = None) -> ModelRef:
+    """The reference that downloads ``file`` (default: the one the source prefers) of a search result."""
+    if meta.source is Source.HUGGINGFACE:
+        return parse_reference(f"{meta.model_id}/{file}" if file else meta.model_id)
+    if meta.source is not Source.CIVITAI:
+        raise InvalidReference(f"{meta.name} has no source to download it from.")
+    raw = meta.extra.get("civitai_files") or []
+    file_id = next((f.get("id") for f in raw if file and f.get("name") == file), None)
+    model_id = meta.extra.get("civitai_model_id")
+    return ModelRef(
+        CIVITAI,
+        text=meta.model_id,
+        model_id=int(model_id) if model_id else None,
+        version_id=int(meta.version_id),
+        file_id=int(file_id) if file_id else None,
+    )
+
+
+def download_url(meta: ModelMetadata) -> str:
+    """The URL that downloads a model's file again: a CivitAI version's download link, else its remote URL."""
+    if meta.source is Source.CIVITAI and meta.version_id:
+        return f"{civitai_endpoint()}/api/download/models/{meta.version_id}"
+    return meta.remote_url
+
+
+def _parse_or_url(text: str) -> ModelRef | None:
+    """The hub reference ``text`` names, or None for a plain http(s) URL of another host."""
+    try:
+        return parse_reference(text)
+    except InvalidReference:
+        if urlsplit(str(text).strip()).scheme in ("http", "https"):
+            return None
+        raise
+
+
+def _folder(folders: ModelFolders | Path, kind: str) -> Path:
+    folder = Path(folders).expanduser() if isinstance(folders, (str, Path)) else folders.target(kind)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _pickle_allowed(allow_pickle: bool | None) -> bool:
+    return bool(load_settings().get("allow_pickle")) if allow_pickle is None else allow_pickle
+
+
+# --- HuggingFace ---------------------------------------------------------------------------------------
+
+
+def _fetch_huggingface(
+    ref: ModelRef,
+    folders: ModelFolders | Path,
+    kind: str | None,
+    save_as: str | None,
+    allow_pickle: bool | None,
+    progress: Progress | None,
+    cancel: threading.Event | None,
+) -> Placed:
+    """Into the HuggingFace cache (shared with diffusers and every HF tool), then linked into the folder."""
+    from .download import file_hashes
+    from .errors import PickleNotAllowed
+    from .huggingface import HuggingFaceHubService, link_into
+
+    service = HuggingFaceHubService()
+    revision = ref.revision or "main"
+    if not ref.filename:
+        repo = service.model_info(str(ref), revision=revision)
+        weights = root_weights(repo)
+        if len(weights) != 1:
+            if any(f.name == "model_index.json" for f in repo.files):
+                # A diffusers folder stays in the HF cache, where diffusers (and ComfyUI's loaders) read it.
+                snapshot = service.download_model(str(ref), revision=revision, progress=progress, cancel=cancel)
+                return Placed(Path(snapshot), kind or kind_of(repo.type), repo, url=repo.remote_url)
+            raise NotFound(
+                f"{ref.repo_id} has {'no' if not weights else 'several'} model files at its root"
+                + (f" ({', '.join(weights)})." if weights else "."),
+                hint="Name one: owner/repo/path/file.safetensors.",
+            )
+        ref = dataclasses.replace(ref, filename=weights[0])
+    assert ref.filename is not None
+    source = service.model_info(str(ref), revision=revision)
+    if source.format.is_pickle and not _pickle_allowed(allow_pickle):
+        raise PickleNotAllowed(f"{ref.filename} in {ref.repo_id} is a pickle file ({source.format.value}).")
+    kind = kind or kind_of(source.type)
+    dest = _folder(folders, kind) / safe_filename(save_as or Path(ref.filename).name)
+    url = hf_resolve_url(ref)
+    if dest.is_file() and source.sha256 and file_hashes(dest)["sha256"] == source.sha256:
+        return Placed(dest, kind, source, reused=True, url=url, sha256=source.sha256)
+    cached = service.download_model(str(ref), revision=revision, progress=progress, cancel=cancel)
+    return Placed(Path(link_into(cached, dest)), kind, source, url=url, sha256=source.sha256)
+
+
+def root_weights(repo: ModelMetadata) -> list[str]:
+    """A repo's top-level weight files, safetensors preferred: exactly one means "the" single-file model."""
+    weights = [f for f in repo.files if "/" not in f.name and f.format is not ModelFormat.OTHER]
+    safe = [f for f in weights if f.format is ModelFormat.SAFETENSORS]
+    return [f.name for f in safe or weights]
+
+
+# --- CivitAI -------------------------------------------------------------------------------------------
+
+
+def _fetch_civitai(
+    ref: ModelRef,
+    folders: ModelFolders | Path,
+    kind: str | None,
+    save_as: str | None,
+    version: int | None,
+    options: dict[str, Any],
+) -> Placed:
+    """CivitAIService picks the file (or takes the one named), verifies its SHA256 and names it; we give the folder."""
+    from .civitai import CivitAIService
+
+    service = CivitAIService()
+    if ref.kind == HASH:  # CivitAI's by-hash lookup names the version; keep the very file with that hash
+        ref = civitai_file_with_hash(service.lookup(ref), ref.hash or "")
+    if kind is None:  # the model's type decides the folder, before any byte is written
+        kind = kind_of(service.get_model_details(ref, version).type)
+    result = service.download_model(ref, version, download_dir=_folder(folders, kind), **options)
+    path = Path(result.path)
+    if save_as and path.name != save_as:  # a workflow names the file: keep its name so it loads as written
+        wanted = path.with_name(safe_filename(save_as))
+        if not wanted.exists():
+            path = path.replace(wanted)
+    source = result.metadata
+    if source is not None:
+        source.local_path = path
+    url = download_url(source) if source is not None else ""
+    return Placed(path, kind, source, reused=result.reused, url=url, sha256=result.sha256)
+
+
+def civitai_file_with_hash(found: ModelMetadata, sha: str) -> ModelRef:
+    """The CivitAI reference of the very file whose hash was given (a version may hold several files)."""
+    file_id = next(
+        (
+            f.get("id")
+            for f in found.extra.get("civitai_files") or []
+            if sha.lower() in {str(v).lower() for v in (f.get("hashes") or {}).values()}
+        ),
+        None,
+    )
+    model_id = found.extra.get("civitai_model_id")
+    return ModelRef(
+        CIVITAI,
+        text=found.model_id,
+        model_id=int(model_id) if model_id else None,
+        version_id=int(found.version_id),
+        file_id=file_id,
+    )
+
+
+def _version_id(revision: str | None) -> int | None:
+    if revision is None:
+        return None
+    if not str(revision).strip().isdigit():
+        raise InvalidReference(f"Revision {revision!r} is not a CivitAI version id (a number).")
+    return int(revision)
+
+
+# --- a plain URL ---------------------------------------------------------------------------------------
+
+
+def _fetch_url(
+    url: str,
+    folders: ModelFolders | Path,
+    kind: str | None,
+    save_as: str | None,
+    progress: Progress | None,
+    cancel: threading.Event | None,
+) -> Placed:
+    """Any other http(s) address: the engine downloads it (no hash known beforehand; the sniff refuses HTML)."""
+    from .download import download_file
+
+    if kind is None:
+        raise InvalidReference(
+            f"{redact_url(url)} is neither a HuggingFace nor a CivitAI address, so nothing says what kind of model it is.",
+            hint="Say which type (folder) it is.",
+        )
+    dest = _folder(folders, kind) / safe_filename(save_as or Path(urlsplit(url).path).name)
+    result = download_file(url, dest, service="url", progress=progress, cancel=cancel)
+    source = ModelMetadata(
+        model_id=redact_url(url),
+        name=dest.stem,
+        source=Source.URL,
+        remote_url=redact_url(url),
+        sha256=result.sha256,
+        size_bytes=result.size_bytes,
+    )
+    source.hashes.update({k: v for k, v in result.hashes.items() if v})
+    return Placed(result.path, kind, source, reused=result.reused, url=source.remote_url, sha256=result.sha256)
+
+
+# --- describe, sidecars, registry ----------------------------------------------------------------------
+
+
+def describe_and_register(
+    path: Path,
+    source: ModelMetadata | None,
+    registry: ModelRegistry,
+    *,
+    raw: dict[str, Any] | None = None,
+    preview: bytes | None = None,
+    reused: bool = False,
+    model_type: ModelType | None = None,
+) -> ModelMetadata:
+    """Header + source metadata → the sidecars beside the file (A1111 ``<stem>.json``, preview, frozen
+    ``<stem>.hubloader.json``) and the registry entry, which is returned.
+
+    ``raw`` is the source's own record to freeze (default: ``source`` as a dict); ``preview`` the image
+    bytes (default: the source's first preview URL, when no preview sits beside the file yet). A file
+    that was already there (``reused``) stays the user's: it is not put under the cache limit.
+    ``model_type`` overrides what the header and source say. Sidecars that cannot be written lose
+    nothing: the model is registered all the same.
+    """
+    from .download import file_hashes
+    from .scan import describe_file
+
+    path = Path(path)
+    sha = source.sha256 if source is not None else ""
+    known = registry.find_model(sha) if reused and sha else None
+    if known is not None and known.local_path == path.absolute() and model_type in (None, known.type):
+        return registry.mark_used(known)  # described when it was fetched: nothing new to read
+    if path.is_dir():  # a diffusers snapshot: no single header, no sidecars
+        meta = source if source is not None else describe_file(path)
+        meta.local_path = path
+    else:
+        meta = describe_file(path, source=source)
+        meta.sha256 = meta.sha256 or sha or file_hashes(path)["sha256"]
+    if model_type is not None:
+        meta.type = model_type
+    if path.is_file():
+        _write_sidecars(path, meta, source, raw, preview)
+    return registry.register_model(meta, managed=not reused)
+
+
+def _write_sidecars(
+    path: Path, meta: ModelMetadata, source: ModelMetadata | None, raw: dict[str, Any] | None, preview: bytes | None
+) -> None:
+    from . import sidecars
+
+    try:
+        if preview is None and source is not None and source.preview_urls and sidecars.find_preview(path) is None:
+            preview = fetch_preview(source.preview_urls[0])
+        record = raw if raw is not None else source.to_dict() if source is not None else None
+        sidecars.write_download_sidecars(path, meta, raw=record, preview=preview)
+    except (HubloaderError, OSError) as exc:
+        log.warning("hubloader: the sidecar files of %s were not written: %s", path.name, exc)
+
+
+def fetch_preview(url: str) -> bytes | None:
+    """A source's preview image (capped in size); None when it cannot be had: a preview never fails a download."""
+    import requests
+
+    from . import __version__
+
+    try:
+        with requests.get(url, timeout=(10, 30), stream=True, headers={"User-Agent": f"hubloader/{__version__}"}) as r:
+            r.raise_for_status()
+            data = r.raw.read(MAX_PREVIEW_BYTES + 1, decode_content=True)
+    except (requests.RequestException, OSError) as exc:
+        log.info("hubloader: preview %s not fetched (%s)", redact_url(url), type(exc).__name__)
+        return None
+    return data if len(data) <= MAX_PREVIEW_BYTES else None
+
+
+def progress_in_bytes(progress: Callable[[int, int], None] | None) -> Progress | None:
+    """Adapt a ``(done_bytes, total_bytes)`` callback (job queues, ComfyUI's bar) to the engine's events."""
+    if progress is None:
+        return None
+
+    def report(event: DownloadProgress) -> None:
+        progress(int(event.bytes_done or 0), int(event.total or 0))
+
+    return report
