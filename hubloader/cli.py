@@ -277,12 +277,6 @@ def cancel_on_sigint() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _accepts(function: Callable[..., Any], name: str) -> bool:
-    import inspect
-
-    return name in inspect.signature(function).parameters
-
-
 def _short(sha256: str) -> str:
     return sha256[:12] if sha256 else "-"
 
@@ -377,209 +371,49 @@ def _search_record(meta: ModelMetadata) -> dict[str, Any]:
 
 def cmd_get(args: argparse.Namespace, out: Output) -> int:
     """Download what REF names into the host's folder, verified; describe it, write sidecars, register it."""
-    import dataclasses
+    from .place import describe_and_register, fetch
 
-    from .refs import HUGGINGFACE, parse_reference
-
-    ref = parse_reference(args.ref)
-    if args.shared_cache:  # read by the download path (hubloader.fleet) for this process
-        os.environ["HUBLOADER_SHARED_CACHE"] = args.shared_cache
-    if args.revision and ref.kind == HUGGINGFACE:
-        ref = dataclasses.replace(ref, revision=args.revision)
-    fetch = _get_huggingface if ref.kind == HUGGINGFACE else _get_civitai
-    placed = fetch(ref, args, out)
+    placed = fetch(
+        args.ref,
+        Path(args.to).expanduser() if args.to else host_folders(args),
+        kind=args.type,
+        revision=args.revision,
+        allow_pickle=True if args.allow_pickle else None,  # else the allow_pickle setting
+        progress=out.progress(args.ref),
+        shared_cache=args.shared_cache,
+    )
     registry = open_registry()
     try:
-        for path, source, reused in placed:
-            meta = _describe_and_register(registry, path, source, reused=reused, forced_type=args.type, out=out)
-            if out.json:
-                out.record(
-                    {
-                        "path": str(path),
-                        "name": meta.name,
-                        "id": meta.model_id,
-                        "source": meta.source.value,
-                        "type": meta.type.value,
-                        "base": meta.base_model.value,
-                        "size_bytes": meta.size_bytes,
-                        "sha256": meta.sha256,
-                        "reused": reused,
-                        "verified": bool(meta.sha256),
-                        "trigger_words": meta.trigger_words,
-                        "recommended_weight": meta.recommended_weight,
-                    }
-                )
-            else:
-                verb = "Already present" if reused else "Saved"
-                if path.is_dir():
-                    out.line(f"{verb}: {path} (a diffusers folder in the HuggingFace cache)")
-                else:
-                    out.line(f"{verb}: {path} ({human_size(meta.size_bytes)}, SHA256 {_short(meta.sha256)} verified)")
-                if meta.trigger_words:
-                    out.line(f"  trigger words: {', '.join(meta.trigger_words)}")
+        meta = describe_and_register(placed.path, placed.source, registry, reused=placed.reused, model_type=args.type)
     finally:
         registry.close()
-    return EXIT_OK
-
-
-Placed = tuple[Path, ModelMetadata, bool]  # (file in the host folder, source metadata, already there)
-
-
-def _target_dir(args: argparse.Namespace, model_type: ModelType) -> Path:
-    if args.to:
-        return Path(args.to).expanduser()
-    return host_folders(args).target(args.type or model_type)
-
-
-def _get_civitai(ref: Any, args: argparse.Namespace, out: Output) -> list[Placed]:
-    """CivitAI (or a hash, which CivitAI's by-hash lookup names): the service picks, verifies and names the file."""
-    from .civitai import CivitAIService
-    from .refs import HASH
-
-    service = CivitAIService()
-    version = _version_id(args.revision)
-    if ref.kind == HASH:
-        ref = _civitai_file_with_hash(service.lookup(ref), ref)
-    meta = service.get_model_details(ref, version)
-    options: dict[str, Any] = {"download_dir": _target_dir(args, meta.type)}
-    if args.allow_pickle:
-        options["allow_pickle"] = True
-    if _accepts(service.download_model, "progress"):
-        options["progress"] = out.progress(meta.name)
-    result = service.download_model(ref, version, **options)
-    return [(result.path, result.metadata or meta, result.reused)]
-
-
-def _version_id(revision: str | None) -> int | None:
-    if revision is None:
-        return None
-    if not revision.strip().isdigit():
-        raise UsageError(f"--revision {revision!r} is not a CivitAI version id (a number).")
-    return int(revision)
-
-
-def _civitai_file_with_hash(found: ModelMetadata, ref: Any) -> Any:
-    """The CivitAI reference of the very file whose hash was given (a version may hold several files)."""
-    from .refs import CIVITAI, ModelRef
-
-    file_id = next(
-        (
-            f.get("id")
-            for f in found.extra.get("civitai_files") or []
-            if ref.hash in {str(v).lower() for v in (f.get("hashes") or {}).values()}
-        ),
-        None,
-    )
-    model_id = found.extra.get("civitai_model_id")
-    return ModelRef(
-        CIVITAI,
-        text=found.model_id,
-        model_id=int(model_id) if model_id else None,
-        version_id=int(found.version_id),
-        file_id=file_id,
-    )
-
-
-def _get_huggingface(ref: Any, args: argparse.Namespace, out: Output) -> list[Placed]:
-    """HuggingFace: into the HF cache (shared with diffusers), then linked into the host's folder."""
-    import dataclasses
-
-    from .config import load_settings
-    from .download import file_hashes
-    from .errors import PickleNotAllowed
-    from .hosts import safe_filename
-    from .huggingface import HuggingFaceHubService, link_into
-
-    service = HuggingFaceHubService()
-    revision = ref.revision or "main"
-    if not ref.filename:
-        repo = service.model_info(str(ref), revision=revision)
-        weights = _root_weights(repo)
-        if len(weights) != 1:
-            if any(f.name == "model_index.json" for f in repo.files):
-                return [_get_diffusers(service, ref, repo, revision, out)]
-            raise NotFound(
-                f"{ref.repo_id} has {'no' if not weights else 'several'} model files at its root"
-                + (f" ({', '.join(weights)})." if weights else "."),
-                hint="Name one: owner/repo/path/file.safetensors.",
-            )
-        ref = dataclasses.replace(ref, filename=weights[0])
-    meta = service.model_info(str(ref), revision=revision)
-    if meta.format.is_pickle and not (args.allow_pickle or load_settings().get("allow_pickle")):
-        raise PickleNotAllowed(f"{ref.filename} in {ref.repo_id} is a pickle file ({meta.format.value}).")
-    dest = _target_dir(args, meta.type) / safe_filename(Path(ref.filename).name)
-    if dest.is_file() and meta.sha256 and file_hashes(dest)["sha256"] == meta.sha256:
-        return [(dest, meta, True)]
-    cached = service.download_model(str(ref), revision=revision, progress=out.progress(dest.name))
-    return [(Path(link_into(cached, dest)), meta, False)]
-
-
-def _root_weights(repo: ModelMetadata) -> list[str]:
-    """The repo's top-level weight files, safetensors preferred: one means "the" single-file model."""
-    from .types import ModelFormat
-
-    weights = [f for f in repo.files if "/" not in f.name and f.format is not ModelFormat.OTHER]
-    safe = [f for f in weights if f.format is ModelFormat.SAFETENSORS]
-    return [f.name for f in safe or weights]
-
-
-def _get_diffusers(service: Any, ref: Any, repo: ModelMetadata, revision: str, out: Output) -> Placed:
-    """A diffusers folder stays in the HF cache, where diffusers (and ComfyUI's loaders) read it."""
-    snapshot = service.download_model(str(ref), revision=revision, progress=out.progress(ref.repo_id))
-    return (Path(snapshot), repo, False)
-
-
-def _describe_and_register(
-    registry: ModelRegistry,
-    path: Path,
-    source: ModelMetadata,
-    *,
-    reused: bool,
-    forced_type: ModelType | None,
-    out: Output,
-) -> ModelMetadata:
-    """Header + sidecars + source metadata → the registry; the A1111 sidecar and preview beside the file."""
-    from .scan import describe_file
-
-    known = registry.find_model(source.sha256) if reused and source.sha256 else None
-    if known is not None and known.local_path == path.absolute() and forced_type in (None, known.type):
-        # Described when it was fetched: reading it again would take our own sidecar for the user's.
-        return registry.mark_used(known)
-    if path.is_file():
-        meta = describe_file(path, source=source)
+    path, reused = placed.path, placed.reused
+    if out.json:
+        out.record(
+            {
+                "path": str(path),
+                "name": meta.name,
+                "id": meta.model_id,
+                "source": meta.source.value,
+                "type": meta.type.value,
+                "base": meta.base_model.value,
+                "size_bytes": meta.size_bytes,
+                "sha256": meta.sha256,
+                "reused": reused,
+                "verified": bool(meta.sha256),
+                "trigger_words": meta.trigger_words,
+                "recommended_weight": meta.recommended_weight,
+            }
+        )
+        return EXIT_OK
+    verb = "Already present" if reused else "Saved"
+    if path.is_dir():
+        out.line(f"{verb}: {path} (a diffusers folder in the HuggingFace cache)")
     else:
-        meta = source
-        meta.local_path = path
-    meta.sha256 = meta.sha256 or source.sha256
-    if forced_type is not None:
-        meta.type = forced_type
-    if path.is_file():
-        _write_sidecars(path, source, meta, out)
-    return registry.register_model(meta, managed=not reused)
-
-
-def _write_sidecars(path: Path, source: ModelMetadata, meta: ModelMetadata, out: Output) -> None:
-    """The A1111 ``<name>.json``, our frozen source record and a preview; a failure here loses no model."""
-    from . import sidecars
-
-    try:
-        sidecars.freeze_source_metadata(path, source.source, source.to_dict(), metadata=meta)
-        sidecars.write_a1111(path, sidecars.a1111_values(meta))
-        if meta.preview_urls and sidecars.find_preview(path) is None:
-            sidecars.write_preview(path, _fetch_image(meta.preview_urls[0]))
-    except (HubloaderError, OSError) as exc:
-        out.warn(f"could not write the sidecar files of {path.name}: {exc}")
-
-
-def _fetch_image(url: str) -> bytes:
-    import requests
-
-    try:
-        response = requests.get(url, timeout=(10, 30), headers={"User-Agent": f"hubloader/{__version__}"})
-        response.raise_for_status()
-    except requests.RequestException as exc:
-        raise NetworkError(f"Could not fetch the preview image {redact_url(url)} ({type(exc).__name__}).") from exc
-    return response.content
+        out.line(f"{verb}: {path} ({human_size(meta.size_bytes)}, SHA256 {_short(meta.sha256)} verified)")
+    if meta.trigger_words:
+        out.line(f"  trigger words: {', '.join(meta.trigger_words)}")
+    return EXIT_OK
 
 
 # --- library: list, info, scan ----------------------------------------------------------------------------------
