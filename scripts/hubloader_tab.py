@@ -15,9 +15,12 @@ from typing import Any
 
 from modules import script_callbacks, scripts, shared
 
+# A1111 puts the extension root on a throwaway copy of sys.path only while it imports this file (load_scripts
+# restores the original list afterwards), so import the package now: callbacks later find it in sys.modules.
 BASEDIR = scripts.basedir()  # the extension root; only correct while A1111 imports this file
 if BASEDIR not in sys.path:
     sys.path.insert(0, BASEDIR)
+import hubloader  # noqa: E402,F401
 
 log = logging.getLogger("hubloader")
 SECTION = ("hubloader", "Model Hub")
