@@ -280,6 +280,37 @@ def _fetch_url(
     return Placed(result.path, kind, source, reused=result.reused, url=source.remote_url, sha256=result.sha256)
 
 
+# --- a model a workflow resolver resolved ----------------------------------------------------------
+
+
+def fetch_resolved(
+    resolver: Any, item: Any, *, progress: Progress | None = None, cancel: threading.Event | None = None
+) -> Placed:
+    """Download one RESOLVED item of a :class:`~hubloader.workflows.Resolver` report (into the folder the
+    workflow names, checked against the hashes it gives); its failure is raised, not only recorded."""
+    from .workflows import ResolutionReport, Status
+
+    report = ResolutionReport(items=[item])
+    resolver.fetch(report, progress=(lambda _item, event: progress(event)) if progress else None, cancel=cancel)
+    if item.status is not Status.FETCHED:
+        raise HubloaderError(item.reason or f"Could not fetch {item.reference.name}.")
+    kind = item.reference.kind or item.chosen.kind
+    return Placed(Path(item.path), kind, _civitai_source(item), url=item.chosen.url, sha256=item.sha256)
+
+
+def _civitai_source(item: Any) -> ModelMetadata | None:
+    """What CivitAI says about a file the resolver fetched from it (triggers, weight, hashes for the sidecar)."""
+    if item.chosen is None or item.chosen.source != "civitai" or not item.sha256:
+        return None
+    from .civitai import CivitAIService
+
+    try:
+        return CivitAIService().find_by_hash(item.sha256)
+    except HubloaderError as exc:
+        log.info("hubloader: no CivitAI description of %s (%s)", item.path, exc)
+        return None
+
+
 # --- describe, sidecars, registry ----------------------------------------------------------------------
 
 

@@ -18,16 +18,16 @@ import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from . import config
+from . import config, place
 from .errors import ConfigError, HubloaderError, InvalidReference, NotFound
 from .hosts import KIND_BY_TYPE, ModelFolders, a1111_install, active_folders, comfyui_install, standalone_folders
 from .jobs import FINISHED, JobManager
+from .place import Placed
 from .types import BaseModel, ModelFile, ModelFilter, ModelMetadata, ModelType, SortBy, Source
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,6 @@ LIBRARY_HEADERS = [
 ]
 CACHE_HEADERS = ["name", "size", "path"]
 MISSING_HEADERS = ["model", "folder", "status", "source", "size", "evidence / reason"]
-MAX_PREVIEW_BYTES = 16 * 1024 * 1024
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 #: ``() -> None | reason``: why write actions (downloads, settings, deletions) are refused right now.
@@ -95,17 +94,6 @@ def weight_files(meta: ModelMetadata) -> list[ModelFile]:
 
     files = [f for f in meta.files if Path(f.name).suffix.lower() in MODEL_EXTENSIONS]
     return sorted(files, key=lambda f: (not f.primary, not f.name.endswith(".safetensors"), f.name))
-
-
-@dataclass
-class Placed:
-    """A model file now in its host folder, with what its source and header say about it."""
-
-    path: Path
-    kind: str
-    metadata: ModelMetadata
-    reused: bool = False
-    notes: list[str] = field(default_factory=list)
 
 
 class ModelHub:
@@ -265,17 +253,10 @@ class ModelHub:
         cancel: threading.Event | None = None,
     ) -> Placed:
         """Download (or reuse) a result's file into its host folder, then describe, sidecar and register it."""
-        kind = folder_kind(meta)
-        folder = self.folders.target(kind)
-        folder.mkdir(parents=True, exist_ok=True)
-        if meta.source is Source.HUGGINGFACE:
-            path, source, reused = _place_huggingface(meta, file_name, folder, progress, cancel)
-        elif meta.source is Source.CIVITAI:
-            path, source, reused = _place_civitai(meta, file_name, folder, progress, cancel)
-        else:
-            raise InvalidReference(f"{meta.name} has no source to download it from.")
-        placed = _describe_and_register(path, kind, source, reused=reused)
-        self._announce(kind, path)
+        placed = place.fetch(
+            meta, self.folders, file=file_name or None, progress=place.progress_in_bytes(progress), cancel=cancel
+        )
+        self._record(placed)
         return placed
 
     def job_rows(self) -> list[list[Any]]:
@@ -471,23 +452,29 @@ class ModelHub:
             jobs.append(
                 self.jobs.submit(
                     item.reference.name,
-                    lambda progress, cancel, item=item, kind=kind: self._fetch_item(item, kind, progress, cancel),
+                    lambda progress, cancel, item=item: self._fetch_item(item, progress, cancel),
                     kind=kind,
                     ref=item.chosen.url,
                 ).to_dict()
             )
         return jobs
 
-    def _fetch_item(self, item: Any, kind: str, progress: Callable[[int, int], None], cancel: threading.Event) -> Path:
-        from .workflows import ResolutionReport, Resolver, Status
+    def _fetch_item(self, item: Any, progress: Callable[[int, int], None], cancel: threading.Event) -> Placed:
+        from .workflows import Resolver
 
-        one = ResolutionReport(items=[item])
-        Resolver(self.folders).fetch(one, progress=lambda _item, p: progress(p.bytes_done, p.total or 0), cancel=cancel)
-        if item.status is not Status.FETCHED:
-            raise HubloaderError(item.reason or f"Could not fetch {item.reference.name}.")
-        _describe_and_register(item.path, kind, _civitai_source(item), reused=False)
-        self._announce(kind, item.path)
-        return item.path
+        placed = place.fetch_resolved(
+            Resolver(self.folders), item, progress=place.progress_in_bytes(progress), cancel=cancel
+        )
+        self._record(placed)
+        return placed
+
+    def _record(self, placed: Placed) -> None:
+        """Describe, sidecar and register a file that landed, then let the host refresh its lists."""
+        from .registry import ModelRegistry
+
+        with ModelRegistry() as registry:
+            place.describe_and_register(placed.path, placed.source, registry, reused=placed.reused)
+        self._announce(placed.kind, placed.path)
 
     def _announce(self, kind: str, path: Path) -> None:
         if self.on_downloaded is None:
@@ -496,167 +483,6 @@ class ModelHub:
             self.on_downloaded(kind, path)
         except Exception:  # a host refresh that fails must not turn a good download into a failure
             log.exception("hubloader: refreshing the host's %s list failed", kind)
-
-
-# --- placing one file (the work a download job runs) --------------------------------------------------
-
-
-def _progress_adapter(
-    progress: Callable[[int, int], None] | None, cancel: threading.Event | None
-) -> Callable[[Any], None]:
-    """The engine reports DownloadProgress events; a job wants (done, total) and a way to stop."""
-    from .errors import Cancelled
-
-    def report(event: Any) -> None:
-        if cancel is not None and cancel.is_set():
-            raise Cancelled("Download cancelled.", hint="Start it again to resume from the partial file.")
-        if progress is not None:
-            progress(int(event.bytes_done or 0), int(event.total or 0))
-
-    return report
-
-
-def _accepted(function: Callable[..., Any], **options: Any) -> dict[str, Any]:
-    """The keyword options ``function`` takes (services gained progress/cancel at different times)."""
-    import inspect
-
-    params = inspect.signature(function).parameters
-    return {k: v for k, v in options.items() if k in params}
-
-
-def _place_huggingface(
-    meta: ModelMetadata,
-    file_name: str,
-    folder: Path,
-    progress: Callable[[int, int], None] | None,
-    cancel: threading.Event | None,
-) -> tuple[Path, ModelMetadata, bool]:
-    """Into the HuggingFace cache (shared with diffusers), then linked into the host folder."""
-    from .download import file_hashes
-    from .errors import PickleNotAllowed
-    from .hosts import safe_filename
-    from .huggingface import HuggingFaceHubService, link_into
-
-    service = HuggingFaceHubService()
-    reference = reference_of(meta, file_name)
-    source = service.model_info(reference)
-    if source.format.is_pickle and not config.load_settings().get("allow_pickle"):
-        raise PickleNotAllowed(
-            f"{file_name} in {meta.model_id} is a pickle file ({source.format.value}).",
-            hint="Pick its .safetensors file, or allow pickle formats in Settings.",
-        )
-    dest = folder / safe_filename(Path(file_name).name)
-    if dest.is_file() and source.sha256 and file_hashes(dest)["sha256"] == source.sha256:
-        return dest, source, True
-    cached = service.download_model(reference, progress=_progress_adapter(progress, cancel))
-    return Path(link_into(cached, dest)), source, False
-
-
-def _place_civitai(
-    meta: ModelMetadata,
-    file_name: str,
-    folder: Path,
-    progress: Callable[[int, int], None] | None,
-    cancel: threading.Event | None,
-) -> tuple[Path, ModelMetadata, bool]:
-    """CivitAIService picks (or takes the chosen) file, verifies its SHA256 and names it; we give the folder."""
-    from .civitai import CivitAIService
-    from .refs import CIVITAI, ModelRef
-
-    raw = meta.extra.get("civitai_files") or []
-    file_id = next((f.get("id") for f in raw if file_name and f.get("name") == file_name), None)
-    model_id = meta.extra.get("civitai_model_id")
-    ref = ModelRef(
-        CIVITAI,
-        text=meta.model_id,
-        model_id=int(model_id) if model_id else None,
-        version_id=int(meta.version_id),
-        file_id=int(file_id) if file_id else None,
-    )
-    service = CivitAIService()
-    options = _accepted(service.download_model, progress=_progress_adapter(progress, cancel), cancel=cancel)
-    watcher = None
-    if "progress" not in options and progress is not None:  # this service version reports no progress
-        expected = next((f for f in meta.files if f.name == file_name), None) or next(iter(weight_files(meta)), None)
-        if expected is not None:
-            watcher = _PartWatcher(folder / expected.name, expected.size_bytes, progress)
-    try:
-        result = service.download_model(ref, download_dir=folder, **options)
-    finally:
-        if watcher is not None:
-            watcher.stop()
-    return Path(result.path), result.metadata or meta, result.reused
-
-
-class _PartWatcher:
-    """Progress for a download whose service has no callback: the size of ``<dest>.part`` as it grows."""
-
-    def __init__(self, dest: Path, total: int, progress: Callable[[int, int], None]) -> None:
-        self._part, self._total, self._progress = dest.with_name(dest.name + ".part"), total, progress
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="hubloader-ui-part-watch", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.25):
-            try:
-                self._progress(self._part.stat().st_size, self._total)
-            except OSError:
-                continue
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def _civitai_source(item: Any) -> ModelMetadata | None:
-    """What CivitAI says about a file the resolver fetched (triggers, weight, hashes for the sidecar)."""
-    if item.chosen is None or item.chosen.source != "civitai" or not item.sha256:
-        return None
-    from .civitai import CivitAIService
-
-    try:
-        return CivitAIService().find_by_hash(item.sha256)
-    except HubloaderError as exc:
-        log.info("hubloader: no CivitAI description of %s (%s)", item.path, exc)
-        return None
-
-
-def _describe_and_register(path: Path, kind: str, source: ModelMetadata | None, *, reused: bool) -> Placed:
-    """Header + source metadata → the A1111 sidecar and preview beside the file, and the registry."""
-    from . import sidecars
-    from .download import file_hashes
-    from .registry import ModelRegistry
-    from .scan import describe_file
-
-    notes: list[str] = []
-    meta = describe_file(path, source=source)
-    meta.sha256 = meta.sha256 or (source.sha256 if source is not None else "") or file_hashes(path)["sha256"]
-    try:
-        has_preview = source is not None and source.preview_urls and not sidecars.find_preview(path)
-        preview = _fetch_preview(source.preview_urls[0]) if has_preview else None
-        sidecars.write_download_sidecars(path, meta, raw=source.to_dict() if source else None, preview=preview)
-    except (HubloaderError, OSError) as exc:
-        notes.append(f"sidecar files not written: {_message(exc)}")
-    with ModelRegistry() as registry:
-        meta = registry.register_model(meta, managed=not reused)
-    return Placed(path, kind, meta, reused=reused, notes=notes)
-
-
-def _fetch_preview(url: str) -> bytes | None:
-    """A result's first preview image (small, capped); None when it cannot be had: it never fails a download."""
-    import requests
-
-    from . import __version__
-
-    try:
-        with requests.get(url, timeout=(10, 30), stream=True, headers={"User-Agent": f"hubloader/{__version__}"}) as r:
-            r.raise_for_status()
-            data = r.raw.read(MAX_PREVIEW_BYTES + 1, decode_content=True)
-    except (requests.RequestException, OSError) as exc:
-        log.info("hubloader: preview %s not fetched (%s)", config.redact_url(url), type(exc).__name__)
-        return None
-    return data if len(data) <= MAX_PREVIEW_BYTES else None
 
 
 # --- the Blocks ---------------------------------------------------------------------------------------------

@@ -124,7 +124,7 @@ def _place(
         progress=place.progress_in_bytes(progress),
         cancel=cancel,
     )
-    meta = _register(placed) or placed.source
+    meta = register(placed) or placed.source
     return Fetched(
         placed.path,
         kind,
@@ -138,7 +138,7 @@ def _place(
     )
 
 
-def _register(placed: Any) -> ModelMetadata | None:
+def register(placed: Any) -> ModelMetadata | None:
     """Describe the file, write its sidecars, record it in the registry; a failure here loses no file."""
     try:
         import sqlite3

@@ -221,16 +221,14 @@ class HubRoutes:
         return web.json_response({"report": report.to_dict(), "downloads": [job.to_dict() for job in jobs]}, status=202)
 
     def _queue_item(self, resolver: Any, item: Any) -> Any:
-        from hubloader.workflows import ResolutionReport
+        from hubloader import place
 
         kind = item.reference.kind or item.chosen.kind
 
         def work(progress: Callable[[int, int], None], cancel: Any) -> Any:
-            one = ResolutionReport(items=[item])
-            resolver.fetch(one, progress=lambda _item, p: progress(p.bytes_done, p.total or 0), cancel=cancel)
-            if item.status.value != "fetched":
-                raise HubloaderError(item.reason or f"Could not fetch {item.reference.name}.")
-            return item.path
+            placed = place.fetch_resolved(resolver, item, progress=place.progress_in_bytes(progress), cancel=cancel)
+            fetch.register(placed)
+            return placed.path
 
         return self.jobs.submit(item.reference.name, work, kind=kind, ref=item.chosen.url)
 
