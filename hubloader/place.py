@@ -96,15 +96,7 @@ def reference_of(meta: ModelMetadata, file: str | None = None) -> ModelRef:
     if meta.source is not Source.CIVITAI:
         raise InvalidReference(f"{meta.name} has no source to download it from.")
     raw = meta.extra.get("civitai_files") or []
-    file_id = next((f.get("id") for f in raw if file and f.get("name") == file), None)
-    model_id = meta.extra.get("civitai_model_id")
-    return ModelRef(
-        CIVITAI,
-        text=meta.model_id,
-        model_id=int(model_id) if model_id else None,
-        version_id=int(meta.version_id),
-        file_id=int(file_id) if file_id else None,
-    )
+    return _civitai_file_ref(meta, next((f.get("id") for f in raw if file and f.get("name") == file), None))
 
 
 def download_url(meta: ModelMetadata) -> str:
@@ -229,13 +221,18 @@ def civitai_file_with_hash(found: ModelMetadata, sha: str) -> ModelRef:
         ),
         None,
     )
-    model_id = found.extra.get("civitai_model_id")
+    return _civitai_file_ref(found, file_id)
+
+
+def _civitai_file_ref(version: ModelMetadata, file_id: Any) -> ModelRef:
+    """One file (None: the one the service prefers) of a CivitAI version the metadata describes."""
+    model_id = version.extra.get("civitai_model_id")
     return ModelRef(
         CIVITAI,
-        text=found.model_id,
+        text=version.model_id,
         model_id=int(model_id) if model_id else None,
-        version_id=int(found.version_id),
-        file_id=file_id,
+        version_id=int(version.version_id),
+        file_id=int(file_id) if file_id else None,
     )
 
 

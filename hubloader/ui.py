@@ -24,6 +24,7 @@ from typing import Any
 import gradio as gr
 
 from . import config, place
+from .cli import human_size
 from .errors import ConfigError, HubloaderError, InvalidReference, NotFound
 from .hosts import KIND_BY_TYPE, ModelFolders, a1111_install, active_folders, comfyui_install, standalone_folders
 from .jobs import FINISHED, JobManager
@@ -59,16 +60,6 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 WriteGuard = Callable[[], "str | None"]
 #: Called after a file lands: ``(folder kind, path)``; the A1111 glue refreshes its model lists here.
 OnDownloaded = Callable[[str, Path], None]
-
-
-def human_size(n: float | None) -> str:
-    if not n:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
 
 
 def _message(exc: Exception) -> str:
