@@ -8,6 +8,7 @@ words (CivitAI's JSON ``error``/``message``, an HTML ``<title>``, an S3 ``<Messa
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 import struct
@@ -41,12 +42,11 @@ def detect_format(head: bytes) -> ModelFormat:
 def looks_like_text(head: bytes, content_type: str = "") -> bool:
     """True for an HTML/JSON/XML/text body: what servers send instead of a file when something is wrong."""
     stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
-    if stripped[:1] in (b"<", b"{", b"["):
-        return True
-    if not content_type.lower().startswith(_TEXT_TYPES):
+    if stripped[:1] not in (b"<", b"{", b"[") and not content_type.lower().startswith(_TEXT_TYPES):
         return False
+    # A leading "[" or "<" is not enough: 2 in 256 random weights files start that way. Text decodes.
     try:
-        text = stripped[:4096].decode("utf-8")
+        text = codecs.getincrementaldecoder("utf-8")().decode(stripped[:4096])  # a cut last character is fine
     except UnicodeDecodeError:
         return False
     return all(ch.isprintable() or ch in "\r\n\t" for ch in text)

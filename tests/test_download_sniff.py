@@ -58,3 +58,19 @@ def test_expect_any_and_exact_format():
     assert check_head(b"<html>anything</html>", expect="any") is ModelFormat.OTHER
     with pytest.raises(errors.NotAModelFile, match="gguf"):
         check_head(b"GGUF" + bytes(20), expect="safetensors")
+
+
+@pytest.mark.parametrize("first", [b"[", b"{", b"<"])
+def test_binary_weights_that_happen_to_start_like_text_are_accepted(first):
+    """Random bytes start with "[", "{" or "<" in 3 of 256 files: only a body that decodes as text is refused."""
+    import random
+
+    head = first + b"]\x18G\xfbI(\x07\x00\x00" + random.Random(1).randbytes(4000)
+    assert check_head(head, content_type="application/octet-stream") is ModelFormat.OTHER
+    assert check_head(head, content_type="binary/octet-stream", expect="model") is ModelFormat.OTHER
+
+
+def test_json_cut_mid_character_is_still_text():
+    head = '{"error": "Modèle introuvable ééé'.encode()[:-1]
+    with pytest.raises(errors.NotAModelFile, match="Modèle introuvable"):
+        check_head(head, content_type="application/json")
