@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,7 +39,7 @@ from .errors import (
     network_reason,
 )
 from .hashing import verify_checksum
-from .ratelimit import RateLimiter, limiter_for
+from .ratelimit import RateLimiter, limiter_for, retry_after_seconds
 from .refs import CIVITAI, HASH, ModelRef, civitai_id, format_air, parse_hash, parse_reference
 from .triggers import triggers_from_civitai, weights_from_civitai
 from .types import BaseModel, DownloadResult, ModelFile, ModelFormat, ModelMetadata, ModelType, SortBy, Source
@@ -408,7 +407,7 @@ class CivitAIService:
                     hint="Check the connection (and CIVITAI_ENDPOINT, if set), then try again.",
                 ) from exc
             if response.status_code in (429, 503) and attempt < self.max_retries:
-                wait = _retry_after(response)
+                wait = retry_after_seconds(response.headers.get("Retry-After"))
                 if wait is not None and wait > self.max_retry_after:
                     return response  # too long to wait here: the caller raises RateLimited with it
                 response.close()
@@ -451,7 +450,7 @@ class CivitAIService:
         if status in (404, 410):
             return NotFound(text)
         if status == 429:
-            return RateLimited(text, retry_after=_retry_after(response))
+            return RateLimited(text, retry_after=retry_after_seconds(response.headers.get("Retry-After")))
         if status == 400:
             return HubloaderError(f"CivitAI rejected the request for {text}.", hint="Check the ids and filters given.")
         return NetworkError(f"{what}: CivitAI answered HTTP {status} ({reason}).")
@@ -837,20 +836,6 @@ def _parse_time(value: Any) -> datetime:
     except ValueError:
         return datetime.now(timezone.utc)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds())
-    except (TypeError, ValueError):
-        return None
 
 
 def _json_or_none(response: requests.Response) -> Any:

@@ -54,14 +54,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 from . import errors
 from .config import Secret, hubloader_home, load_settings, redact_text, redact_url
-from .ratelimit import limiter_for
+from .ratelimit import limiter_for, retry_after_seconds
 from .sniff import HEAD_BYTES, check_head, server_reason
 from .types import DownloadResult
 
@@ -279,20 +278,6 @@ def _human(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n:.1f} TB"
-
-
-def _retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds: a number, or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 def _content_range(value: str | None) -> tuple[int | None, int | None]:
@@ -1079,11 +1064,11 @@ class _Download:
         if status == 429:
             raise _Transient(
                 f"429 Too Many Requests: {reason}",
-                retry_after=_retry_after(response.headers.get("Retry-After")),
+                retry_after=retry_after_seconds(response.headers.get("Retry-After")),
                 status=429,
             )
         if status >= 500 or status == 408:
-            raise _Transient(f"{status} {reason}", retry_after=_retry_after(response.headers.get("Retry-After")))
+            raise _Transient(f"{status} {reason}", retry_after=retry_after_seconds(response.headers.get("Retry-After")))
         if status == 416:
             _, total = _content_range(response.headers.get("Content-Range"))
             raise _Restart(f"416 Range Not Satisfiable (the file has {total} bytes)", range_ignored=False)

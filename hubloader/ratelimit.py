@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from datetime import timezone
+from email.utils import parsedate_to_datetime
 
 #: Default request rates per service (requests per second, burst). CivitAI documents no quota but
 #: throttles bursts behind Cloudflare, so it gets the seed's polite 1 request/s with a small burst.
@@ -78,3 +80,20 @@ def limiter_for(service: str) -> RateLimiter:
             rate, burst = DEFAULT_RATES.get(service, DEFAULT_RATES["url"])
             limiter = _limiters[service] = RateLimiter(rate, burst)
         return limiter
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` header as seconds to wait: a number, or an HTTP date (RFC 9110); None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # "-0000" dates come back naive; HTTP dates are always UTC
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, when.timestamp() - time.time())

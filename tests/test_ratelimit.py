@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from hubloader.ratelimit import RateLimiter, limiter_for
+from hubloader.ratelimit import RateLimiter, limiter_for, retry_after_seconds
 
 
 def test_interval_like_the_seed_for_burst_one():
@@ -79,3 +79,14 @@ def test_bad_rates_are_refused():
         RateLimiter(0)
     with pytest.raises(ValueError):
         RateLimiter(1.0, burst=0)
+
+
+def test_retry_after_reads_seconds_and_http_dates():
+    from email.utils import formatdate
+
+    assert retry_after_seconds("7") == 7.0 and retry_after_seconds("-3") == 0.0
+    assert retry_after_seconds(None) is None and retry_after_seconds("") is None and retry_after_seconds("soon") is None
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past: retry now
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 -0000") == 0.0  # naive date, read as UTC
+    later = retry_after_seconds(formatdate(time.time() + 3600, usegmt=True))
+    assert later is not None and 3500 < later <= 3600
