@@ -95,22 +95,26 @@ def _start(tmp: Path, hub: Any, extra: list[str]) -> tuple[subprocess.Popen, Hos
         **os.environ,
         "HUBLOADER_HOME": str(home),
         "GRADIO_ANALYTICS_ENABLED": "False",
+        "PYTHONUNBUFFERED": "1",  # its log is how we know it has started
         "HF_ENDPOINT": hub.hf_url,
         "CIVITAI_ENDPOINT": hub.civitai_url,
     }
     host = Host(f"http://127.0.0.1:{port}", data, tmp / "a1111.log")
     with host.log.open("w") as log:
         process = subprocess.Popen(args, cwd=A1111_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+    # Gradio serves /config before A1111 has run the app_started callbacks that add our routes; A1111 prints
+    # "Startup time" only after them.
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if requests.get(f"{host.base}/config", timeout=5).status_code == 200:
-                return process, host
-        except requests.RequestException:
-            pass
+        if "Startup time:" in host.log.read_text(errors="replace"):
+            try:
+                if requests.get(f"{host.base}/config", timeout=5).status_code == 200:
+                    return process, host
+            except requests.RequestException:
+                pass
         time.sleep(1)
     _stop(process)
-    raise AssertionError(f"A1111 did not serve /config:\n{host.tail()}")
+    raise AssertionError(f"A1111 did not finish starting:\n{host.tail()}")
 
 
 def _stop(process: subprocess.Popen) -> None:
