@@ -170,6 +170,7 @@ async def adownload_file(
     streak (a connection that made progress starts counting again). ``hash_while_downloading=False``
     exists for benchmarks only: the result's ``sha256`` is then empty and nothing is verified.
     """
+    _check_url(url)
     job = _Download(
         url=url,
         dest=Path(dest),
@@ -264,6 +265,22 @@ def _connection_cap(service: str) -> int:
         return max(1, int(per_host.get(service) or settings.get("max_connections") or 8))
     except (TypeError, ValueError):
         return 8
+
+
+def _check_url(url: str) -> None:
+    """Refuse at once what is not an http(s) address (aiohttp would fail it as a network error, retried)."""
+    parts = urlsplit(str(url).strip())
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        raise errors.InvalidReference(
+            f"Not an http(s) download URL: {redact_url(str(url))}.",
+            hint="Give an http:// or https:// address (a hub reference such as civitai:1@2 goes to fetch, not here).",
+        )
+
+
+def _invalid_url_errors(aiohttp: Any) -> tuple[type[BaseException], ...]:
+    """aiohttp's "this URL cannot be fetched" exceptions; the non-http one exists only since 3.10."""
+    names = ("InvalidURL", "NonHttpUrlClientError")
+    return tuple(getattr(aiohttp, name) for name in names if hasattr(aiohttp, name))
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -1024,9 +1041,10 @@ class _Download:
                 headers["Authorization"] = f"Bearer {token.reveal()}"
             if _origin(url) == self.auth_origin:
                 await self.limiter.acquire()
+            _check_url(url)  # a redirect or a re-resolved URL may lead anywhere
             try:
                 response = await self.session.get(url, headers=headers, allow_redirects=False)
-            except aiohttp.InvalidURL:
+            except _invalid_url_errors(aiohttp):
                 raise errors.InvalidReference(f"Not a valid download URL: {redact_url(url)}.") from None
             except aiohttp.ClientSSLError as exc:
                 raise errors.NetworkError(

@@ -383,6 +383,21 @@ def test_unreachable_host_is_a_network_error(tmp_path):
         download_file(f"http://127.0.0.1:{port}/x.bin", tmp_path / "x.bin", retries=1)
 
 
+@pytest.mark.parametrize("url", ["ftp://example.org/x.safetensors", "file:///etc/passwd", "civitai:1@2", "http:///x"])
+def test_a_url_that_is_not_http_is_refused_at_once(url, tmp_path):
+    # retries=50 would take minutes if the error were retried as a network one.
+    with pytest.raises(errors.InvalidReference, match="Not an http"):
+        download_file(url, tmp_path / "x.safetensors", retries=50)
+    assert list(tmp_path.iterdir()) == []  # no .part, no folder content
+
+
+def test_a_redirect_to_a_non_http_url_is_refused_not_retried(fakehub, tmp_path):
+    source = fakehub.add_redirect("files/elsewhere.bin", "ftp://example.org/x.bin", status=302)
+    with pytest.raises(errors.InvalidReference, match="ftp://example.org/x.bin"):
+        download_file(source, tmp_path / "x.bin", retries=50, expect="any")
+    assert [r.path for r in fakehub.requests].count("/files/elsewhere.bin") == 1
+
+
 # --- retries and rate limits ---------------------------------------------------------------------
 
 
