@@ -571,7 +571,7 @@ def cmd_scan(args: argparse.Namespace, out: Output) -> int:
                 raise NotFound(f"{d} is not a folder.", hint="Give folders that hold model files.")
     else:
         folders = host_folders(args)
-        dirs = list(dict.fromkeys(d for kind in folders.kinds() for d in folders.dirs(kind) if d.is_dir()))
+        dirs = folders.existing_dirs()
     registry = open_registry()
     try:
         report = registry.scan(dirs)
@@ -814,7 +814,7 @@ def cmd_cache_push(args: argparse.Namespace, out: Output) -> int:
 
     cache = _shared_cache(args)
     folders = host_folders(args)
-    paths = args.paths or [d for kind in folders.kinds() for d in folders.dirs(kind) if d.is_dir()]
+    paths = args.paths or folders.existing_dirs()
     pushed = push_paths(cache, paths)
     for path, sha256, new in pushed:
         if out.json:

@@ -91,6 +91,11 @@ class ModelFolders:
     def kinds(self) -> list[str]:
         return list(self._dirs)
 
+    def existing_dirs(self) -> list[Path]:
+        """Every folder of every kind that exists on disk, each once (kinds may share one, as A1111's
+        checkpoints and diffusion models do): what a library scan or a push reads."""
+        return list(dict.fromkeys(d for dirs in self._dirs.values() for d in dirs if d.is_dir()))
+
     def __repr__(self) -> str:
         return f"ModelFolders({self.name!r}, {len(self._dirs)} kinds)"
 

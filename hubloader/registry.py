@@ -362,9 +362,10 @@ class ModelRegistry:
     def scan(self, dirs: Iterable[str | Path] | None = None, *, scan_pickles: bool = False) -> ScanReport:
         """Register every model file under ``dirs`` (default: the host's model folders). Incremental:
         a file whose (size, mtime) the registry already recorded is not opened again."""
+        from .hosts import active_folders
         from .scan import describe_file, scan_paths
 
-        roots = [Path(d) for d in dirs] if dirs is not None else _host_model_dirs()
+        roots = [Path(d) for d in dirs] if dirs is not None else active_folders().existing_dirs()
         known: dict[str, tuple[int, int]] = {}
         known_hashes: dict[str, str] = {}
         for path, size, mtime_ns, sha256 in self.db.query(
@@ -986,13 +987,6 @@ def _primary_file_in(folder: Path, source: ModelMetadata) -> Path | None:
         if source.sha256 and f.sha256 == source.sha256 and (folder / f.name).is_file():
             return folder / f.name
     return None
-
-
-def _host_model_dirs() -> list[Path]:
-    from .hosts import active_folders
-
-    folders = active_folders()
-    return list(dict.fromkeys(d for kind in folders.kinds() for d in folders.dirs(kind) if d.is_dir()))
 
 
 def _in_hf_cache(path: Path | None) -> bool:

@@ -317,9 +317,9 @@ class ModelHub:
         """Re-read the host's model folders into the index (incremental: unchanged files are not opened)."""
         from .registry import ModelRegistry
 
-        roots = [d for kind in self.folders.kinds() for d in self.folders.dirs(kind) if d.is_dir()]
+        roots = self.folders.existing_dirs()
         with ModelRegistry() as registry:
-            report = registry.scan(list(dict.fromkeys(roots)))
+            report = registry.scan(roots)
         text = f"Scanned {len(roots)} folders: {len(report.models)} new or changed, {len(report.unchanged)} unchanged"
         if report.removed:
             text += f", {len(report.removed)} gone"

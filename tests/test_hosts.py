@@ -99,3 +99,11 @@ def test_a1111_layout_and_overrides(tmp_path):
     assert folders.dirs(ModelType.LORA) == [tmp_path / "models" / "Lora", tmp_path / "models" / "LyCORIS"]
     opts = SimpleNamespace(lora_dir=str(tmp_path / "elsewhere"), ckpt_dir=None)
     assert a1111_install(tmp_path, opts).target("loras") == tmp_path / "elsewhere"
+
+
+def test_existing_dirs_lists_each_folder_on_disk_once(tmp_path):
+    folders = a1111_install(tmp_path)
+    assert folders.existing_dirs() == []
+    (tmp_path / "models" / "Stable-diffusion").mkdir(parents=True)  # checkpoints and diffusion models share it
+    (tmp_path / "models" / "Lora").mkdir()
+    assert folders.existing_dirs() == [tmp_path / "models" / "Stable-diffusion", tmp_path / "models" / "Lora"]
