@@ -299,18 +299,15 @@ SEARCH_SOURCES = {
 def cmd_search(args: argparse.Namespace, out: Output) -> int:
     """Search the hubs; a failing source is a warning while another one answers."""
     sources = SEARCH_SOURCES[args.source]
-    results: list[ModelMetadata] = []
-    failures: list[HubloaderError] = []
-    for source in sources:
-        try:
-            results.extend(_search_one(source, args))
-        except HubloaderError as exc:
-            if len(sources) == 1:
-                raise
-            failures.append(exc)
-            out.warn(f"{source} search failed: {exc}")
-    if failures and len(failures) == len(sources):
-        raise failures[0]
+    sort = SortBy.parse(args.sort) if args.sort else None
+    with open_registry() as registry:
+        results = registry.search(
+            args.query, sources, args.type, args.base, limit=args.limit, remote_only=True, sort=sort
+        )
+    if len(results.failures) == len(sources):
+        raise next(iter(results.failures.values()))
+    for warning in results.warnings:
+        out.warn(warning)
     if out.json:
         for meta in results:
             out.record(_search_record(meta))
@@ -333,21 +330,6 @@ def cmd_search(args: argparse.Namespace, out: Output) -> int:
     ]
     out.table(("NAME", "SOURCE", "ID", "TYPE", "BASE", "SIZE", "DOWNLOADS", "RATING"), rows, widths={0: 40, 2: 48})
     return EXIT_OK
-
-
-def _search_one(source: Source, args: argparse.Namespace) -> list[ModelMetadata]:
-    sort = SortBy.parse(args.sort) if args.sort else None
-    if source is Source.HUGGINGFACE:
-        from .huggingface import HuggingFaceHubService
-        from .types import ModelFilter
-
-        wanted = ModelFilter(model_type=args.type, base_model=args.base, sort=sort)
-        return HuggingFaceHubService().search_models(args.query, filter=wanted, limit=args.limit)
-    from .civitai import CivitAIService
-
-    return CivitAIService().search_models(
-        query=args.query, type=args.type, base_model=args.base, sort=sort or SortBy.POPULARITY, limit=args.limit
-    )
 
 
 def _search_record(meta: ModelMetadata) -> dict[str, Any]:

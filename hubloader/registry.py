@@ -43,9 +43,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import db as _db
-from .config import hubloader_home, load_settings, save_settings
+from .config import hubloader_home, load_settings, redact_text, save_settings
 from .errors import HubloaderError, NotFound
-from .types import BaseModel, CacheCleanupReport, ModelFormat, ModelMetadata, ModelType, Source
+from .types import BaseModel, CacheCleanupReport, ModelFormat, ModelMetadata, ModelType, SortBy, Source
 
 if TYPE_CHECKING:  # pragma: no cover
     from .civitai import CivitAIService
@@ -81,11 +81,13 @@ def registry_state(meta: ModelMetadata) -> dict[str, Any]:
 
 
 class SearchResults(list):
-    """The results of :meth:`ModelRegistry.search`, local first; ``warnings`` name sources that failed."""
+    """The results of :meth:`ModelRegistry.search`, local first; ``warnings`` name sources that failed,
+    ``failures`` holds their exceptions (a face that asked one source only may raise it)."""
 
     def __init__(self, items: Iterable[ModelMetadata] = (), warnings: list[str] | None = None) -> None:
         super().__init__(items)
         self.warnings: list[str] = warnings or []
+        self.failures: dict[Source, Exception] = {}
 
 
 @dataclass
@@ -487,27 +489,39 @@ class ModelRegistry:
         base_model: BaseModel | None = None,
         local_only: bool = False,
         limit: int = 20,
+        *,
+        remote_only: bool = False,
+        sort: SortBy | None = None,
+        nsfw: bool | None = None,
     ) -> SearchResults:
         """Unified search: the local index first, then live results from the remote sources asked for.
 
         ``sources=None`` means every source. Results are de-duplicated (same source id or same
         hash = one result, the local one kept) and each says where it lives:
         ``extra["where"]`` is ``"local"`` (``local_path`` is set) or ``"remote"`` (``remote_url``).
+        ``remote_only`` asks the hubs alone (a hub browser: the command line's search, the app's tab);
+        ``limit`` applies to each source. ``sort`` orders each hub's answer (None: the hub's own
+        default); ``nsfw`` None leaves CivitAI's default, False also hides flagged results of every source.
         """
         wanted = _source_list(sources)
         if not wanted:
             return SearchResults()
-        results = SearchResults(self._search_local(query, wanted, model_type, base_model, limit))
+        local = [] if remote_only else self._search_local(query, wanted, model_type, base_model, limit)
+        results = SearchResults(local)
         remotes = [] if local_only else [s for s in wanted if s in REMOTE_SOURCES]
         if remotes:
             seen_ids = {(m.source, m.model_id) for m in results}
             seen_hashes = {h for m in results for h in _db.hashes_of(m).values() if len(h) == 64}
-            for source, found, error in self._search_remote(remotes, query, model_type, base_model, limit):
-                if error:
-                    message = f"{source} search failed: {error}"
+            asked = dict(model_type=model_type, base_model=base_model, limit=limit, sort=sort, nsfw=nsfw)
+            for source, found, error in self._search_remote(remotes, query, **asked):
+                if error is not None:
+                    message = f"{source} search failed: {_failure_text(error)}"
                     log.warning("%s", message)
                     results.warnings.append(message)
+                    results.failures[source] = error
                     continue
+                if nsfw is False:
+                    found = [m for m in found if not m.nsfw]
                 for meta in found:
                     hashes = {h for h in _db.hashes_of(meta).values() if len(h) == 64}
                     if (meta.source, meta.model_id) in seen_ids or hashes & seen_hashes:
@@ -583,27 +597,34 @@ class ModelRegistry:
         self,
         sources: list[Source],
         query: str | None,
+        *,
         model_type: ModelType | None,
         base_model: BaseModel | None,
         limit: int,
-    ) -> list[tuple[Source, list[ModelMetadata], str]]:
-        def one(source: Source) -> tuple[Source, list[ModelMetadata], str]:
+        sort: SortBy | None,
+        nsfw: bool | None,
+    ) -> list[tuple[Source, list[ModelMetadata], Exception | None]]:
+        def one(source: Source) -> tuple[Source, list[ModelMetadata], Exception | None]:
             # A remote source must never break the answer the others (and the local index) give.
             try:
                 if source is Source.HUGGINGFACE:
                     from .types import ModelFilter
 
-                    found = self.hf_service.search_models(
-                        query or "", filter=ModelFilter(model_type=model_type, base_model=base_model), limit=limit
-                    )
+                    wanted = ModelFilter(model_type=model_type, base_model=base_model, sort=sort)
+                    found = self.hf_service.search_models(query or "", filter=wanted, limit=limit)
                 else:
                     found = self.civitai_service.search_models(
-                        query=query, type=model_type, base_model=base_model, limit=limit
+                        query=query or None,
+                        type=model_type,
+                        base_model=base_model,
+                        sort=sort or SortBy.POPULARITY,
+                        limit=limit,
+                        nsfw=nsfw,
                     )
-                return source, list(found), ""
+                return source, list(found), None
             except Exception as exc:  # reported to the caller as a warning
                 log.debug("%s search failed", source, exc_info=True)
-                return source, [], f"{type(exc).__name__}: {exc}"
+                return source, [], exc
 
         with ThreadPoolExecutor(max_workers=len(sources), thread_name_prefix="hubloader-search") as pool:
             return list(pool.map(one, sources))
@@ -889,6 +910,11 @@ class ModelRegistry:
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
+
+def _failure_text(exc: Exception) -> str:
+    """Our errors say what to do already; anything else is named by its type."""
+    return redact_text(str(exc) if isinstance(exc, HubloaderError) else f"{type(exc).__name__}: {exc}")
 
 
 def _source_list(sources: Iterable[Source] | None) -> list[Source]:

@@ -17,7 +17,6 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from .errors import ConfigError, HubloaderError, InvalidReference, NotFound
 from .hosts import KIND_BY_TYPE, ModelFolders, a1111_install, active_folders, comfyui_install, standalone_folders
 from .jobs import FINISHED, JobManager
 from .place import Placed
-from .types import BaseModel, ModelFile, ModelFilter, ModelMetadata, ModelType, SortBy, Source
+from .types import BaseModel, ModelFile, ModelMetadata, ModelType, SortBy, Source
 
 log = logging.getLogger(__name__)
 
@@ -125,35 +124,23 @@ class ModelHub:
         limit: int = 24,
     ) -> tuple[list[ModelMetadata], list[str]]:
         """Both sources at once; one that fails becomes a warning while the other answers."""
-        wanted_type = ModelType.parse(model_type) if model_type and model_type != ANY else None
-        wanted_base = BaseModel.parse(base) if base and base != ANY else None
-        order = SortBy.parse(sort or SortBy.POPULARITY.value)
+        from .registry import ModelRegistry
+
         sources = {"HuggingFace": [Source.HUGGINGFACE], "CivitAI": [Source.CIVITAI]}.get(
             source, [Source.CIVITAI, Source.HUGGINGFACE]
         )
-
-        def one(src: Source) -> tuple[list[ModelMetadata], str]:
-            try:
-                if src is Source.HUGGINGFACE:
-                    from .huggingface import HuggingFaceHubService
-
-                    wanted = ModelFilter(model_type=wanted_type, base_model=wanted_base, sort=order)
-                    return HuggingFaceHubService().search_models(query or None, filter=wanted, limit=limit), ""
-                from .civitai import CivitAIService
-
-                found = CivitAIService().search_models(
-                    query=query or None, type=wanted_type, base_model=wanted_base, sort=order, limit=limit, nsfw=nsfw
-                )
-                return found, ""
-            except HubloaderError as exc:
-                return [], f"{src.value} search failed: {_message(exc)}"
-
-        with ThreadPoolExecutor(len(sources), thread_name_prefix="hubloader-ui-search") as pool:
-            answers = list(pool.map(one, sources))
-        results = [meta for found, _ in answers for meta in found]
-        if not nsfw:
-            results = [m for m in results if not m.nsfw]
-        return results, [warning for _, warning in answers if warning]
+        with ModelRegistry() as registry:
+            results = registry.search(
+                query or None,
+                sources,
+                ModelType.parse(model_type) if model_type and model_type != ANY else None,
+                BaseModel.parse(base) if base and base != ANY else None,
+                limit=limit,
+                remote_only=True,
+                sort=SortBy.parse(sort or SortBy.POPULARITY.value),
+                nsfw=nsfw,
+            )
+        return list(results), results.warnings
 
     # -- details ----------------------------------------------------------------------------------------
     def versions(self, meta: ModelMetadata) -> list[tuple[str, str]]:

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from hubloader.errors import RateLimited
 from hubloader.registry import ModelRegistry
 from hubloader.types import BaseModel, ModelMetadata, ModelType, Source
 from tests.fakehub.modelfiles import kohya_lora, kohya_metadata, safetensors_bytes, sdxl_checkpoint
@@ -168,6 +169,21 @@ def test_unified_search_returns_both_sources(hub_env):
     again = registry.search(query="anime", sources=[Source.HUGGINGFACE, Source.CIVITAI], model_type=ModelType.LORA)
     assert again[0].model_id == lora.model_id and again[0].extra["where"] == "local"
     assert [r.model_id for r in again].count(lora.model_id) == 1
+
+
+def test_remote_only_search_asks_the_hubs_alone_and_keeps_each_failure(hub_env):
+    add_anime_lora(hub_env)
+    registry = ModelRegistry()
+    registry.register_model(ModelMetadata(model_id="civitai:9@9", name="anime at home", source=Source.CIVITAI))
+    remote = registry.search("anime", sources=[Source.CIVITAI], remote_only=True)
+    names = [m.name for m in remote]
+    assert "anime_style_v2" in names and "anime at home" not in names  # the local row is not listed
+    assert {m.extra["where"] for m in remote} == {"remote"}
+    assert "anime at home" in [m.name for m in registry.search("anime", sources=[Source.CIVITAI])]
+    hub_env.faults.update(rate_limit=1000, retry_after=0, path_prefix="/api/v1")
+    failed = registry.search("anime", sources=[Source.CIVITAI], remote_only=True)
+    assert list(failed) == [] and isinstance(failed.failures[Source.CIVITAI], RateLimited)
+    assert failed.warnings == [f"civitai search failed: {failed.failures[Source.CIVITAI]}"]
 
 
 @pytest.mark.hf
