@@ -453,6 +453,16 @@ def test_downloads_disabled(service, hub_env, tmp_path):
         service.download_model(model_id, version_id, tmp_path)
 
 
+def test_archived_model_is_not_found_with_the_reason(service, hub_env, tmp_path):
+    model_id, version_id = hub_env.add_civitai_model("Gone", archived=True)
+    assert service.get_model_details(model_id).extra  # its page and metadata stay readable
+    with pytest.raises(NotFound, match="archived"):
+        service.download_model(model_id, version_id, tmp_path)
+    with pytest.raises(NotFound, match="archived"):  # a pasted download URL reaches the 410 itself
+        service.download_model(f"{hub_env.civitai_url}/api/download/models/{version_id}", download_dir=tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
 def test_early_access(service, hub_env, tmp_path):
     model_id, version_id = hub_env.add_civitai_model("Early", early_access=True)
     with pytest.raises(EarlyAccess, match="Early Access.*until 20") as caught:

@@ -111,6 +111,7 @@ class VersionRules:
     login_required: bool = False
     downloads_disabled: bool = False
     early_access: bool = False
+    archived: bool = False
 
 
 class CivitaiCatalog:
@@ -217,6 +218,7 @@ class CivitaiCatalog:
         early_access: bool = False,
         login_required: bool = False,
         downloads_disabled: bool = False,
+        archived: bool = False,
         settings: dict | None = None,
         images: list[dict] | None = None,
         tags: list[str] | None = None,
@@ -257,6 +259,7 @@ class CivitaiCatalog:
             early_access=early_access,
             login_required=login_required,
             downloads_disabled=downloads_disabled,
+            archived=archived,
             settings=settings,
             images=images,
             published_at=published,
@@ -274,6 +277,7 @@ class CivitaiCatalog:
         early_access: bool = False,
         login_required: bool = False,
         downloads_disabled: bool = False,
+        archived: bool = False,
         settings: dict | None = None,
         images: list[dict] | None = None,
         published_at: str | None = None,
@@ -321,11 +325,14 @@ class CivitaiCatalog:
             version["earlyAccessDeadline"] = _iso(datetime.now(timezone.utc) + timedelta(days=7))
         if settings is not None:
             version["settings"] = settings
+        if archived:  # as CivitAI shows an archived model: no files listed, downloads answer 410
+            model["mode"] = "Archived"
+            version["files"] = []
         for older in model["modelVersions"]:
             older["index"] += 1
         model["modelVersions"].insert(0, version)
         self.version_model[version_id] = model_id
-        self.rules[version_id] = VersionRules(login_required, downloads_disabled, early_access)
+        self.rules[version_id] = VersionRules(login_required, downloads_disabled, early_access, archived)
         return version_id
 
     def _file_entry(self, spec: dict, model: dict, base_model: str, download_url: str, primary: bool) -> dict:
@@ -379,8 +386,16 @@ class CivitaiCatalog:
             computed = self.blobs[entry["id"]].hashes()
             entry["hashes"] = {name: computed[key].upper() for name, key in _HASH_NAMES.items() if computed[key]}
             version_id = next(
-                v["id"] for m in self.models.values() for v in m["modelVersions"] if any(f is entry for f in v["files"])
+                (
+                    v["id"]
+                    for m in self.models.values()
+                    for v in m["modelVersions"]
+                    if any(f is entry for f in v["files"])
+                ),
+                None,
             )
+            if version_id is None:  # an archived version lists no files, so none is found by hash
+                continue
             for value in entry["hashes"].values():
                 self.hashes.setdefault(value, version_id)
 
@@ -601,6 +616,8 @@ class CivitaiCatalog:
         if doc is None:
             return web.Response(text="File not found", status=404) if browser else _error(404, "File not found")
         rules = self.rules[version_id]
+        if rules.archived:
+            return _error(410, "Model archived, not available for download")
         if rules.downloads_disabled:
             return _error(401, "Unauthorized", message="The creator of this asset has disabled downloads on this file")
         if rules.login_required and token is None:
