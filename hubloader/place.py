@@ -66,15 +66,19 @@ def fetch(
     """Make the model ``what`` names present in its folder; download only what is missing or different.
 
     ``what``: anything :func:`~hubloader.refs.parse_reference` reads, a plain http(s) URL (needs
-    ``kind``), or a search result with ``file`` naming which of its files. ``folders``: the host's
+    ``kind``), a search result with ``file`` naming which of its files, or a registry row of a plain
+    URL (fetched from its ``remote_url``, checked against its SHA256). ``folders``: the host's
     folders (the folder of ``kind``, else of the source's type, receives the file) or one folder for
     everything. ``save_as`` keeps the name a workflow uses. ``allow_pickle`` None means the setting.
     ``shared_cache`` (a site cache, :mod:`hubloader.fleet`) applies to CivitAI files.
     """
     folder_kind = kind_of(kind) if isinstance(kind, ModelType) else kind
     if isinstance(what, ModelMetadata):
-        ref = reference_of(what, file)
         folder_kind = folder_kind or kind_of(what.type)
+        if what.source not in (Source.HUGGINGFACE, Source.CIVITAI) and what.remote_url:
+            save_as = save_as or (what.files[0].name if what.files else None)
+            return _fetch_url(what.remote_url, folders, folder_kind, save_as, progress, cancel, known=what)
+        ref = reference_of(what, file)
     elif isinstance(what, ModelRef):
         ref = what
     else:
@@ -254,8 +258,10 @@ def _fetch_url(
     save_as: str | None,
     progress: Progress | None,
     cancel: threading.Event | None,
+    known: ModelMetadata | None = None,
 ) -> Placed:
-    """Any other http(s) address: the engine downloads it (no hash known beforehand; the sniff refuses HTML)."""
+    """Any other http(s) address: the engine downloads it (checked against ``known``'s SHA256 when it
+    has one, else only the sniff refuses HTML); ``known`` stays the description of what came."""
     from .download import download_file
 
     if kind is None:
@@ -264,15 +270,20 @@ def _fetch_url(
             hint="Say which type (folder) it is.",
         )
     dest = _folder(folders, kind) / safe_filename(save_as or Path(urlsplit(url).path).name)
-    result = download_file(url, dest, service="url", progress=progress, cancel=cancel)
-    source = ModelMetadata(
-        model_id=redact_url(url),
-        name=dest.stem,
-        source=Source.URL,
-        remote_url=redact_url(url),
-        sha256=result.sha256,
-        size_bytes=result.size_bytes,
-    )
+    expected = known.sha256 if known is not None else None
+    result = download_file(url, dest, expected_sha256=expected or None, service="url", progress=progress, cancel=cancel)
+    if known is not None:
+        source = dataclasses.replace(known, sha256=result.sha256, size_bytes=result.size_bytes)
+        source.hashes = dict(known.hashes)
+    else:
+        source = ModelMetadata(
+            model_id=redact_url(url),
+            name=dest.stem,
+            source=Source.URL,
+            remote_url=redact_url(url),
+            sha256=result.sha256,
+            size_bytes=result.size_bytes,
+        )
     source.hashes.update({k: v for k, v in result.hashes.items() if v})
     return Placed(result.path, kind, source, reused=result.reused, url=source.remote_url, sha256=result.sha256)
 
@@ -346,14 +357,19 @@ def describe_and_register(
         meta.sha256 = meta.sha256 or sha or file_hashes(path)["sha256"]
     if model_type is not None:
         meta.type = model_type
-    if path.is_file():
-        _write_sidecars(path, meta, source, raw, preview)
-    return registry.register_model(meta, managed=not reused)
+    written = _write_sidecars(path, meta, source, raw, preview) if path.is_file() else False
+    registered = registry.register_model(meta, managed=not reused)
+    if not written:
+        return registered
+    from .sidecars import find_preview, sidecar_path
+
+    return registry.set_paths(registered, sidecar_path=sidecar_path(path, ".json"), preview_path=find_preview(path))
 
 
 def _write_sidecars(
     path: Path, meta: ModelMetadata, source: ModelMetadata | None, raw: dict[str, Any] | None, preview: bytes | None
-) -> None:
+) -> bool:
+    """True when the sidecars were written (a failure is logged: the model is registered all the same)."""
     from . import sidecars
 
     try:
@@ -363,6 +379,8 @@ def _write_sidecars(
         sidecars.write_download_sidecars(path, meta, raw=record, preview=preview)
     except (HubloaderError, OSError) as exc:
         log.warning("hubloader: the sidecar files of %s were not written: %s", path.name, exc)
+        return False
+    return True
 
 
 def fetch_preview(url: str) -> bytes | None:

@@ -29,6 +29,7 @@ Choices a caller should know:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -45,11 +46,12 @@ from typing import TYPE_CHECKING, Any
 from . import db as _db
 from .config import hubloader_home, load_settings, redact_text, save_settings
 from .errors import HubloaderError, NotFound
-from .types import BaseModel, CacheCleanupReport, ModelFormat, ModelMetadata, ModelType, SortBy, Source
+from .types import BaseModel, CacheCleanupReport, ModelMetadata, ModelType, SortBy, Source
 
 if TYPE_CHECKING:  # pragma: no cover
     from .civitai import CivitAIService
     from .huggingface import HuggingFaceHubService
+    from .place import Placed
     from .scan import ScanReport
 
 log = logging.getLogger(__name__)
@@ -258,51 +260,36 @@ class ModelRegistry:
     def register_from_huggingface(self, model_id: str, revision: str = "main") -> ModelMetadata:
         """Download a HuggingFace repo (or one file of it, ``owner/repo/file``) and register it.
 
-        The files stay in the HuggingFace cache (shared with diffusers); ``local_path`` is the main
-        weight file of a single-file repo, or the snapshot folder of a diffusers repo.
+        A single-file repo's weight goes to the HuggingFace cache (shared with diffusers) and is linked
+        into the host's folder for its type; a diffusers repo stays a snapshot folder in the cache.
         """
-        source = self.hf_service.model_info(model_id, revision=revision)
-        downloaded = self.hf_service.download_model(model_id, revision=revision)
-        weight = downloaded if downloaded.is_file() else _primary_file_in(downloaded, source)
-        if weight is not None and weight.suffix.lower() in (".safetensors", ".sft", ".ckpt", ".pt", ".bin", ".pth"):
-            from .scan import describe_file
+        from .hosts import active_folders
+        from .place import fetch
+        from .refs import parse_reference
 
-            meta = describe_file(weight, source=source)
-        else:
-            meta = source
-        meta.local_path = weight if weight is not None and source.format is not ModelFormat.DIFFUSERS else downloaded
-        meta.size_bytes = _disk_size(meta.local_path) or meta.size_bytes
-        return self.register_model(meta, managed=True)
+        placed = fetch(model_id, active_folders(), revision=revision)
+        ref = parse_reference(model_id)
+        if placed.source is not None and not ref.filename:
+            # A repo registered by name is one row under the repo's id (the seed's contract), as its search result.
+            placed.source = dataclasses.replace(placed.source, model_id=ref.repo_id)
+        return self._describe(placed)
 
     def register_from_civitai(self, model_id: int | str, version_id: int | None = None) -> ModelMetadata:
         """Download a CivitAI model version (the newest when ``version_id`` is None) into the host's folder and register it.
 
         ``model_id`` may be the number or any CivitAI reference (``civitai:123@456``, an AIR, a URL).
         """
-        result = self.civitai_service.download_model(model_id, version_id)
-        from .scan import describe_file
+        from .hosts import active_folders
+        from .place import fetch
 
-        source = result.metadata or ModelMetadata(model_id=str(model_id), name=result.path.stem, source=Source.CIVITAI)
-        meta = describe_file(result.path, source=source)
-        meta.sha256 = result.sha256 or meta.sha256
-        meta.hashes.update({k: v for k, v in result.hashes.items() if v})
-        # A file that was already there (same hash) belongs to the user's library, not to our cache.
-        registered = self.register_model(meta, managed=not result.reused)
-        return self._write_sidecars(registered, source)
+        ref = f"civitai:{model_id}" if str(model_id).strip().isdigit() else str(model_id)
+        return self._describe(fetch(ref, active_folders(), revision=None if version_id is None else str(version_id)))
 
-    def _write_sidecars(self, meta: ModelMetadata, source: ModelMetadata) -> ModelMetadata:
-        """A1111's ``<name>.json`` (merged, never clobbering the user's text) and the frozen source record.
+    def _describe(self, placed: Placed) -> ModelMetadata:
+        """The pipeline's last step (:func:`hubloader.place.describe_and_register`): header, sidecars, row."""
+        from .place import describe_and_register
 
-        A failure here is logged and loses nothing: the model is registered already.
-        """
-        from .sidecars import sidecar_path, write_download_sidecars
-
-        try:
-            write_download_sidecars(meta.local_path, meta, raw=source.to_dict())
-        except (HubloaderError, OSError) as exc:
-            log.warning("Could not write the sidecar files of %s: %s", meta.local_path, exc)
-            return meta
-        return self.set_paths(meta, sidecar_path=sidecar_path(meta.local_path, ".json"))
+        return describe_and_register(placed.path, placed.source, self, reused=placed.reused)
 
     def download_model(self, ref: str | ModelMetadata) -> ModelMetadata:
         """Make a model available locally and count a use: a known local copy is reused, an archived one restored.
@@ -335,29 +322,17 @@ class ModelRegistry:
                 f"{known.name} has no local copy and no address to download it from.",
                 hint="Register it from its source (register_from_civitai / register_from_huggingface).",
             )
-        from .download import download_file
-        from .hosts import folder_for, safe_filename
+        from .hosts import active_folders
+        from .place import fetch
 
-        name = known.files[0].name if known.files else known.name
-        dest = folder_for(known.type) / safe_filename(name)
-        result = download_file(known.remote_url, dest, expected_sha256=known.sha256 or None, service="url")
-        known.local_path, known.size_bytes, known.sha256 = result.path, result.size_bytes, result.sha256
-        known.hashes.update({k: v for k, v in result.hashes.items() if v})
-        return self.register_model(known, managed=not result.reused)
+        return self._describe(fetch(known, active_folders()))
 
     def _fetch_reference(self, text: str) -> ModelMetadata:
-        from .refs import CIVITAI, HASH, HUGGINGFACE, parse_reference
+        """A new reference (CivitAI, HuggingFace, a hash CivitAI knows) fetched into the host's folders."""
+        from .hosts import active_folders
+        from .place import fetch
 
-        ref = parse_reference(text)
-        if ref.kind == CIVITAI:
-            return self.register_from_civitai(text)
-        if ref.kind == HUGGINGFACE:
-            return self.register_from_huggingface(str(ref))
-        if ref.kind == HASH:
-            found = self.civitai_service.find_by_hash(ref.hash or "")
-            if found is not None:
-                return self.register_from_civitai(found.model_id)
-        raise NotFound(f"No source knows {text!r}.", hint="Check the reference, or search for the model by name.")
+        return self._describe(fetch(text, active_folders()))
 
     # -- library scan and background enrichment --
 
@@ -785,9 +760,10 @@ class ModelRegistry:
         deleted = []
         for entry in victims:
             try:
-                if entry.meta.source is Source.HUGGINGFACE and _in_hf_cache(entry.meta.local_path):
-                    # The path is a link into the HF cache: deleting it would free nothing.
-                    self.hf_service.delete_cached_model(entry.meta.model_id)
+                if entry.meta.source is Source.HUGGINGFACE:
+                    # The path is the HF cache's own snapshot, or a host-folder link to its blob
+                    # (hubloader.place): deleting only the path would free nothing.
+                    self.hf_service.delete_cached_model(_hf_cached_name(entry.meta))
                 _remove_path(entry.meta.local_path)
             except (OSError, HubloaderError) as exc:
                 log.warning("Could not delete %s: %s", entry.meta.local_path, exc)
@@ -1007,17 +983,12 @@ def _lock_held(lock: Path) -> bool:
         return True
 
 
-def _primary_file_in(folder: Path, source: ModelMetadata) -> Path | None:
-    """The weight file a repo's metadata points at (its SHA256), inside a downloaded snapshot folder."""
-    for f in source.files:
-        if source.sha256 and f.sha256 == source.sha256 and (folder / f.name).is_file():
-            return folder / f.name
-    return None
-
-
-def _in_hf_cache(path: Path | None) -> bool:
-    """True for a path inside a HuggingFace cache repo folder (``models--owner--name/snapshots/…``)."""
-    return path is not None and any(part.startswith("models--") for part in Path(path).parts)
+def _hf_cached_name(meta: ModelMetadata) -> str:
+    """What to delete from the HF cache for a row: its one file (``owner/repo/file``), else the whole repo."""
+    if meta.local_path is None or not Path(meta.local_path).is_file() or len(meta.files) != 1:
+        return meta.model_id
+    name = meta.files[0].name
+    return meta.model_id if meta.model_id.endswith(f"/{name}") else f"{meta.model_id}/{name}"
 
 
 def _disk_size(path: Path | None) -> int:

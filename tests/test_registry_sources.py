@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from pathlib import Path
 
 import pytest
 
@@ -235,8 +237,9 @@ def test_evicting_a_huggingface_model_frees_its_blob(hub_env):
     add_turbo(hub_env)
     registry = ModelRegistry()
     model = registry.register_from_huggingface("stabilityai/sdxl-turbo")
-    blob = model.local_path.resolve()
-    assert blob.exists() and blob != model.local_path  # the snapshot entry links to a blob
+    assert model.local_path.parent.name == "checkpoints"  # linked into the host's folder for its type
+    (blob,) = Path(os.environ["HF_HOME"]).rglob("models--stabilityai--sdxl-turbo/blobs/*")
+    assert os.path.samefile(blob, model.local_path)  # one copy on disk: the folder entry links the cache's blob
     report = registry.set_cache_limit(max_size_gb=0.0)
     assert [m.model_id for m in report.deleted_models] == ["stabilityai/sdxl-turbo"]
     assert not blob.exists() and not model.local_path.exists()
