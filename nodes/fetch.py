@@ -53,9 +53,10 @@ class Fetched:
         }
 
 
-#: What this process fetched, by (kind, reference text): lets IS_CHANGED and the trigger-word outputs
-#: answer without the network once a reference has been fetched.
-_fetched: dict[tuple[str, str], Fetched] = {}
+#: What this process fetched, by (target folder, kind, reference text): a node run again with the same
+#: reference answers without the network (CivitAI would be asked for the version to compare hashes).
+#: The folder is part of the key: ComfyUI's folders can change (extra_model_paths, tests' temporary roots).
+_fetched: dict[tuple[str, str, str], Fetched] = {}
 _lock = threading.Lock()
 
 
@@ -64,8 +65,14 @@ def check_reference(text: str) -> ModelRef:
     return parse_reference(text)
 
 
+def _key(kind: str, reference: str) -> tuple[str, str, str]:
+    return str(folders.target_dir(kind)), kind, reference.strip()
+
+
 def fetched(kind: str, reference: str) -> Fetched | None:
-    return _fetched.get((kind, reference.strip()))
+    """What this process fetched for ``reference`` into ``kind``'s current folder, if its file is still there."""
+    done = _fetched.get(_key(kind, reference))
+    return done if done is not None and done.path.is_file() else None
 
 
 def fetch(
@@ -81,12 +88,12 @@ def fetch(
     text = reference.strip()
     ref = check_reference(text)
     done = fetched(kind, text)
-    if done is not None and done.path.is_file():
+    if done is not None:
         return done
     result = _present(ref, kind, filename) or _place(ref, kind, filename, progress, cancel)
     folders.refresh(kind)
     with _lock:
-        _fetched[(kind, text)] = result
+        _fetched[_key(kind, text)] = result
     _remember(result)
     return result
 

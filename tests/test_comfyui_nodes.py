@@ -198,6 +198,25 @@ def test_local_file_is_used_without_network(nodes, comfy):
     assert nodes.ensure_local("loras", "style.safetensors", "").path == path
 
 
+def test_a_node_run_again_reuses_its_fetch_without_the_network_in_the_same_folders_only(
+    nodes, comfy, hub_env, tmp_path
+):
+    data = safetensors_bytes(kohya_lora(), seed=41)
+    model_id, version_id = hub_env.add_civitai_model(
+        "Again Ink", files=[{"name": "again_ink.safetensors", "data": data}]
+    )
+    ref = f"civitai:{model_id}@{version_id}"
+    first = nodes.ensure_local("loras", "", ref)
+    asked = len(hub_env.requests)
+    assert nodes.ensure_local("loras", "", ref).path == first.path
+    assert len(hub_env.requests) == asked  # the same reference into the same folder: nothing asked again
+
+    comfy.setup(tmp_path / "other-comfy")  # another ComfyUI (other folders) in the same process
+    again = nodes.ensure_local("loras", "", ref)
+    assert again.path != first.path and again.path.read_bytes() == data
+    assert len(hub_env.requests) > asked
+
+
 def test_trigger_words_node_reads_the_local_file(nodes, comfy):
     _lora(comfy, "trig.safetensors", ss_tag_frequency=json.dumps({"1_x": {"zxc person": 9}}))
     words, weight, prompt = nodes.HubTriggerWords().read("trig.safetensors", prompt="a photo")
