@@ -67,13 +67,6 @@ def _message(exc: Exception) -> str:
     return config.redact_text(f"{text} {hint}".strip() if hint and hint not in text else text)
 
 
-def reference_of(meta: ModelMetadata, file_name: str = "") -> str:
-    """What the download work is given: ``civitai:M@V`` or ``owner/repo/file``."""
-    if meta.source is Source.HUGGINGFACE:
-        return f"{meta.model_id}/{file_name}" if file_name else meta.model_id
-    return meta.model_id
-
-
 def folder_kind(meta: ModelMetadata) -> str:
     return KIND_BY_TYPE.get(meta.type, "other")
 
@@ -212,7 +205,7 @@ class ModelHub:
             if not files:
                 raise NotFound(f"{meta.model_id} has no single model file to download.", hint="Pick a file.")
             file_name = files[0].name
-        reference = reference_of(meta, file_name)
+        reference = place.reference_of(meta, file_name or None)  # the same file queued twice is one job
         label = f"{meta.name} · {file_name}" if file_name else meta.name
         job = self.jobs.submit(
             label,
