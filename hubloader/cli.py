@@ -353,7 +353,7 @@ def _search_record(meta: ModelMetadata) -> dict[str, Any]:
 
 def cmd_get(args: argparse.Namespace, out: Output) -> int:
     """Download what REF names into the host's folder, verified; describe it, write sidecars, register it."""
-    from .place import describe_and_register, fetch
+    from .place import fetch, record
 
     placed = fetch(
         args.ref,
@@ -364,11 +364,8 @@ def cmd_get(args: argparse.Namespace, out: Output) -> int:
         progress=out.progress(args.ref),
         shared_cache=args.shared_cache,
     )
-    registry = open_registry()
-    try:
-        meta = describe_and_register(placed.path, placed.source, registry, reused=placed.reused, model_type=args.type)
-    finally:
-        registry.close()
+    with open_registry() as registry:
+        meta = record(placed, registry, model_type=args.type)
     path, reused = placed.path, placed.reused
     if out.json:
         out.record(

@@ -366,6 +366,18 @@ def describe_and_register(
     return registry.set_paths(registered, sidecar_path=sidecar_path(path, ".json"), preview_path=find_preview(path))
 
 
+def record(
+    placed: Placed, registry: ModelRegistry | None = None, *, model_type: ModelType | None = None
+) -> ModelMetadata:
+    """:func:`describe_and_register` what :func:`fetch` placed, in ``registry`` (default: this machine's)."""
+    if registry is None:
+        from .registry import ModelRegistry
+
+        with ModelRegistry() as own:
+            return record(placed, own, model_type=model_type)
+    return describe_and_register(placed.path, placed.source, registry, reused=placed.reused, model_type=model_type)
+
+
 def _write_sidecars(
     path: Path, meta: ModelMetadata, source: ModelMetadata | None, raw: dict[str, Any] | None, preview: bytes | None
 ) -> bool:

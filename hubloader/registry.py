@@ -287,9 +287,9 @@ class ModelRegistry:
 
     def _describe(self, placed: Placed) -> ModelMetadata:
         """The pipeline's last step (:func:`hubloader.place.describe_and_register`): header, sidecars, row."""
-        from .place import describe_and_register
+        from .place import record
 
-        return describe_and_register(placed.path, placed.source, self, reused=placed.reused)
+        return record(placed, self)
 
     def download_model(self, ref: str | ModelMetadata) -> ModelMetadata:
         """Make a model available locally and count a use: a known local copy is reused, an archived one restored.

@@ -441,10 +441,7 @@ class ModelHub:
 
     def _record(self, placed: Placed) -> None:
         """Describe, sidecar and register a file that landed, then let the host refresh its lists."""
-        from .registry import ModelRegistry
-
-        with ModelRegistry() as registry:
-            place.describe_and_register(placed.path, placed.source, registry, reused=placed.reused)
+        place.record(placed)
         self._announce(placed.kind, placed.path)
 
     def _announce(self, kind: str, path: Path) -> None:

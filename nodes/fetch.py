@@ -150,11 +150,9 @@ def register(placed: Any) -> ModelMetadata | None:
     try:
         import sqlite3
 
-        from hubloader.place import describe_and_register
-        from hubloader.registry import ModelRegistry
+        from hubloader.place import record
 
-        with ModelRegistry() as registry:
-            return describe_and_register(placed.path, placed.source, registry, reused=placed.reused)
+        return record(placed)
     except (ImportError, HubloaderError, OSError, sqlite3.Error):
         log.warning("hubloader: could not record %s in the registry", placed.path, exc_info=True)
         return None
