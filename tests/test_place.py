@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 
 import pytest
 
 from hubloader import place
-from hubloader.errors import HubloaderError, InvalidReference
+from hubloader.errors import HubloaderError, IntegrityError, InvalidReference
 from hubloader.hosts import standalone_folders
 from hubloader.registry import ModelRegistry, registry_state
-from hubloader.types import ModelType, Source
+from hubloader.types import ModelMetadata, ModelType, Source
 from tests.fakehub.modelfiles import kohya_lora, safetensors_bytes, sd15_checkpoint
 
 LORA = safetensors_bytes(kohya_lora(), seed=11)
@@ -110,6 +111,22 @@ def test_a_plain_url_needs_a_kind_then_downloads_and_registers_as_a_url_source(h
     with ModelRegistry() as registry:
         meta = place.describe_and_register(placed.path, placed.source, registry, model_type=ModelType.LORA)
     assert meta.source is Source.URL and meta.remote_url == url and meta.sha256 == sha(LORA)
+
+
+def test_a_registry_row_of_a_plain_url_is_fetched_against_its_hash_and_stays_its_row(hub_env, tmp_path):
+    url = hub_env.add_file("files/row.safetensors", LORA)
+    folders = standalone_folders(tmp_path)
+    wrong = ModelMetadata(model_id="row", name="row", source=Source.URL, type=ModelType.LORA, remote_url=url)
+    wrong.sha256 = "0" * 64
+    with pytest.raises(IntegrityError):
+        place.fetch(wrong, folders)
+    assert not list(tmp_path.rglob("*.safetensors"))
+
+    with ModelRegistry() as registry:
+        known = registry.register_model(dataclasses.replace(wrong, sha256=sha(LORA)))
+        meta = place.record(place.fetch(known, folders), registry)
+        assert meta.local_path == tmp_path / "loras" / "row.safetensors"
+        assert registry_state(meta)["key"] == registry_state(known)["key"] and len(registry.list_models()) == 1
 
 
 def test_bad_references_fail_before_anything_is_written(hub_env, tmp_path):
