@@ -19,7 +19,7 @@ from hubloader import config
 from hubloader.errors import ConfigError, HubloaderError, InvalidReference, NotFound
 from hubloader.hosts import KIND_BY_TYPE
 from hubloader.jobs import DONE, JobManager
-from hubloader.types import BaseModel, ModelType, Source
+from hubloader.types import BaseModel, ModelType, SortBy, Source
 
 from . import fetch, folders
 from .loaders import MODEL_INPUTS
@@ -101,12 +101,11 @@ class HubRoutes:
             model_type = ModelType.parse(q["type"]) if q.get("type") else None
             base = BaseModel.parse(q["base"]) if q.get("base") else None
             limit = max(1, min(int(q.get("limit", "20")), 100))
+            sort = SortBy.parse(q["sort"], SortBy.POPULARITY) if q.get("sort") else None
         except ValueError as exc:
             return _error(exc)
         try:
-            results, warnings = await _blocking(
-                _search, q.get("q", ""), sources, model_type, base, limit, q.get("sort")
-            )
+            results, warnings = await _blocking(_search, q.get("q", ""), sources, model_type, base, limit, sort)
         except HubloaderError as exc:
             return _error(exc, _status_of(exc))
         return web.json_response({"results": [_card(m) for m in results], "warnings": warnings})
@@ -249,22 +248,28 @@ def _search(
     model_type: ModelType | None,
     base: BaseModel | None,
     limit: int,
-    sort: str | None,
+    sort: SortBy | None,
 ) -> tuple[list[Any], list[str]]:
+    """Each hub answers in the order asked (its newest, not a re-ordered page of its most popular);
+    the sources' answers then merge into one listing in that order."""
     from hubloader.registry import ModelRegistry
 
-    registry = ModelRegistry()
-    try:
-        results = registry.search(query or None, sources=sources, model_type=model_type, base_model=base, limit=limit)
-    finally:
-        registry.close()
-    found = list(results)
-    if sort:
-        key = {"rating": lambda m: m.rating, "newest": lambda m: m.created_at, "likes": lambda m: m.like_count}.get(
-            sort, lambda m: m.download_count
+    with ModelRegistry() as registry:
+        results = registry.search(
+            query or None, sources=sources, model_type=model_type, base_model=base, limit=limit, sort=sort
         )
-        found.sort(key=key, reverse=True)
-    return found, list(getattr(results, "warnings", []))
+    found = list(results)
+    if sort is not None:
+        found.sort(key=_SORT_KEYS[sort], reverse=True)
+    return found, results.warnings
+
+
+_SORT_KEYS: dict[SortBy, Callable[[Any], Any]] = {
+    SortBy.POPULARITY: lambda m: m.download_count,
+    SortBy.RATING: lambda m: m.rating,
+    SortBy.NEWEST: lambda m: m.created_at,
+    SortBy.LIKES: lambda m: m.like_count,
+}
 
 
 def _details(reference: str) -> Any:

@@ -260,6 +260,10 @@ def test_search_both_sources_with_filters(comfy, hub_env):
         assert card["kind"] == "loras" and card["trigger_words"] == ["inkstyle"] and card["reference"]
         bad = await client.get("/hubloader/search?q=ink&type=spaceship")
         assert bad.status == 400
+        newest = await client.get("/hubloader/search?q=ink&source=civitai&sort=newest")
+        assert newest.status == 200, await newest.text()
+        asked = [r.query for r in hub_env.requests if r.path == "/api/v1/models"]
+        assert "sort=Newest" in asked[-1]  # the hub is asked for its newest, not a page of its most popular
 
     run_app(test)
 
