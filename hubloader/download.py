@@ -421,6 +421,10 @@ class _HashCursor:
             self._ready.notify()
         self._planned = end
 
+    def lag(self) -> int:
+        """In-order bytes received but not hashed yet: it grows only when hashing is slower than the network."""
+        return self._planned - self.hashed
+
     def finish(self) -> dict[str, str]:
         """Wait until everything queued is hashed; the hex digests."""
         self._put(None)
@@ -903,20 +907,22 @@ class _Download:
     def _spawn(self, segment: _Segment, response: aiohttp.ClientResponse | None, *, extra: bool) -> None:
         self.tasks.add(asyncio.create_task(self._worker(segment, response, extra=extra)))
 
-    def _verified_bytes(self) -> int:
-        """Bytes received and hashed: when hashing is the bottleneck, more connections would only
-        pile bytes up for the hasher to read back."""
-        return self.bytes_done if self.cursor is None else self.cursor.hashed
+    def _hashing_behind(self) -> bool:
+        """When hashing is the bottleneck, more connections would only pile bytes up for the hasher."""
+        return self.cursor is not None and self.cursor.lag() > HASH_QUEUE_BYTES
 
     async def _add_connections(self) -> None:
-        """Double the connections while the verified throughput keeps rising (≥15%), up to the cap."""
+        """Double the connections while the received throughput keeps rising (≥15%) and the hasher
+        keeps up, up to the cap. Received, not hashed, bytes are measured: the hasher works in file
+        order, so a new connection's bytes (from mid-file) would count only much later and the ramp
+        would never see a gain."""
         key = (self.service, _origin(self.file_url)[1])
         previous = 0.0
         while len(self.tasks) < self.max_connections:
-            start_bytes, start_time = self._verified_bytes(), time.monotonic()
+            start_bytes, start_time = self.bytes_done, time.monotonic()
             await asyncio.sleep(RAMP_WINDOW_S)
-            rate = (self._verified_bytes() - start_bytes) / (time.monotonic() - start_time)
-            if previous and rate < previous * 1.15:
+            rate = (self.bytes_done - start_bytes) / (time.monotonic() - start_time)
+            if (previous and rate < previous * 1.15) or self._hashing_behind():
                 return
             previous = rate
             for _ in range(min(len(self.tasks), self.max_connections - len(self.tasks))):
