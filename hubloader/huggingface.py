@@ -19,8 +19,8 @@ calls or processes. So LFS files asked for one by one, and LFS files of at least
 :data:`RESUMABLE_MIN_BYTES` inside a repository, go through our download engine (resume from
 ``blobs/<sha256>.part``, parallel ranges, SHA256 verified against the Hub's etag) and are then linked
 into the cache exactly as huggingface_hub would have done; small git files and the rest of a
-repository go through huggingface_hub itself (``hf_hub_download``, one file at a time so a cancel is
-honoured between files; what is already in the snapshot is skipped).
+repository go through huggingface_hub itself (``hf_hub_download``, several at once as snapshot_download
+does, each checking the cancel event before it starts; what is already in the snapshot is skipped).
 Next to each repo we keep ``.hubloader/<commit>.json``, the commit's file list, so a download
 pinned to a commit can prove itself complete from the disk alone and make no request.
 
@@ -41,6 +41,7 @@ import re
 import shutil
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -76,6 +77,7 @@ SEED_CACHE_DIR = Path("~/.cache/huggingface")
 
 #: LFS files at least this large are fetched by our resumable engine even inside a repo snapshot.
 RESUMABLE_MIN_BYTES = 32 * 1024 * 1024
+SMALL_FILE_WORKERS = 8  # huggingface_hub's snapshot_download default
 
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -584,12 +586,21 @@ class HuggingFaceHubService:
         folder = _repo_folder(cache, repo_id)
         snapshot = folder / "snapshots" / commit
         missing = [p for p in wanted if not (snapshot / p).exists()]  # a branch's second call: none
-        for path in missing:
+        large = [p for p in missing if (siblings[p].lfs or {}).get("size", 0) >= RESUMABLE_MIN_BYTES]
+        small = [p for p in missing if p not in large]
+        # Small files in parallel, as snapshot_download does (latency, not bandwidth, bounds them); each
+        # checks ``cancel`` before it starts. Large ones go one by one: the engine parallelises each itself.
+        with ThreadPoolExecutor(max_workers=SMALL_FILE_WORKERS, thread_name_prefix="hubloader-hf") as pool:
+            futures = [pool.submit(self._fetch_small, repo_id, p, commit, cache, cancel) for p in small]
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+        for path in large:
             lfs = siblings[path].lfs
-            if lfs and (lfs.get("size") or 0) >= RESUMABLE_MIN_BYTES:
-                self._fetch_lfs(repo_id, path, commit, lfs["sha256"], lfs["size"], cache, progress, cancel)
-            else:
-                self._fetch_small(repo_id, path, commit, cache, cancel)
+            self._fetch_lfs(repo_id, path, commit, lfs["sha256"], lfs["size"], cache, progress, cancel)
         _write_ref(folder, revision, commit)
         _write_file_list(folder, commit, list(siblings))
         return snapshot
