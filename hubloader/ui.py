@@ -329,8 +329,8 @@ class ModelHub:
 
     # -- settings ---------------------------------------------------------------------------------------
     def settings_view(self) -> dict[str, Any]:
-        """What the settings panel shows: never a token, only whether one is set."""
-        return config.public_settings()
+        """What the settings panel shows: never a token, only whether one is set; where downloads come from."""
+        return {**config.public_settings(), "shared_cache_status": config.shared_cache_status()}
 
     def save_settings(
         self,
@@ -345,8 +345,10 @@ class ModelHub:
         allow_pickle: bool = False,
         max_connections: float | None = None,
         nsfw: bool = False,
+        shared_cache: str | None = None,
     ) -> str:
-        """Write the panel to the 0600 settings file. A blank token box leaves the stored token alone."""
+        """Write the panel to the 0600 settings file. A blank token box leaves the stored token alone;
+        a blank shared cache turns it off (None, as from a caller without that box, leaves it alone)."""
         self._check_writes()
         changes: dict[str, Any] = {
             "hf_endpoint": (hf_endpoint or "").strip() or None,
@@ -369,9 +371,13 @@ class ModelHub:
         for key in ("hf_endpoint", "civitai_endpoint"):
             if changes[key] and not changes[key].startswith(("http://", "https://")):
                 raise ConfigError(f"{changes[key]!r} is not a URL.", hint="Write it as https://host[:port].")
+        warnings: list[str] = []
+        if shared_cache is not None:
+            changes["shared_cache"], warnings = config.check_shared_cache(shared_cache)
         path = config.save_settings(changes)
         shown = config.public_settings()
-        return f"Saved to `{path}` (readable by you only). HuggingFace token: {shown['hf_token']}; CivitAI token: {shown['civitai_token']}."
+        text = f"Saved to `{path}` (readable by you only). HuggingFace token: {shown['hf_token']}; CivitAI token: {shown['civitai_token']}."
+        return text + "".join(f"\n\n⚠️ {w}" for w in warnings)
 
     # -- missing models ---------------------------------------------------------------------------------
     def missing(self, infotext: str = "", image: bytes | None = None) -> Any:
@@ -732,24 +738,45 @@ def _settings_tab(hub: ModelHub) -> None:
             connections = gr.Number(label="Connections", value=shown.get("max_connections") or 8, precision=0)
             allow_pickle = gr.Checkbox(label="Allow pickle formats (.ckpt/.pt)", value=bool(shown.get("allow_pickle")))
             nsfw = gr.Checkbox(label="Show NSFW results", value=bool(shown.get("nsfw")))
+        shared_cache = gr.Textbox(
+            label="Shared cache (folder or s3://bucket/prefix)",
+            value=shown.get("shared_cache") or "",
+            info=_shared_cache_info(),
+            elem_id="hubloader_shared_cache",
+        )
+        cache_status = gr.Markdown(shown["shared_cache_status"], elem_id="hubloader_shared_cache_status")
         save = gr.Button("Save settings", variant="primary", elem_id="hubloader_save_settings")
         status = gr.Markdown("", elem_id="hubloader_settings_status")
 
-        @_guarded(6, 0)
-        def run_save(*values: Any) -> tuple[str, str, str, bool, bool, str]:
-            hf, civ, c_hf, c_civ, hf_ep, civ_ep, limit, conns, pickle, adult = values
+        @_guarded(7, 0)
+        def run_save(*values: Any) -> tuple[str, str, str, bool, bool, str, str]:
+            hf, civ, c_hf, c_civ, hf_ep, civ_ep, limit, conns, pickle, adult, shared = values
             text = hub.save_settings(
                 hf, civ, clear_hf_token=c_hf, clear_civitai_token=c_civ, hf_endpoint=hf_ep,
                 civitai_endpoint=civ_ep, cache_limit_gb=limit, allow_pickle=pickle, max_connections=conns, nsfw=adult,
+                shared_cache=shared or "",
             )  # fmt: skip
-            return text, "", "", False, False, _token_status(hub.settings_view())
+            shown = hub.settings_view()
+            return text, "", "", False, False, _token_status(shown), shown["shared_cache_status"]
 
         save.click(
             run_save,
             [hf_token, civitai_token, clear_hf, clear_civitai, hf_endpoint, civitai_endpoint, cache_limit, connections]
-            + [allow_pickle, nsfw],
-            [status, hf_token, civitai_token, clear_hf, clear_civitai, tokens],
+            + [allow_pickle, nsfw, shared_cache],
+            [status, hf_token, civitai_token, clear_hf, clear_civitai, tokens, cache_status],
         )
+
+
+def _shared_cache_info() -> str:
+    from .fleet import ENV_URL
+
+    text = (
+        "A folder or bucket the machines of a site share: each model is fetched from the internet once, "
+        "the others copy it from there. Blank = off."
+    )
+    if os.environ.get(ENV_URL):
+        text += f" {ENV_URL} is set for this process and overrides this field."
+    return text
 
 
 def _token_status(shown: dict[str, Any]) -> str:

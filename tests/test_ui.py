@@ -179,8 +179,51 @@ def test_settings_panel_handler_clears_the_token_boxes(hub):
     blocks = ui.build_blocks(hub)
     save = handler(blocks, "run_save")
     token = "hf_" + "B" * 34
-    status, hf_box, civ_box, *_rest, tokens = save(token, "", False, False, "", "", 0, 8, False, False)
+    status, hf_box, civ_box, *_rest, tokens, _cache = save(token, "", False, False, "", "", 0, 8, False, False, "")
     assert hf_box == "" and civ_box == "" and token not in status and "**set**" in tokens
+
+
+def test_shared_cache_setting_is_checked_saved_and_cleared(hub, tmp_path):
+    share = tmp_path / "share"
+    share.mkdir()
+    assert hub.settings_view()["shared_cache_status"].startswith("No shared cache")
+    text = hub.save_settings(shared_cache=f"  {share}  ")
+    assert "⚠️" not in text and config.load_settings()["shared_cache"] == str(share)
+    assert hub.settings_view()["shared_cache_status"] == (
+        f"Downloads go through the shared cache {share} (named by the setting)."
+    )
+
+    with pytest.raises(ConfigError, match="Unsupported shared cache 'ftp://x'"):
+        hub.save_settings(shared_cache="ftp://x")
+    with pytest.raises(ConfigError, match="relative path"):
+        hub.save_settings(shared_cache="share")
+    assert config.load_settings()["shared_cache"] == str(share)  # a refused value changes nothing
+    hub.save_settings(nsfw=True)  # a caller without the box leaves the cache alone
+    assert config.load_settings()["shared_cache"] == str(share)
+
+    text = hub.save_settings(shared_cache=str(tmp_path / "not-mounted"))
+    assert "⚠️ The folder" in text and "does not exist here" in text
+    hub.save_settings(shared_cache="")
+    assert config.load_settings()["shared_cache"] is None
+    assert "shared_cache" not in json.loads(config.settings_path().read_text(encoding="utf-8"))
+
+
+def test_shared_cache_environment_variable_wins_and_the_panel_says_so(hub, tmp_path, monkeypatch):
+    hub.save_settings(shared_cache=str(tmp_path))
+    monkeypatch.setenv("HUBLOADER_SHARED_CACHE", "s3://site-models/cache")
+    assert hub.settings_view()["shared_cache_status"] == (
+        "Downloads go through the shared cache s3://site-models/cache "
+        "(named by HUBLOADER_SHARED_CACHE, which overrides the setting)."
+    )
+    blocks = ui.build_blocks(hub)
+    box = next(b for b in blocks.blocks.values() if getattr(b, "elem_id", None) == "hubloader_shared_cache")
+    assert box.value == str(tmp_path) and "HUBLOADER_SHARED_CACHE is set" in box.info
+    save = handler(blocks, "run_save")
+    status, *_rest, cache_status = save("", "", False, False, "", "", 0, 8, False, False, "ftp://x")
+    assert status.startswith("⚠️ Unsupported shared cache 'ftp://x'") and config.load_settings()["shared_cache"]
+    status, *_rest, cache_status = save("", "", False, False, "", "", 0, 8, False, False, "")
+    assert status.startswith("Saved") and config.load_settings()["shared_cache"] is None
+    assert "HUBLOADER_SHARED_CACHE" in cache_status  # the environment still names one
 
 
 def test_cache_cleanup_dry_run_lists_what_would_go_and_deletes_nothing(hub, hub_env):
