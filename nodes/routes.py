@@ -27,7 +27,7 @@ from .loaders import MODEL_INPUTS
 log = logging.getLogger(__name__)
 PREFIX = "/hubloader"
 #: Settings the page may write (tokens included: write-only, shown back as "set"/"not set").
-WRITABLE_SETTINGS = frozenset({"hf_token", "civitai_token", "nsfw", "max_connections"})
+WRITABLE_SETTINGS = frozenset({"hf_token", "civitai_token", "nsfw", "max_connections", "shared_cache"})
 
 Send = Callable[[str, dict[str, Any]], None]
 
@@ -187,11 +187,16 @@ class HubRoutes:
             return _error(
                 ValueError(f"Only these settings can be changed here: {', '.join(sorted(WRITABLE_SETTINGS))}.")
             )
+        warnings: list[str] = []
         try:
+            if "shared_cache" in body:
+                if not isinstance(body["shared_cache"], (str, type(None))):
+                    raise ConfigError("shared_cache must be a folder path or s3://bucket/prefix (blank: off).")
+                body["shared_cache"], warnings = config.check_shared_cache(body["shared_cache"])
             config.save_settings(body)
         except HubloaderError as exc:
             return _error(exc)
-        return web.json_response(_public_settings())
+        return web.json_response({**_public_settings(), "warnings": warnings})
 
     # -- missing models of a workflow -----------------------------------------------------------------------
     async def missing(self, request: web.Request) -> web.Response:
@@ -325,8 +330,9 @@ def _model_info(kind: str, name: str) -> dict[str, Any]:
 
 
 def _public_settings() -> dict[str, Any]:
-    shown = config.public_settings()
-    return {k: v for k, v in shown.items() if k in WRITABLE_SETTINGS or k.endswith("_endpoint")}
+    shown = {k: v for k, v in config.public_settings().items() if k in WRITABLE_SETTINGS or k.endswith("_endpoint")}
+    shown["shared_cache_status"] = config.shared_cache_status()
+    return shown
 
 
 def _resolver() -> Any:

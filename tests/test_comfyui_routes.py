@@ -137,6 +137,34 @@ def test_tokens_are_write_only(comfy):
     run_app(test)
 
 
+def test_shared_cache_setting_is_checked_saved_shown_and_cleared(comfy, tmp_path):
+    from hubloader import config
+
+    share = tmp_path / "share"
+    share.mkdir()
+
+    async def test(client: TestClient, events: Events, jobs: JobManager) -> None:
+        shown = await (await client.get("/hubloader/settings")).json()
+        assert shown["shared_cache"] is None and shown["shared_cache_status"].startswith("No shared cache")
+        response = await client.post("/hubloader/settings", json={"shared_cache": f" {share} "})
+        saved = await response.json()
+        assert response.status == 200 and saved["warnings"] == []
+        assert saved["shared_cache"] == str(share) == config.load_settings()["shared_cache"]
+        assert saved["shared_cache_status"] == f"Downloads go through the shared cache {share} (named by the setting)."
+
+        for bad, needle in (("ftp://x", "Unsupported shared cache 'ftp://x'"), (42, "folder path or s3://")):
+            refused = await client.post("/hubloader/settings", json={"shared_cache": bad})
+            assert refused.status == 400 and needle in (await refused.json())["error"]
+        assert config.load_settings()["shared_cache"] == str(share)
+
+        missing = await (await client.post("/hubloader/settings", json={"shared_cache": str(tmp_path / "nope")})).json()
+        assert len(missing["warnings"]) == 1 and "does not exist here" in missing["warnings"][0]
+        cleared = await (await client.post("/hubloader/settings", json={"shared_cache": ""})).json()
+        assert cleared["shared_cache"] is None and config.load_settings()["shared_cache"] is None
+
+    run_app(test)
+
+
 def test_missing_models_route_reports_local_and_missing(comfy):
     lora_dir = Path(comfy.get_folder_paths("loras")[0])
     (lora_dir / "sub").mkdir()

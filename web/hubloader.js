@@ -159,6 +159,24 @@ function libraryView() {
   return h("div", {}, kind, list);
 }
 
+// The site's shared cache: blank turns it off; the server checks the name (never connects) and warns.
+function sharedCacheRow(s, render) {
+  const input = h("input", { type: "text", value: s.shared_cache || "", placeholder: "Shared cache (folder or s3://bucket/prefix)", class: "hubloader-input", "data-setting": "shared_cache" });
+  const save = h("button", { class: "hubloader-btn", onclick: async () => {
+    try {
+      const saved = await post("/settings", { shared_cache: input.value });
+      render(saved);
+      (saved.warnings || []).forEach((w) => toast("warn", "Shared cache saved", w));
+      if (!saved.warnings?.length) toast("success", "Shared cache saved");
+    } catch (e) { toast("error", "Shared cache not saved", e.message); }
+  } }, "Save");
+  return [
+    h("div", { class: "hubloader-row" }, input, save),
+    h("div", { class: "hubloader-muted" }, "Each model is fetched from the internet once per site; the other machines copy it from there. Blank = off."),
+    h("div", { class: "hubloader-muted", "data-status": "shared_cache" }, s.shared_cache_status),
+  ];
+}
+
 function settingsView() {
   const box = h("div", { class: "hubloader-form" });
   const render = (s) => box.replaceChildren(
@@ -167,6 +185,7 @@ function settingsView() {
       const save = h("button", { class: "hubloader-btn", onclick: async () => { render(await post("/settings", { [key]: input.value })); toast("success", `${key} saved`); } }, "Save");
       return h("div", { class: "hubloader-row" }, input, save);
     }),
+    ...sharedCacheRow(s, render),
     h("div", { class: "hubloader-muted" }, `HuggingFace: ${s.hf_endpoint || "huggingface.co"} · CivitAI: ${s.civitai_endpoint || "civitai.com"}`));
   call("/settings").then(render).catch((e) => box.replaceChildren(h("div", { class: "hubloader-warn" }, e.message)));
   return box;
