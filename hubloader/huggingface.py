@@ -21,6 +21,8 @@ calls or processes. So LFS files asked for one by one, and LFS files of at least
 into the cache exactly as huggingface_hub would have done; small git files and the rest of a
 repository go through huggingface_hub itself (``hf_hub_download``, several at once as snapshot_download
 does, each checking the cancel event before it starts; what is already in the snapshot is skipped).
+With a site's shared cache (:mod:`hubloader.fleet`) every LFS file of a download goes through the
+engine and the cache: copied from it, or fetched by the one worker the site elects and published.
 Next to each repo we keep ``.hubloader/<commit>.json``, the commit's file list, so a download
 pinned to a commit can prove itself complete from the disk alone and make no request.
 
@@ -65,10 +67,12 @@ from .errors import (
     network_reason,
 )
 from .refs import HUGGINGFACE, ModelRef, parse_reference
-from .types import BaseModel, ModelFile, ModelFilter, ModelFormat, ModelMetadata, ModelType, Source
+from .types import BaseModel, DownloadResult, ModelFile, ModelFilter, ModelFormat, ModelMetadata, ModelType, Source
 
 if TYPE_CHECKING:  # pragma: no cover
     from huggingface_hub import HfApi
+
+    from .fleet import SharedCache
 
 logger = logging.getLogger(__name__)
 
@@ -205,6 +209,15 @@ def _link_pointer(blob: Path, pointer: Path) -> None:
         os.replace(tmp, pointer)
     except OSError:  # no symlinks here (Windows without developer mode): fall back like the library does
         link_into(blob, pointer)
+
+
+def _site_cache(shared_cache: SharedCache | str | None) -> SharedCache | None:
+    """The shared cache a download goes through (opened once per repo): the one given, else the configured one."""
+    from .fleet import configured_shared_cache, open_shared_cache
+
+    if isinstance(shared_cache, str):
+        return open_shared_cache(shared_cache)
+    return shared_cache or configured_shared_cache()
 
 
 def _write_ref(repo_folder: Path, revision: str, commit: str) -> None:
@@ -442,6 +455,7 @@ class HuggingFaceHubService:
         prefer_safetensors: bool = True,
         progress: Callable[[Any], None] | None = None,
         cancel: threading.Event | None = None,
+        shared_cache: SharedCache | str | None = None,
     ) -> Path:
         """Download a repo (→ its snapshot folder) or one file (→ its path) into the HF cache.
 
@@ -450,7 +464,9 @@ class HuggingFaceHubService:
         weights (.bin/.ckpt/.pt) are skipped in folders that also hold .safetensors, unless an
         ``allow_patterns`` entry names their extension. Setting ``cancel`` stops the download engine
         mid-file (its ``.part`` is kept to resume) and huggingface_hub between small files; both raise
-        Cancelled.
+        Cancelled. ``shared_cache`` (a :class:`~hubloader.fleet.SharedCache` or its URL; default
+        ``HUBLOADER_SHARED_CACHE``, else the ``shared_cache`` setting) lets one worker of a site ask the
+        Hub for each LFS file; small git-stored files (no SHA256 known up front) always come from the Hub.
         """
         ref = parse_model_id(model_id)
         revision = ref.revision or revision or "main"
@@ -458,9 +474,17 @@ class HuggingFaceHubService:
         self._used_caches[cache] = None
         with self._hub_errors(ref.repo_id, path=ref.filename, revision=revision):
             if ref.filename:
-                return self._download_file(ref.repo_id, ref.filename, revision, cache, progress, cancel)
+                return self._download_file(ref.repo_id, ref.filename, revision, cache, progress, cancel, shared_cache)
             return self._download_repo(
-                ref.repo_id, revision, cache, allow_patterns, ignore_patterns, prefer_safetensors, progress, cancel
+                ref.repo_id,
+                revision,
+                cache,
+                allow_patterns,
+                ignore_patterns,
+                prefer_safetensors,
+                progress,
+                cancel,
+                shared_cache,
             )
 
     def _download_file(
@@ -471,6 +495,7 @@ class HuggingFaceHubService:
         cache: Path,
         progress: Callable[[Any], None] | None,
         cancel: threading.Event | None,
+        shared_cache: SharedCache | str | None,
     ) -> Path:
         from huggingface_hub import _CACHED_NO_EXIST, get_hf_file_metadata, hf_hub_url
 
@@ -490,7 +515,9 @@ class HuggingFaceHubService:
         if not meta.commit_hash or not meta.etag:
             raise NetworkError(f"{endpoint} did not answer like a HuggingFace Hub for {repo_id}/{path}.")
         if _SHA256.fullmatch(meta.etag):
-            pointer = self._fetch_lfs(repo_id, path, meta.commit_hash, meta.etag, meta.size, cache, progress, cancel)
+            pointer = self._fetch_lfs(
+                repo_id, path, meta.commit_hash, meta.etag, meta.size, cache, progress, cancel, shared_cache
+            )
         else:  # a small git-stored file: the library is simplest, and cannot need resuming
             pointer = self._fetch_small(repo_id, path, meta.commit_hash, cache, cancel)
         _write_ref(_repo_folder(cache, repo_id), revision, meta.commit_hash)
@@ -506,11 +533,17 @@ class HuggingFaceHubService:
         cache: Path,
         progress: Callable[[Any], None] | None,
         cancel: threading.Event | None,
+        shared_cache: SharedCache | str | None,
     ) -> Path:
-        """Put one LFS file into the cache with the resumable engine: ``blobs/<sha256>`` + snapshot link."""
+        """Put one LFS file into the cache with the resumable engine: ``blobs/<sha256>`` + snapshot link.
+
+        Through the site's shared cache when there is one (:func:`~hubloader.fleet.fetch_via_shared_cache`):
+        the blob is copied from it, or this worker is elected to download it and publish it there.
+        """
         from huggingface_hub import hf_hub_url
 
         from .download import download_file
+        from .fleet import fetch_via_shared_cache
 
         folder = _repo_folder(cache, repo_id)
         pointer = folder / "snapshots" / commit / path
@@ -521,14 +554,30 @@ class HuggingFaceHubService:
             blob.parent.mkdir(parents=True, exist_ok=True)
             # The resolve URL pinned to the commit (not the CDN location): it redirects to a fresh
             # signed URL on every attempt, so a resume days later still works.
-            download_file(
-                hf_hub_url(repo_id, path, revision=commit, endpoint=config.hf_endpoint()),
+            url = hf_hub_url(repo_id, path, revision=commit, endpoint=config.hf_endpoint())
+
+            def from_origin(target: Path) -> DownloadResult:
+                return download_file(
+                    url,
+                    target,
+                    expected_sha256=sha256,
+                    expected_size=size,
+                    token=self._token,
+                    service="huggingface",
+                    expect="model" if ModelFormat.from_filename(path) is not ModelFormat.OTHER else "any",
+                    progress=progress,
+                    cancel=cancel,
+                )
+
+            # The blob is named by its hash: the record keeps the file's own name, and where to get it again.
+            record = {"file_name": posixpath.basename(path), "source": "huggingface", "url": url}
+            fetch_via_shared_cache(
+                sha256,
                 blob,
-                expected_sha256=sha256,
-                expected_size=size,
-                token=self._token,
-                service="huggingface",
-                expect="model" if ModelFormat.from_filename(path) is not ModelFormat.OTHER else "any",
+                from_origin,
+                cache=shared_cache,
+                size=size,
+                record=record,
                 progress=progress,
                 cancel=cancel,
             )
@@ -557,6 +606,7 @@ class HuggingFaceHubService:
         prefer_safetensors: bool,
         progress: Callable[[Any], None] | None,
         cancel: threading.Event | None,
+        shared_cache: SharedCache | str | None,
     ) -> Path:
         from huggingface_hub import snapshot_download
 
@@ -586,10 +636,17 @@ class HuggingFaceHubService:
         folder = _repo_folder(cache, repo_id)
         snapshot = folder / "snapshots" / commit
         missing = [p for p in wanted if not (snapshot / p).exists()]  # a branch's second call: none
-        large = [p for p in missing if (siblings[p].lfs or {}).get("size", 0) >= RESUMABLE_MIN_BYTES]
-        small = [p for p in missing if p not in large]
+        site = _site_cache(shared_cache) if any(siblings[p].lfs for p in missing) else None
+        # Large LFS files go to our engine; with a site cache every LFS file does (its SHA256 is known),
+        # so a fleet asks the Hub for each once.
+        by_engine = [
+            p
+            for p in missing
+            if siblings[p].lfs and (site is not None or siblings[p].lfs.get("size", 0) >= RESUMABLE_MIN_BYTES)
+        ]
+        small = [p for p in missing if p not in by_engine]
         # Small files in parallel, as snapshot_download does (latency, not bandwidth, bounds them); each
-        # checks ``cancel`` before it starts. Large ones go one by one: the engine parallelises each itself.
+        # checks ``cancel`` before it starts. The engine's go one by one: it parallelises each itself.
         with ThreadPoolExecutor(max_workers=SMALL_FILE_WORKERS, thread_name_prefix="hubloader-hf") as pool:
             futures = [pool.submit(self._fetch_small, repo_id, p, commit, cache, cancel) for p in small]
             try:
@@ -598,9 +655,9 @@ class HuggingFaceHubService:
             except BaseException:
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
-        for path in large:
+        for path in by_engine:
             lfs = siblings[path].lfs
-            self._fetch_lfs(repo_id, path, commit, lfs["sha256"], lfs["size"], cache, progress, cancel)
+            self._fetch_lfs(repo_id, path, commit, lfs["sha256"], lfs["size"], cache, progress, cancel, site)
         _write_ref(folder, revision, commit)
         _write_file_list(folder, commit, list(siblings))
         return snapshot

@@ -70,7 +70,8 @@ def fetch(
     URL (fetched from its ``remote_url``, checked against its SHA256). ``folders``: the host's
     folders (the folder of ``kind``, else of the source's type, receives the file) or one folder for
     everything. ``save_as`` keeps the name a workflow uses. ``allow_pickle`` None means the setting.
-    ``shared_cache`` (a site cache, :mod:`hubloader.fleet`) applies to CivitAI files.
+    ``shared_cache`` (a site cache, :mod:`hubloader.fleet`, or its URL; None: the configured one) applies
+    to CivitAI files and HuggingFace LFS files.
     """
     folder_kind = kind_of(kind) if isinstance(kind, ModelType) else kind
     if isinstance(what, ModelMetadata):
@@ -88,7 +89,8 @@ def fetch(
     if ref.kind == HUGGINGFACE:
         if revision and not ref.revision:
             ref = dataclasses.replace(ref, revision=revision)
-        return _fetch_huggingface(ref, folders, folder_kind, save_as, allow_pickle, progress, cancel)
+        options = dict(progress=progress, cancel=cancel, shared_cache=shared_cache)
+        return _fetch_huggingface(ref, folders, folder_kind, save_as, allow_pickle, options)
     options = dict(allow_pickle=allow_pickle, progress=progress, cancel=cancel, shared_cache=shared_cache)
     return _fetch_civitai(ref, folders, folder_kind, save_as, _version_id(revision), options)
 
@@ -139,10 +141,11 @@ def _fetch_huggingface(
     kind: str | None,
     save_as: str | None,
     allow_pickle: bool | None,
-    progress: Progress | None,
-    cancel: threading.Event | None,
+    options: dict[str, Any],
 ) -> Placed:
-    """Into the HuggingFace cache (shared with diffusers and every HF tool), then linked into the folder."""
+    """Into the HuggingFace cache (shared with diffusers and every HF tool), then linked into the folder.
+
+    ``options`` (progress, cancel, shared_cache) go to :meth:`HuggingFaceHubService.download_model`."""
     from .download import file_hashes
     from .errors import PickleNotAllowed
     from .huggingface import HuggingFaceHubService, link_into
@@ -155,7 +158,7 @@ def _fetch_huggingface(
         if len(weights) != 1:
             if any(f.name == "model_index.json" for f in repo.files):
                 # A diffusers folder stays in the HF cache, where diffusers (and ComfyUI's loaders) read it.
-                snapshot = service.download_model(str(ref), revision=revision, progress=progress, cancel=cancel)
+                snapshot = service.download_model(str(ref), revision=revision, **options)
                 return Placed(Path(snapshot), kind or kind_of(repo.type), repo, url=repo.remote_url)
             raise NotFound(
                 f"{ref.repo_id} has {'no' if not weights else 'several'} model files at its root"
@@ -172,7 +175,7 @@ def _fetch_huggingface(
     url = hf_resolve_url(ref)
     if dest.is_file() and source.sha256 and file_hashes(dest)["sha256"] == source.sha256:
         return Placed(dest, kind, source, reused=True, url=url, sha256=source.sha256)
-    cached = service.download_model(str(ref), revision=revision, progress=progress, cancel=cancel)
+    cached = service.download_model(str(ref), revision=revision, **options)
     return Placed(Path(link_into(cached, dest)), kind, source, url=url, sha256=source.sha256)
 
 
