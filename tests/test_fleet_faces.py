@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestClient
 
 pytest.importorskip("gradio")
 
@@ -51,7 +52,7 @@ def _download_in_comfyui(root: Path, share: Path, air: str, monkeypatch: pytest.
     monkeypatch.setitem(sys.modules, "folder_paths", stub_folder_paths)
     landed: list[Path] = []
 
-    async def test(client, events: Events, jobs: JobManager) -> None:
+    async def test(client: TestClient, events: Events, jobs: JobManager) -> None:
         saved = await (await client.post("/hubloader/settings", json={"shared_cache": str(share)})).json()
         assert saved["warnings"] == [] and "named by the setting" in saved["shared_cache_status"]
         response = await client.post("/hubloader/downloads", json={"ref": air, "kind": "loras"})
