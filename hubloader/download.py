@@ -52,7 +52,7 @@ import shutil
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -237,8 +237,106 @@ def file_hashes(path: Path, *, blake3: bool = False) -> dict[str, str]:
     return known
 
 
+def partial_ranges(dest: Path | str) -> tuple[int | None, list[tuple[int, int]]]:
+    """An unfinished download of ``dest``: the file's size (None until known) and the byte ranges of its
+    ``.part`` already written, as last recorded for a resume (every ``CHECKPOINT_BYTES``). Safe to read
+    while the download runs in another thread or process."""
+    state = _PartState.load(_meta_path(Path(dest)))
+    return (None, []) if state is None else (state.size, list(state.done))
+
+
+def read_partial(dest: Path | str, start: int, end: int) -> bytes | None:
+    """Bytes ``[start, end)`` of ``dest``'s unfinished download, or None unless all of them are written.
+    The record is checked again after reading: a download that restarted from zero meanwhile (its
+    server ignored Range) truncated the ``.part`` under us."""
+    dest = Path(dest)
+    if not _covered(dest, start, end):
+        return None
+    try:
+        with open(_part_path(dest), "rb") as fh:
+            data = os.pread(fh.fileno(), end - start, start)
+    except FileNotFoundError:
+        return None  # finished (renamed to dest) or discarded meanwhile
+    return data if len(data) == end - start and _covered(dest, start, end) else None
+
+
+def seed_partial(dest: Path | str, *, size: int, sha256: str, pieces: Iterable[tuple[int, bytes]]) -> int:
+    """Start (or extend) ``dest``'s ``.part`` with byte ranges fetched elsewhere (a site cache's staged
+    chunks), so that the next ``download_file(..., expected_sha256=sha256)`` fetches only the gaps. These
+    bytes pass the final SHA256 check like any others. Returns the number of bytes written."""
+    from filelock import FileLock
+
+    dest = Path(dest)
+    part, meta = _part_path(dest), _meta_path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    lock_file = lock_path(dest)
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with FileLock(str(lock_file)):
+        state = _trusted_part(part, meta, sha256, size)
+        if state is None:
+            part.unlink(missing_ok=True)
+            state = _PartState(size=size, sha256=sha256)
+        state.size, state.sha256 = size, sha256
+        fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            for offset, data in pieces:
+                if not state.done.covers(offset, offset + len(data)):
+                    _pwrite_all(fd, data, offset)
+                    state.done.add(offset, offset + len(data))
+                    written += len(data)
+                    state.save(meta)  # a crash while seeding keeps what was copied
+        finally:
+            os.close(fd)
+    return written
+
+
 # ----------------------------------------------------------------------------------------------
 # Helpers
+
+
+def _part_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".part")
+
+
+def _meta_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".part.json")
+
+
+def _covered(dest: Path, start: int, end: int) -> bool:
+    state = _PartState.load(_meta_path(dest))
+    return state is not None and state.done.covers(start, end)
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
+def _trusted_part(part: Path, meta: Path, sha256: str | None, size: int | None) -> _PartState | None:
+    """The record of a ``.part`` left by an earlier attempt, if its bytes can be kept for this download:
+    it has a validator for If-Range, or the expected SHA256 will check the result anyway."""
+    if not part.exists():
+        return None
+    state = _PartState.load(meta)
+    if state is None and sha256:
+        # A .part without our record (older tool, or killed before the first record): its bytes are
+        # a prefix; the final SHA256 check guards against anything wrong in it.
+        state = _PartState(size=size, sha256=sha256)
+        state.done.add(0, part.stat().st_size)
+    trusted = (
+        state is not None
+        and (state.validator or sha256)
+        and (not sha256 or state.sha256 in (None, sha256))
+        and (size is None or state.size in (None, size))
+    )
+    if not trusted or state is None:
+        return None
+    state.done.clip(part.stat().st_size)
+    state.sha256 = state.sha256 or sha256
+    return state
 
 
 _hash_memo: dict[tuple[str, int, int, int], dict[str, str]] = {}
@@ -361,6 +459,9 @@ class _Intervals:
 
     def total(self) -> int:
         return sum(e - s for s, e in self._items)
+
+    def covers(self, start: int, end: int) -> bool:
+        return any(s <= start and end <= e for s, e in self._items)
 
     def gaps(self, size: int) -> list[tuple[int, int]]:
         found, pos = [], 0
@@ -587,8 +688,8 @@ class _Download:
     ) -> None:
         self.url = url
         self.dest = dest
-        self.part = dest.with_name(dest.name + ".part")
-        self.meta_path = dest.with_name(dest.name + ".part.json")
+        self.part = _part_path(dest)
+        self.meta_path = _meta_path(dest)
         self.expected_sha256 = expected_sha256
         self.expected_size = expected_size
         self.expected_blake3 = expected_blake3
@@ -737,24 +838,11 @@ class _Download:
 
     def _load_part(self) -> None:
         """Pick up a ``.part`` left by an earlier attempt when it can be trusted, else start clean."""
-        state = _PartState.load(self.meta_path) if self.part.exists() else None
-        if state is None and self.part.exists() and self.expected_sha256:
-            # A .part without our record (older tool, or killed before the first record): its bytes are
-            # a prefix; the final SHA256 check guards against anything wrong in it.
-            state = _PartState(size=self.expected_size, sha256=self.expected_sha256)
-            state.done.add(0, self.part.stat().st_size)
-        trusted = (
-            state is not None
-            and (state.validator or self.expected_sha256)
-            and (not self.expected_sha256 or state.sha256 in (None, self.expected_sha256))
-            and (self.expected_size is None or state.size in (None, self.expected_size))
-        )
-        if not trusted or state is None:
+        state = _trusted_part(self.part, self.meta_path, self.expected_sha256, self.expected_size)
+        if state is None:
             self.part.unlink(missing_ok=True)
             self.state = _PartState(size=self.expected_size, sha256=self.expected_sha256)
             return
-        state.done.clip(self.part.stat().st_size)
-        state.sha256 = state.sha256 or self.expected_sha256
         self.state = state
         self.resumed_from = self.bytes_done = state.done.total()
         self.sniffed = any(start == 0 for start, _ in state.done)

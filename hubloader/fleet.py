@@ -10,8 +10,9 @@ times. When ``HUBLOADER_SHARED_CACHE`` (or ``--shared-cache``) names a shared fo
 2. **Fetch once per site.** Workers missing the same object elect one fetcher through a lease beside
    the object (a file guarded by a ``filelock`` on a share; a conditional write on S3). The fetcher
    renews the lease while it downloads; the others wait, then copy from the cache. A lease nobody
-   renews for its TTL (a killed fetcher) is taken over with a compare-and-swap, and on a shared folder
-   the new fetcher resumes the dead one's ``.part``.
+   renews for its TTL (a killed fetcher) is taken over with a compare-and-swap, and the new fetcher
+   resumes where the dead one stopped: on a shared folder from its ``.part`` (downloaded into the
+   share), on S3 from the chunks of its ``.part`` that it staged in the bucket while downloading.
 3. **Publish after verification.** The download engine verifies the SHA256 before the object becomes
    visible under its hash key (a rename on a share; a completed multipart upload on S3).
 
@@ -32,16 +33,16 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from .config import load_settings
 from .errors import Cancelled, ConfigError, HubloaderError, IntegrityError, NotFound
-from .fleet_store import SharedCacheUnavailable, Store, object_key, open_store
+from .fleet_store import ChunkStaging, SharedCacheUnavailable, StagedChunk, Store, object_key, open_store
 from .types import DownloadResult
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,16 @@ ENV_LEASE = "HUBLOADER_SHARED_CACHE_LEASE_S"
 DEFAULT_LEASE_S = 30.0
 #: Ranged reads (of the store's ``read_part`` size) in flight at once when copying an object out.
 READ_PARALLEL = 4
+#: On S3, a fetcher stages the chunks of files at least this big while it downloads them; smaller files
+#: are fetched again whole after a crash, which costs less than staging them.
+STAGE_MIN_SIZE = 64 * MiB
+#: How often the stager looks for newly written bytes, how many pieces it stores at once, and the
+#: smallest fragment of an unfinished part worth a request.
+STAGE_POLL_S = 0.1
+STAGE_PARALLEL = 4
+FRAGMENT_MIN = 2 * MiB
+T = TypeVar("T")
+R = TypeVar("R")
 
 OriginFetch = Callable[[Path], DownloadResult]
 Progress = Callable[[Any], None]
@@ -223,13 +234,12 @@ class _Fetch:
                 self._emit("waiting", message="another worker is fetching it from the origin")
                 waited = True
             time.sleep(_poll_interval(self.cache.lease_s))
-            if self.store.object_size(self.sha256) is not None:
-                return None
+            # One request per poll: the lease goes away once the object is published (or given up).
             current = self.store.lease_read(self.sha256)
             if current is None:
-                if not may_fetch:
-                    raise self._not_in_cache()
-                return None
+                if may_fetch or self.store.object_size(self.sha256) is not None:
+                    return None
+                raise self._not_in_cache()
             held, token = current
             if token != seen:
                 seen, since = token, time.monotonic()
@@ -266,15 +276,11 @@ class _Fetch:
         when the bytes are already at ``dest``; None when the caller should copy from the cache."""
         assert self.origin_fetch is not None
         staging = self.store.staging_path(self.sha256)
+        if staging is not None:
+            result = self._verified(self.origin_fetch(staging), staging)
+        else:
+            result = self._fetch_staging_chunks(cast(ChunkStaging, self.store))
         target = staging or self.dest
-        result = self.origin_fetch(target)
-        if result.sha256.lower() != self.sha256:
-            target.unlink(missing_ok=True)
-            raise IntegrityError(
-                f"{self.dest.name}: the origin sent SHA256 {result.sha256[:12]}…, expected {self.sha256[:12]}….",
-                expected=self.sha256,
-                actual=result.sha256,
-            )
         record = _record(self.sha256, result.size_bytes, {"file_name": self.dest.name, **self.record})
         try:
             self.store.publish(self.sha256, target, record)
@@ -283,6 +289,51 @@ class _Fetch:
                 raise
             logger.warning("%s: fetched, but not published to the shared cache: %s", self.dest.name, exc.message)
         return None if staging is not None else result
+
+    def _fetch_staging_chunks(self, chunks: ChunkStaging) -> DownloadResult:
+        """Download into ``dest`` while staging its finished chunks in the store; first take up the chunks
+        a fetcher that died left there. Should those bytes fail the final check, start once more clean."""
+        assert self.origin_fetch is not None
+        staged = self._resume_from_staged(chunks)
+        try:
+            with _Stager(self, chunks, staged):
+                return self._verified(self.origin_fetch(self.dest), self.dest)
+        except IntegrityError:
+            if not staged:
+                raise
+            chunks.clear_staged(self.sha256)
+            self._problem(f"chunks staged in {self.store.url} for {self.dest.name} were wrong; fetching it again")
+            with _Stager(self, chunks, []):
+                return self._verified(self.origin_fetch(self.dest), self.dest)
+
+    def _resume_from_staged(self, chunks: ChunkStaging) -> list[StagedChunk]:
+        """Copy the chunks a previous fetcher staged into our ``.part``: the origin is asked only for the rest."""
+        from .download import seed_partial
+
+        staged = [c for c in chunks.staged_chunks(self.sha256) if self.size in (None, c.file_size)]
+        if not staged:
+            return []
+        size = max(staged, key=lambda c: c.end).file_size
+        step = chunks.chunk_size(size)
+        staged = [c for c in staged if c.file_size == size]
+        whole = {c.start for c in staged if c.is_part(step)}
+        # Fragments of a part that was later staged whole are not read again.
+        staged = [c for c in staged if c.is_part(step) or c.start // step * step not in whole]
+        self._emit("downloading", 0, size, message="resuming from the chunks another worker staged")
+        pieces = ((c.start, data) for c, data in _in_order(chunks.read_chunk, staged) if data is not None)
+        seeded = seed_partial(self.dest, size=size, sha256=self.sha256, pieces=pieces)
+        logger.info("%s: resumed %d bytes from %s; the origin sends the rest", self.dest.name, seeded, self.store.url)
+        return staged
+
+    def _verified(self, result: DownloadResult, target: Path) -> DownloadResult:
+        if result.sha256.lower() != self.sha256:
+            target.unlink(missing_ok=True)
+            raise IntegrityError(
+                f"{self.dest.name}: the origin sent SHA256 {result.sha256[:12]}…, expected {self.sha256[:12]}….",
+                expected=self.sha256,
+                actual=result.sha256,
+            )
+        return result
 
     # -- pulling -------------------------------------------------------------------------------
 
@@ -321,32 +372,24 @@ class _Fetch:
         """Ranged reads in parallel, written and hashed strictly in order (memory: a few parts)."""
         sha = hashlib.sha256()
         step = self.store.read_part
-        ranges = deque((start, min(start + step, size)) for start in range(0, size, step))
+        ranges = [(start, min(start + step, size)) for start in range(0, size, step)]
         done = 0
-        with ThreadPoolExecutor(READ_PARALLEL, thread_name_prefix="hubloader-pull") as pool:
-            pending: deque[Future[bytes]] = deque()
-            try:
-                while ranges or pending:
-                    while ranges and len(pending) < READ_PARALLEL * 2:
-                        start, end = ranges.popleft()
-                        pending.append(pool.submit(self.store.read_range, self.sha256, start, end))
-                    chunk = pending.popleft().result()
-                    self._check_cancel()
-                    out.write(chunk)
-                    sha.update(chunk)
-                    done += len(chunk)
-                    self._emit("downloading", done, size)
-            finally:
-                for future in pending:
-                    future.cancel()
+        for _, chunk in _in_order(lambda r: self.store.read_range(self.sha256, *r), ranges):
+            self._check_cancel()
+            out.write(chunk)
+            sha.update(chunk)
+            done += len(chunk)
+            self._emit("downloading", done, size)
         return sha.hexdigest()
 
     def _quarantine(self, why: str) -> None:
         place = self.store.quarantine(self.sha256, why)
-        line = (
+        self._problem(
             f"shared cache object {self.shown} did not match its name ({why}); "
             f"{'moved to ' + place if place else 'removed'}, fetching it again"
         )
+
+    def _problem(self, line: str) -> None:
         self.cache.problems.append(line)
         logger.warning("%s", line)
         self._emit("retrying", message=line)
@@ -407,9 +450,103 @@ class _Lease:
             self.token = token
 
 
+class _Stager:
+    """While the fetcher downloads into ``dest``, copies its ``.part`` into the store (S3) piece by piece:
+    each finished part of the final object whole, and the growing run of an unfinished part as fragments
+    of at least ``FRAGMENT_MIN``. A worker that takes over after a crash resumes from those instead of
+    from the origin; publishing turns the whole parts into the object by server-side copies."""
+
+    def __init__(self, fetch: _Fetch, chunks: ChunkStaging, already: list[StagedChunk]) -> None:
+        self.fetch, self.chunks = fetch, chunks
+        # parts staged whole (the publishable ones)
+        self.whole = {c.start for c in already if c.is_part(chunks.chunk_size(c.file_size))}
+        self.frontier: dict[int, int] = {}  # part start → end of its run staged as fragments
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="hubloader-stage", daemon=True)
+
+    def __enter__(self) -> _Stager:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def _run(self) -> None:
+        while not self.stop.wait(STAGE_POLL_S):
+            try:
+                self._stage_new_bytes()
+            except (HubloaderError, OSError) as exc:
+                logger.warning(
+                    "%s: not staged in the shared cache (%s); a worker taking over would start again.",
+                    self.fetch.dest.name,
+                    exc,
+                )
+                return
+
+    def _stage_new_bytes(self) -> None:
+        from .download import partial_ranges
+
+        size, written = partial_ranges(self.fetch.dest)
+        if size is None or size < STAGE_MIN_SIZE:
+            return
+        step = self.chunks.chunk_size(size)
+        pieces = [
+            piece
+            for low, high in written
+            for part in range(low // step * step, high, step)
+            if (piece := self._next_piece(part, min(part + step, size), max(low, part), min(high, part + step)))
+        ]
+        # Several puts at once: one stream to the store must not fall behind the origin's connections.
+        with ThreadPoolExecutor(STAGE_PARALLEL, thread_name_prefix="hubloader-stage") as pool:
+            list(pool.map(lambda piece: self._stage(size, *piece), pieces))
+
+    def _next_piece(self, part: int, part_end: int, low: int, high: int) -> tuple[int, int] | None:
+        """What to stage of the written run ``[low, high)`` inside the part ``[part, part_end)``, if anything."""
+        if part in self.whole:
+            return None
+        if low == part and high == part_end:
+            return part, part_end
+        start = self.frontier.get(part, low)
+        if not low <= start < high or high - start < FRAGMENT_MIN:
+            return None  # too little new, or a second run in this part (it waits for the part to fill)
+        return start, high
+
+    def _stage(self, size: int, start: int, end: int) -> None:
+        from .download import read_partial
+
+        data = None if self.stop.is_set() else read_partial(self.fetch.dest, start, end)
+        if data is None:
+            return
+        self.chunks.stage_chunk(self.fetch.sha256, size, start, data)
+        step = self.chunks.chunk_size(size)
+        if StagedChunk("", size, start, end, "").is_part(step):
+            self.whole.add(start)
+        else:
+            self.frontier[start // step * step] = end
+
+
+def _in_order(read: Callable[[T], R], items: list[T]) -> Iterator[tuple[T, R]]:
+    """``read(item)`` for every item, READ_PARALLEL at a time, yielded in the items' order with only a few
+    results held at once (memory: a few parts)."""
+    pending: deque[tuple[T, Future[R]]] = deque()
+    queue = deque(items)
+    with ThreadPoolExecutor(READ_PARALLEL, thread_name_prefix="hubloader-pull") as pool:
+        try:
+            while queue or pending:
+                while queue and len(pending) < READ_PARALLEL * 2:
+                    item = queue.popleft()
+                    pending.append((item, pool.submit(read, item)))
+                item, future = pending.popleft()
+                yield item, future.result()
+        finally:
+            for _, future in pending:
+                future.cancel()
+
+
 def _poll_interval(lease_s: float) -> float:
     """Often enough to start copying soon after publication, rarely enough for 100 waiters; jittered."""
-    return min(1.0, max(0.1, lease_s / 10)) * random.uniform(0.7, 1.3)
+    return min(2.0, max(0.25, lease_s / 10)) * random.uniform(0.7, 1.3)
 
 
 def _record(sha256: str, size: int, info: dict[str, Any]) -> dict[str, Any]:

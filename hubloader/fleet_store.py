@@ -8,7 +8,8 @@ Layout (both stores)::
     <root>/sha256/ab/cdef…           the object: the file's bytes, named by their SHA256 ("ab" + "cdef…")
     <root>/sha256/ab/cdef….json      its record: size, file name, source, URL/AIR, first fetched
     <root>/sha256/ab/cdef….lease     present while one worker fetches it from the origin
-    <root>/staging/…                 transfers in progress (never read as objects)
+    <root>/staging/…                 transfers in progress (never read as objects): on a directory the
+                                     fetcher's ``.part``; on S3 the chunks of its ``.part`` written so far
     <root>/quarantine/…              objects whose bytes did not match their name (directory store)
 
 A lease is a small JSON body plus a *token* that changes on every write (directory: a nonce in the
@@ -20,11 +21,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import tempfile
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -34,6 +38,10 @@ from .errors import ConfigError, NetworkError
 MiB = 1024 * 1024
 #: Part size for multipart uploads and for ranged reads of large objects.
 PART_SIZE = 64 * MiB
+#: Staged chunks are the parts of the final multipart upload: at least this big (S3's minimum part is
+#: 5 MiB), and no more than S3's 10,000 parts per object.
+STAGE_CHUNK = 8 * MiB
+MAX_PARTS = 10_000
 
 
 class SharedCacheUnavailable(NetworkError):
@@ -59,13 +67,61 @@ class Store(Protocol):
     def object_size(self, sha256: str) -> int | None: ...
     def read_range(self, sha256: str, start: int, end: int) -> bytes: ...
     def read_record(self, sha256: str) -> dict[str, Any] | None: ...
-    def staging_path(self, sha256: str) -> Path | None: ...
+    def staging_path(self, sha256: str) -> Path | None:
+        """Where the fetcher downloads so that a worker taking over resumes its ``.part`` — or None: the
+        fetcher downloads locally and stages chunks through :class:`ChunkStaging` instead."""
+        ...
+
     def publish(self, sha256: str, local: Path, record: dict[str, Any]) -> None: ...
     def quarantine(self, sha256: str, reason: str) -> str: ...
     def lease_create(self, sha256: str, body: dict[str, Any]) -> str | None: ...
     def lease_read(self, sha256: str) -> tuple[dict[str, Any], str] | None: ...
     def lease_replace(self, sha256: str, body: dict[str, Any], token: str) -> str | None: ...
     def lease_delete(self, sha256: str, token: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class StagedChunk:
+    """One chunk of an unfinished origin download, kept in the store for whoever takes the fetch over."""
+
+    key: str
+    file_size: int
+    start: int
+    end: int
+    sha256: str
+
+    def is_part(self, step: int) -> bool:
+        """Whether it is a whole part of the final object (parts are ``step`` long, the last one shorter)."""
+        return self.start % step == 0 and self.end == min(self.start + step, self.file_size)
+
+
+class ChunkStaging(Protocol):
+    """A store that cannot hold a ``.part`` (S3) keeps pieces of the fetcher's ``.part`` instead: whole
+    parts of the final object (``chunk_size`` long, aligned) and, while a part is still incomplete,
+    fragments of it, so that a crash loses little even with many connections each mid-part."""
+
+    def chunk_size(self, size: int) -> int: ...
+    def staged_chunks(self, sha256: str) -> list[StagedChunk]: ...
+    def stage_chunk(self, sha256: str, size: int, start: int, data: bytes) -> None: ...
+    def read_chunk(self, chunk: StagedChunk) -> bytes | None:
+        """The piece's bytes; None when it is gone (a publisher cleared the staging area) or when its bytes
+        do not match the hash in its name (then it is deleted)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            with self._errors():
+                data = self.client.get_object(Bucket=self.bucket, Key=chunk.key)["Body"].read()
+        except ClientError as exc:
+            if _status(exc) == 404:
+                return None
+            raise
+        if _sha256(data) == chunk.sha256 and len(data) == chunk.end - chunk.start:
+            return data
+        with self._errors():
+            self.client.delete_object(Bucket=self.bucket, Key=chunk.key)
+        return None
+
+    def clear_staged(self, sha256: str) -> None: ...
 
 
 def open_store(url: str) -> Store:
@@ -344,21 +400,101 @@ class S3Store:
         return found[0] if found else None
 
     def staging_path(self, sha256: str) -> None:
-        return None  # the fetcher downloads into its own models folder, then uploads
+        return None  # the fetcher downloads into its own models folder and stages chunks (below)
 
     def publish(self, sha256: str, local: Path, record: dict[str, Any]) -> None:
         """Multipart upload straight to the hash key: S3 shows an object only once its upload completes,
         so the parts in flight are the 'temporary key' and no reader ever sees half an object. The file
-        was verified before this is called; each part carries a checksum the store checks."""
+        was verified before this is called. Chunks already staged during the download become parts by a
+        server-side copy when they hold the same bytes as the verified file, so only the rest is sent."""
         from boto3.s3.transfer import TransferConfig
 
         key = self._key(sha256)
         if self._size(key) is not None:
             return
         self._put_if_absent(self._key(sha256, ".json"), json.dumps(record, indent=1).encode())
+        size = local.stat().st_size
+        step = self.chunk_size(size)
+        staged = {c.start: c for c in self.staged_chunks(sha256) if c.file_size == size and c.is_part(step)}
+        if staged:
+            self._assemble(key, local, size, step, staged)
+            self.clear_staged(sha256)
+            return
         config = TransferConfig(multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE, max_concurrency=4)
         with self._errors():
             self.client.upload_file(str(local), self.bucket, key, Config=config)
+
+    def _assemble(self, key: str, local: Path, size: int, step: int, staged: dict[int, StagedChunk]) -> None:
+        with self._errors():
+            upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
+        target = {"Bucket": self.bucket, "Key": key, "UploadId": upload}
+
+        def send(number: int) -> dict[str, Any]:
+            start = (number - 1) * step
+            with open(local, "rb") as fh:
+                data = os.pread(fh.fileno(), min(step, size - start), start)
+            chunk = staged.get(start)
+            with self._errors():
+                if chunk is not None and _sha256(data) == chunk.sha256:
+                    answer = self.client.upload_part_copy(
+                        **target, PartNumber=number, CopySource={"Bucket": self.bucket, "Key": chunk.key}
+                    )
+                    return {"PartNumber": number, "ETag": answer["CopyPartResult"]["ETag"]}
+                answer = self.client.upload_part(**target, PartNumber=number, Body=data)
+                return {"PartNumber": number, "ETag": answer["ETag"]}
+
+        try:
+            with ThreadPoolExecutor(4, thread_name_prefix="hubloader-publish") as pool:
+                parts = list(pool.map(send, range(1, -(-size // step) + 1)))
+            with self._errors():
+                self.client.complete_multipart_upload(**target, MultipartUpload={"Parts": parts})
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.client.abort_multipart_upload(**target)
+            raise
+
+    # -- staged chunks: what a fetcher has downloaded so far, for a worker that takes over ----------
+
+    def chunk_size(self, size: int) -> int:
+        return max(STAGE_CHUNK, -(-size // (MAX_PARTS * MiB)) * MiB)
+
+    def _staging_prefix(self, sha256: str) -> str:
+        return f"{self.prefix}staging/{sha256}/"
+
+    def staged_chunks(self, sha256: str) -> list[StagedChunk]:
+        """Listed, not read: ``staging/<sha256>/<file size>/<start>-<end>-<sha256 of the piece>``."""
+        chunks = []
+        with self._errors():
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self._staging_prefix(sha256)
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    chunk = _parse_chunk_key(item["Key"], int(item["Size"]))
+                    if chunk is not None:
+                        chunks.append(chunk)
+        return chunks
+
+    def stage_chunk(self, sha256: str, size: int, start: int, data: bytes) -> None:
+        key = f"{self._staging_prefix(sha256)}{size}/{start:012d}-{start + len(data):012d}-{_sha256(data)}"
+        with self._errors():
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
+
+    def read_chunk(self, chunk: StagedChunk) -> bytes | None:
+        """The chunk's bytes, or None (and it is deleted) when they do not match the hash in its name."""
+        with self._errors():
+            data = self.client.get_object(Bucket=self.bucket, Key=chunk.key)["Body"].read()
+            if _sha256(data) == chunk.sha256 and len(data) == chunk.end - chunk.start:
+                return data
+            self.client.delete_object(Bucket=self.bucket, Key=chunk.key)
+        return None
+
+    def clear_staged(self, sha256: str) -> None:
+        keys = [c.key for c in self.staged_chunks(sha256)]
+        with self._errors():
+            for batch in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000 keys
+                objects = [{"Key": k} for k in keys[batch : batch + 1000]]
+                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True})
 
     def quarantine(self, sha256: str, reason: str) -> str:
         """Copy aside under ``quarantine/`` (server side) and delete: the next fetch starts clean."""
@@ -438,6 +574,23 @@ class S3Store:
         except ValueError:
             return None
         return (data, str(answer["ETag"])) if isinstance(data, dict) else None
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _parse_chunk_key(key: str, length: int) -> StagedChunk | None:
+    """A staged piece from its key (see :meth:`S3Store.staged_chunks`); None for anything else."""
+    try:
+        file_size, name = key.rsplit("/", 2)[-2:]
+        start, end, sha256 = name.split("-")
+        chunk = StagedChunk(key, int(file_size), int(start), int(end), sha256)
+    except ValueError:
+        return None
+    if len(sha256) != 64 or chunk.end - chunk.start != length or length <= 0 or chunk.end > chunk.file_size:
+        return None
+    return chunk
 
 
 def _status(exc: Any) -> int:
