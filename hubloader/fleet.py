@@ -146,6 +146,11 @@ def configured_shared_cache() -> SharedCache | None:
     return open_shared_cache(url) if url.strip() else None
 
 
+def resolve_shared_cache(cache: SharedCache | str | None) -> SharedCache | None:
+    """The cache a download goes through: the one given (or opened from its URL), else the configured one."""
+    return open_shared_cache(cache) if isinstance(cache, str) else cache or configured_shared_cache()
+
+
 def fetch_via_shared_cache(
     expected_sha256: str,
     dest: Path | str,
@@ -156,7 +161,7 @@ def fetch_via_shared_cache(
 ) -> DownloadResult:
     """The download path's one hook: with a shared cache configured (``cache``, else the env/setting)
     and a full SHA256, go through it; otherwise just ``origin_fetch(dest)``."""
-    shared = open_shared_cache(cache) if isinstance(cache, str) else cache or configured_shared_cache()
+    shared = resolve_shared_cache(cache)
     if shared is None or len(expected_sha256 or "") != 64:
         return origin_fetch(Path(dest))
     return shared.fetch(expected_sha256, dest, origin_fetch, **options)
@@ -609,4 +614,5 @@ __all__ = [
     "open_shared_cache",
     "pull_lockfile",
     "push_paths",
+    "resolve_shared_cache",
 ]

@@ -211,15 +211,6 @@ def _link_pointer(blob: Path, pointer: Path) -> None:
         link_into(blob, pointer)
 
 
-def _site_cache(shared_cache: SharedCache | str | None) -> SharedCache | None:
-    """The shared cache a download goes through (opened once per repo): the one given, else the configured one."""
-    from .fleet import configured_shared_cache, open_shared_cache
-
-    if isinstance(shared_cache, str):
-        return open_shared_cache(shared_cache)
-    return shared_cache or configured_shared_cache()
-
-
 def _write_ref(repo_folder: Path, revision: str, commit: str) -> None:
     """Remember which commit a branch or tag named, so offline and pinned lookups work."""
     if revision == commit:
@@ -610,6 +601,8 @@ class HuggingFaceHubService:
     ) -> Path:
         from huggingface_hub import snapshot_download
 
+        from .fleet import resolve_shared_cache
+
         select = functools.partial(
             _select_files, allow=allow_patterns, ignore=ignore_patterns, prefer_safetensors=prefer_safetensors
         )
@@ -636,7 +629,7 @@ class HuggingFaceHubService:
         folder = _repo_folder(cache, repo_id)
         snapshot = folder / "snapshots" / commit
         missing = [p for p in wanted if not (snapshot / p).exists()]  # a branch's second call: none
-        site = _site_cache(shared_cache) if any(siblings[p].lfs for p in missing) else None
+        site = resolve_shared_cache(shared_cache) if any(siblings[p].lfs for p in missing) else None
         # Large LFS files go to our engine; with a site cache every LFS file does (its SHA256 is known),
         # so a fleet asks the Hub for each once.
         by_engine = [
