@@ -1,0 +1,84 @@
+"""The names ``hubloader`` exports: the plain data types and errors now, the services on first use.
+
+Kept apart from ``__init__`` so that the repository root can serve the same names when a clone's folder is
+itself called ``hubloader`` and is imported under that name (see the root ``__init__.py``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .errors import (
+    AuthRequired,
+    Cancelled,
+    DiskFull,
+    GatedModel,
+    HubloaderError,
+    IntegrityError,
+    InvalidFile,
+    NetworkError,
+    NotFound,
+    RateLimited,
+    UnsafeFile,
+)
+from .types import (
+    BaseModel,
+    CacheCleanupReport,
+    DownloadResult,
+    ModelFile,
+    ModelFilter,
+    ModelFormat,
+    ModelMetadata,
+    ModelType,
+    SortBy,
+    Source,
+)
+
+__version__ = "0.1.0"
+
+# name → module that defines it; loaded on first attribute access (PEP 562).
+_LAZY = {
+    "HuggingFaceHubService": "huggingface",
+    "CivitAIService": "civitai",
+    "ModelRegistry": "registry",
+    "RateLimiter": "ratelimit",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hubloader' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __package__), name)
+    globals()[name] = value
+    return value
+
+
+# What ``from hubloader.api import *`` copies: the names loaded now. The lazy ones are in LAZY_NAMES.
+__all__ = [
+    "AuthRequired",
+    "BaseModel",
+    "CacheCleanupReport",
+    "Cancelled",
+    "DiskFull",
+    "DownloadResult",
+    "GatedModel",
+    "HubloaderError",
+    "IntegrityError",
+    "InvalidFile",
+    "ModelFile",
+    "ModelFilter",
+    "ModelFormat",
+    "ModelMetadata",
+    "ModelType",
+    "NetworkError",
+    "NotFound",
+    "RateLimited",
+    "SortBy",
+    "Source",
+    "UnsafeFile",
+    "__version__",
+]
+
+LAZY_NAMES = tuple(_LAZY)
