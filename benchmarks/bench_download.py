@@ -48,7 +48,7 @@ DATA_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else None  # origin files on 
 OURS = """
 import json, sys, time
 from pathlib import Path
-from hubloader.download import download_file
+from hubloader.engine.download import download_file
 url, dest, sha, hashing, service = sys.argv[1], Path(sys.argv[2]), sys.argv[3] or None, sys.argv[4] == "1", sys.argv[5]
 start = time.perf_counter()
 r = download_file(url, dest, expected_sha256=sha, expect="any", hash_while_downloading=hashing, service=service)
@@ -67,7 +67,7 @@ print(json.dumps({"seconds": time.perf_counter() - start}), flush=True)
 
 BASELINE = """
 import json
-import aiohttp, hubloader.download
+import aiohttp, hubloader.engine.download
 print(json.dumps({"rss_kb": int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1])}))
 """
 

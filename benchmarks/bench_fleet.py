@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from hubloader.lockfile import LockedModel, Lockfile
+from hubloader.workflows.lockfile import LockedModel, Lockfile
 from tests.fakehub import FakeHub
 
 MiB = 1024 * 1024

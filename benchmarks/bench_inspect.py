@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from hubloader.hashing import hash_file, sha256_file
-from hubloader.scan import scan_paths
+from hubloader.engine.hashing import hash_file, sha256_file
+from hubloader.library.scan import scan_paths
 from tests.fakehub import modelfiles as mf
 
 PRESETS = [

@@ -49,9 +49,9 @@ def _cum_weights(n: int) -> list[float]:
 
 
 def build(path: Path, count: int) -> float:
-    from hubloader import db
+    from hubloader.core.metadata import BaseModel, ModelMetadata, ModelType, Source
+    from hubloader.library import database as db
     from hubloader.registry import registry_key
-    from hubloader.types import BaseModel, ModelMetadata, ModelType, Source
 
     rng = random.Random(0)
     words = vocabulary(rng)
@@ -110,8 +110,8 @@ def p95(values: list[float]) -> float:
 
 
 def bench_registry(count: int, keep: str | None = None) -> None:
+    from hubloader.core.metadata import BaseModel, ModelType, Source
     from hubloader.registry import ModelRegistry
-    from hubloader.types import BaseModel, ModelType, Source
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "models.db"
@@ -174,7 +174,7 @@ def weights(dtype: str, n: int, rng) -> bytes:
 def bench_archive(megabytes: int) -> None:
     import numpy as np
 
-    from hubloader.archive import archive_file, restore_file
+    from hubloader.library.archive import archive_file, restore_file
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:

@@ -6,14 +6,14 @@ data types load now, the services on first use (PEP 562).
 
 from typing import TYPE_CHECKING
 
-from .api import *  # noqa: F403
-from .api import LAZY_NAMES, __getattr__, __version__  # noqa: F401
-from .api import __all__ as _EAGER
+from hubloader.api import *  # noqa: F403
+from hubloader.api import LAZY_NAMES, __getattr__, __version__  # noqa: F401
+from hubloader.api import __all__ as _EAGER
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .civitai import CivitAIService  # noqa: F401
-    from .huggingface import HuggingFaceHubService  # noqa: F401
-    from .ratelimit import RateLimiter  # noqa: F401
-    from .registry import ModelRegistry  # noqa: F401
+    from hubloader.engine.ratelimit import RateLimiter  # noqa: F401
+    from hubloader.registry import ModelRegistry  # noqa: F401
+    from hubloader.sources.civitai import CivitAIService  # noqa: F401
+    from hubloader.sources.huggingface import HuggingFaceHubService  # noqa: F401
 
 __all__ = [*_EAGER, *LAZY_NAMES]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .errors import (
+from hubloader.core.errors import (
     AuthRequired,
     Cancelled,
     DiskFull,
@@ -22,7 +22,7 @@ from .errors import (
     RateLimited,
     UnsafeFile,
 )
-from .types import (
+from hubloader.core.metadata import (
     BaseModel,
     CacheCleanupReport,
     DownloadResult,
@@ -34,15 +34,14 @@ from .types import (
     SortBy,
     Source,
 )
-
-__version__ = "0.1.0"
+from hubloader.core.version import __version__
 
 # name → module that defines it; loaded on first attribute access (PEP 562).
 _LAZY = {
-    "HuggingFaceHubService": "huggingface",
-    "CivitAIService": "civitai",
+    "HuggingFaceHubService": "sources.huggingface",
+    "CivitAIService": "sources.civitai",
     "ModelRegistry": "registry",
-    "RateLimiter": "ratelimit",
+    "RateLimiter": "engine.ratelimit",
 }
 
 

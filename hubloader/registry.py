@@ -1,7 +1,7 @@
 """ModelRegistry: the local index of every model Hubloader knows, unified search, and the cache policy.
 
 One SQLite file (``$HUBLOADER_HOME/models.db`` unless ``db_path`` says otherwise, see
-:mod:`hubloader.db`) shared by every process on the machine: ComfyUI's server threads, the A1111
+:mod:`hubloader.library.database`) shared by every process on the machine: ComfyUI's server threads, the A1111
 tab and a CLI can use it at once.
 
 Choices a caller should know:
@@ -11,7 +11,7 @@ Choices a caller should know:
   disk), so registering the same thing twice updates the row. A sourced registration of a file the
   library scan already knew absorbs the scan's row for the same path: one file, one row.
 * **Lookups raise.** :meth:`get_model` accepts a model id, a row key, a name, any hash (SHA256,
-  AutoV1/V2/V3, BLAKE3, CRC32) or a CivitAI AIR and raises :class:`~hubloader.errors.NotFound` when
+  AutoV1/V2/V3, BLAKE3, CRC32) or a CivitAI AIR and raises :class:`~hubloader.core.errors.NotFound` when
   nothing matches; ``find_model`` returns None instead.
 * **Registry state** (row key, status, pinned, use count, last use, owned-by-Hubloader) comes back in
   ``ModelMetadata.extra["registry"]``; it is never written from there.
@@ -43,16 +43,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import db as _db
-from .config import hubloader_home, load_settings, redact_text, save_settings
-from .errors import HubloaderError, NotFound
-from .types import BaseModel, CacheCleanupReport, ModelMetadata, ModelType, SortBy, Source
+from hubloader.core.errors import HubloaderError, NotFound
+from hubloader.core.metadata import BaseModel, CacheCleanupReport, ModelMetadata, ModelType, SortBy, Source
+from hubloader.core.settings import hubloader_home, load_settings, redact_text, save_settings
+from hubloader.library import database as _db
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .civitai import CivitAIService
-    from .huggingface import HuggingFaceHubService
-    from .place import Placed
-    from .scan import ScanReport
+    from hubloader.library.scan import ScanReport
+    from hubloader.pipeline import Placed
+    from hubloader.sources.civitai import CivitAIService
+    from hubloader.sources.huggingface import HuggingFaceHubService
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class ModelRegistry:
     @property
     def hf_service(self) -> HuggingFaceHubService:
         if self._hf_service is None:
-            from .huggingface import HuggingFaceHubService
+            from hubloader.sources.huggingface import HuggingFaceHubService
 
             self._hf_service = HuggingFaceHubService()
         return self._hf_service
@@ -145,7 +145,7 @@ class ModelRegistry:
     @property
     def civitai_service(self) -> CivitAIService:
         if self._civitai_service is None:
-            from .civitai import CivitAIService
+            from hubloader.sources.civitai import CivitAIService
 
             self._civitai_service = CivitAIService()
         return self._civitai_service
@@ -263,9 +263,9 @@ class ModelRegistry:
         A single-file repo's weight goes to the HuggingFace cache (shared with diffusers) and is linked
         into the host's folder for its type; a diffusers repo stays a snapshot folder in the cache.
         """
-        from .hosts import active_folders
-        from .place import fetch
-        from .refs import parse_reference
+        from hubloader.core.folders import active_folders
+        from hubloader.pipeline import fetch
+        from hubloader.sources.references import parse_reference
 
         placed = fetch(model_id, active_folders(), revision=revision)
         ref = parse_reference(model_id)
@@ -279,15 +279,15 @@ class ModelRegistry:
 
         ``model_id`` may be the number or any CivitAI reference (``civitai:123@456``, an AIR, a URL).
         """
-        from .hosts import active_folders
-        from .place import fetch
+        from hubloader.core.folders import active_folders
+        from hubloader.pipeline import fetch
 
         ref = f"civitai:{model_id}" if str(model_id).strip().isdigit() else str(model_id)
         return self._describe(fetch(ref, active_folders(), revision=None if version_id is None else str(version_id)))
 
     def _describe(self, placed: Placed) -> ModelMetadata:
-        """The pipeline's last step (:func:`hubloader.place.describe_and_register`): header, sidecars, row."""
-        from .place import record
+        """The pipeline's last step (:func:`hubloader.pipeline.describe_and_register`): header, sidecars, row."""
+        from hubloader.pipeline import record
 
         return record(placed, self)
 
@@ -322,15 +322,15 @@ class ModelRegistry:
                 f"{known.name} has no local copy and no address to download it from.",
                 hint="Register it from its source (register_from_civitai / register_from_huggingface).",
             )
-        from .hosts import active_folders
-        from .place import fetch
+        from hubloader.core.folders import active_folders
+        from hubloader.pipeline import fetch
 
         return self._describe(fetch(known, active_folders()))
 
     def _fetch_reference(self, text: str) -> ModelMetadata:
         """A new reference (CivitAI, HuggingFace, a hash CivitAI knows) fetched into the host's folders."""
-        from .hosts import active_folders
-        from .place import fetch
+        from hubloader.core.folders import active_folders
+        from hubloader.pipeline import fetch
 
         return self._describe(fetch(text, active_folders()))
 
@@ -339,8 +339,8 @@ class ModelRegistry:
     def scan(self, dirs: Iterable[str | Path] | None = None, *, scan_pickles: bool = False) -> ScanReport:
         """Register every model file under ``dirs`` (default: the host's model folders). Incremental:
         a file whose (size, mtime) the registry already recorded is not opened again."""
-        from .hosts import active_folders
-        from .scan import describe_file, scan_paths
+        from hubloader.core.folders import active_folders
+        from hubloader.library.scan import describe_file, scan_paths
 
         roots = [Path(d) for d in dirs] if dirs is not None else active_folders().existing_dirs()
         known: dict[str, tuple[int, int]] = {}
@@ -385,7 +385,7 @@ class ModelRegistry:
         """Background work after a scan: hash local files not hashed yet, then ask CivitAI who they are
         (by hash, in batches of at most 100). Call it explicitly (or :meth:`start_enrichment`); never
         run at import or host start-up, because hashing a library reads every byte of it."""
-        from .scan import describe_file, hash_models
+        from hubloader.library.scan import describe_file, hash_models
 
         report = EnrichReport()
         rows = self.db.query(
@@ -583,7 +583,7 @@ class ModelRegistry:
             # A remote source must never break the answer the others (and the local index) give.
             try:
                 if source is Source.HUGGINGFACE:
-                    from .types import ModelFilter
+                    from hubloader.core.metadata import ModelFilter
 
                     wanted = ModelFilter(model_type=model_type, base_model=base_model, sort=sort)
                     found = self.hf_service.search_models(query or "", filter=wanted, limit=limit)
@@ -762,7 +762,7 @@ class ModelRegistry:
             try:
                 if entry.meta.source is Source.HUGGINGFACE:
                     # The path is the HF cache's own snapshot, or a host-folder link to its blob
-                    # (hubloader.place): deleting only the path would free nothing.
+                    # (hubloader.pipeline): deleting only the path would free nothing.
                     self.hf_service.delete_cached_model(_hf_cached_name(entry.meta))
                 _remove_path(entry.meta.local_path)
             except (OSError, HubloaderError) as exc:
@@ -790,8 +790,8 @@ class ModelRegistry:
     # -- archive --
 
     def archive(self, model: str | ModelMetadata) -> ModelMetadata:
-        """Compress a cold model into ``<file>.zst`` (see :mod:`hubloader.archive`); restored on next use."""
-        from .archive import archive_file
+        """Compress a cold model into ``<file>.zst`` (see :mod:`hubloader.library.archive`); restored on next use."""
+        from hubloader.library.archive import archive_file
 
         meta = self.get_model(model)
         state = registry_state(meta)
@@ -811,7 +811,7 @@ class ModelRegistry:
 
     def restore(self, model: str | ModelMetadata) -> ModelMetadata:
         """Decompress an archived model back to its place."""
-        from .archive import restore_file
+        from hubloader.library.archive import restore_file
 
         meta = self.get_model(model)
         state = registry_state(meta)
@@ -960,7 +960,7 @@ def _download_in_progress(path: Path | None) -> str:
     """ "downloading" if a ``.part`` sits beside ``path`` (or inside it, for a folder) or its download lock is held."""
     if path is None:
         return ""
-    from .download import lock_path
+    from hubloader.engine.download import lock_path
 
     path = Path(path)
     if path.with_name(path.name + ".part").exists() or _lock_held(lock_path(path)):

@@ -20,7 +20,7 @@ def _register_routes() -> None:
     prompt_server = getattr(getattr(server, "PromptServer", None), "instance", None)
     if prompt_server is None:
         return
-    from hubloader.jobs import JobManager
+    from hubloader.faces.jobs import JobManager
 
     from .routes import HubRoutes
 

@@ -1,6 +1,6 @@
 """Turn what a node or the page names (a reference, or a file name plus a workflow URL) into a local file.
 
-The hub layer does the work: :mod:`hubloader.refs` parses, :mod:`hubloader.place` downloads, verifies,
+The hub layer does the work: :mod:`hubloader.sources.references` parses, :mod:`hubloader.pipeline` downloads, verifies,
 describes and records (the same pipeline as the command line and the Model Hub app). This module only
 decides *which folder* (a ComfyUI kind) and *which name*, then tells ComfyUI its listing changed.
 """
@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hubloader.errors import HubloaderError, InvalidReference
-from hubloader.refs import HUGGINGFACE, ModelRef, parse_reference
-from hubloader.types import ModelMetadata
+from hubloader.core.errors import HubloaderError, InvalidReference
+from hubloader.core.metadata import ModelMetadata
+from hubloader.sources.references import HUGGINGFACE, ModelRef, parse_reference
 
 from . import folders
 
@@ -101,8 +101,8 @@ def fetch(
 def _present(ref: ModelRef, kind: str, filename: str | None) -> Fetched | None:
     """A HuggingFace file already in the folder under its name: used as is, without the network (ComfyUI
     often runs offline, and the loader would load that name anyway)."""
-    from hubloader.hosts import safe_filename
-    from hubloader.refs import hf_resolve_url
+    from hubloader.core.folders import safe_filename
+    from hubloader.sources.references import hf_resolve_url
 
     if ref.kind != HUGGINGFACE:
         return None
@@ -121,7 +121,7 @@ def _place(
     ref: ModelRef, kind: str, filename: str | None, progress: Progress | None, cancel: threading.Event | None
 ) -> Fetched:
     """The hub layer downloads, verifies, describes and records; we give ComfyUI's folder for the kind."""
-    from hubloader import place
+    from hubloader import pipeline as place
 
     placed = place.fetch(
         ref,
@@ -150,9 +150,11 @@ def register(placed: Any) -> ModelMetadata | None:
     try:
         import sqlite3
 
-        from hubloader.place import record
+        from hubloader.pipeline import record
+        from hubloader.registry import ModelRegistry
 
-        return record(placed)
+        with ModelRegistry() as registry:
+            return record(placed, registry)
     except (ImportError, HubloaderError, OSError, sqlite3.Error):
         log.warning("hubloader: could not record %s in the registry", placed.path, exc_info=True)
         return None
@@ -203,7 +205,7 @@ def _registry_lookup(path: Path) -> ModelMetadata | None:
 
 def _header_trigger_words(path: Path) -> list[str]:
     try:
-        from hubloader import inspect as model_inspect
+        from hubloader.library import inspection as model_inspect
 
         info = model_inspect.inspect_file(path)
     except (ImportError, AttributeError, HubloaderError, OSError, ValueError):
@@ -218,7 +220,7 @@ def known_source(path: Path) -> tuple[str, str] | None:
             return done.url, done.sha256
     meta = _registry_lookup(path)
     if meta is not None and (meta.remote_url or meta.sha256):
-        from hubloader.place import download_url
+        from hubloader.pipeline import download_url
 
         return download_url(meta), meta.sha256
     return None

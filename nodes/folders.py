@@ -10,8 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from hubloader.errors import ConfigError
-from hubloader.types import MODEL_EXTENSIONS
+from hubloader.core.errors import ConfigError
+from hubloader.core.metadata import MODEL_EXTENSIONS
 
 #: folder_paths kinds that are not model folders: never a download target.
 NOT_MODEL_KINDS = frozenset({"custom_nodes", "configs", "classifiers"})

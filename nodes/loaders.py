@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from hubloader.errors import Cancelled, HubloaderError, InvalidReference
+from hubloader.core.errors import Cancelled, HubloaderError, InvalidReference
 
 from . import fetch, folders
 

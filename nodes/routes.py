@@ -15,11 +15,13 @@ from typing import Any
 
 from aiohttp import web
 
-from hubloader import config
-from hubloader.errors import ConfigError, HubloaderError, InvalidReference, NotFound
-from hubloader.hosts import KIND_BY_TYPE
-from hubloader.jobs import DONE, JobManager
-from hubloader.types import BaseModel, ModelType, SortBy, Source
+from hubloader.core import settings as config
+from hubloader.core.errors import ConfigError, HubloaderError, InvalidReference, NotFound
+from hubloader.core.folders import KIND_BY_TYPE
+from hubloader.core.metadata import BaseModel, ModelType, SortBy, Source
+from hubloader.faces.jobs import DONE, JobManager
+from hubloader.sharedcache.cache import check_shared_cache, shared_cache_status
+from hubloader.workflows.fetching import fetch_resolved
 
 from . import fetch, folders
 from .loaders import MODEL_INPUTS
@@ -89,7 +91,7 @@ class HubRoutes:
     def _job_event(self, event: str, job: dict[str, Any]) -> None:
         if event == "state" and job["state"] == DONE and job["kind"]:
             folders.refresh(job["kind"])
-        self.send(f"hubloader.download.{event}", job)
+        self.send(f"hubloader.engine.download.{event}", job)
         if event == "state" and job["state"] == DONE:
             self.send("hubloader.models.changed", {"kind": job["kind"], "name": job["filename"]})
 
@@ -192,7 +194,7 @@ class HubRoutes:
             if "shared_cache" in body:
                 if not isinstance(body["shared_cache"], (str, type(None))):
                     raise ConfigError("shared_cache must be a folder path or s3://bucket/prefix (blank: off).")
-                body["shared_cache"], warnings = config.check_shared_cache(body["shared_cache"])
+                body["shared_cache"], warnings = check_shared_cache(body["shared_cache"])
             config.save_settings(body)
         except HubloaderError as exc:
             return _error(exc)
@@ -225,12 +227,12 @@ class HubRoutes:
         return web.json_response({"report": report.to_dict(), "downloads": [job.to_dict() for job in jobs]}, status=202)
 
     def _queue_item(self, resolver: Any, item: Any) -> Any:
-        from hubloader import place
+        from hubloader import pipeline as place
 
         kind = item.reference.kind or item.chosen.kind
 
         def work(progress: Callable[[int, int], None], cancel: Any) -> Any:
-            placed = place.fetch_resolved(resolver, item, progress=place.progress_in_bytes(progress), cancel=cancel)
+            placed = fetch_resolved(resolver, item, progress=place.progress_in_bytes(progress), cancel=cancel)
             fetch.register(placed)
             return placed.path
 
@@ -280,10 +282,10 @@ _SORT_KEYS: dict[SortBy, Callable[[Any], Any]] = {
 def _details(reference: str) -> Any:
     ref = fetch.check_reference(reference)
     if ref.source is Source.HUGGINGFACE:
-        from hubloader.huggingface import HuggingFaceHubService
+        from hubloader.sources.huggingface import HuggingFaceHubService
 
         return HuggingFaceHubService().model_info(str(ref))
-    from hubloader.civitai import CivitAIService
+    from hubloader.sources.civitai import CivitAIService
 
     return CivitAIService().lookup(ref)
 
@@ -331,13 +333,13 @@ def _model_info(kind: str, name: str) -> dict[str, Any]:
 
 def _public_settings() -> dict[str, Any]:
     shown = {k: v for k, v in config.public_settings().items() if k in WRITABLE_SETTINGS or k.endswith("_endpoint")}
-    shown["shared_cache_status"] = config.shared_cache_status()
+    shown["shared_cache_status"] = shared_cache_status()
     return shown
 
 
 def _resolver() -> Any:
-    from hubloader.hosts import active_folders
-    from hubloader.workflows import Resolver
+    from hubloader.core.folders import active_folders
+    from hubloader.workflows.resolve import Resolver
 
     return Resolver(active_folders())
 

@@ -87,8 +87,8 @@ def model_hub() -> Any:
     if _hub is None:
         from modules import paths
 
-        from hubloader.hosts import a1111_install
-        from hubloader.ui import ModelHub
+        from hubloader.core.folders import a1111_install
+        from hubloader.faces.app import ModelHub
 
         folders = a1111_install(Path(paths.data_path), shared.cmd_opts)
         _hub = ModelHub(folders, write_guard=refusal, on_downloaded=refresh_lists, host="a1111")
@@ -96,7 +96,7 @@ def model_hub() -> Any:
 
 
 def on_ui_tabs() -> list[tuple[Any, str, str]]:
-    from hubloader import ui
+    from hubloader.faces import app as ui
 
     return [(ui.build_blocks(model_hub(), standalone=False), "Model Hub", "hubloader")]
 
@@ -105,7 +105,7 @@ def on_ui_settings() -> None:
     """Non-secret settings; Hubloader's settings file stays the truth, these write through to it."""
     import gradio as gr
 
-    from hubloader import config
+    from hubloader.core import settings as config
 
     current = config.load_settings()
     for key, (setting, label, default, component, args) in OPTIONS.items():
@@ -127,7 +127,7 @@ def on_ui_settings() -> None:
 
 def _writer(key: str, setting: str, default: Any) -> Any:
     def write() -> None:
-        from hubloader import config
+        from hubloader.core import settings as config
 
         value = shared.opts.data.get(key, default)
         if setting == "cache_limit_gb":

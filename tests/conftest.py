@@ -79,7 +79,7 @@ def fakehub(_fakehub_server: FakeHub) -> FakeHub:
 
 @pytest.fixture
 def hub_env(fakehub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> FakeHub:
-    """``fakehub`` with HF_ENDPOINT and CIVITAI_ENDPOINT pointing at it (read at call time by hubloader.config)."""
+    """``fakehub`` with HF_ENDPOINT and CIVITAI_ENDPOINT pointing at it (read at call time by hubloader.core.settings)."""
     monkeypatch.setenv("HF_ENDPOINT", fakehub.hf_url)
     monkeypatch.setenv("CIVITAI_ENDPOINT", fakehub.civitai_url)
     return fakehub

@@ -17,8 +17,8 @@ import pytest
 gr = pytest.importorskip("gradio")
 pytest.importorskip("fastapi")
 
-from hubloader import config  # noqa: E402
-from hubloader.errors import ConfigError  # noqa: E402
+from hubloader.core import settings as config  # noqa: E402
+from hubloader.core.errors import ConfigError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "hubloader_tab.py"

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from hubloader.config import SETTINGS_FILE
+from hubloader.core.settings import SETTINGS_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 A1111_DIR = os.environ.get("A1111_DIR", "")

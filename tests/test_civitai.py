@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from hubloader import BaseModel, CivitAIService, ModelType, SortBy, Source
-from hubloader.errors import (
+from hubloader.core.errors import (
     AuthRequired,
     DownloadsDisabled,
     EarlyAccess,
@@ -23,8 +23,8 @@ from hubloader.errors import (
     PickleNotAllowed,
     RateLimited,
 )
-from hubloader.hosts import models_root
-from hubloader.refs import parse_reference
+from hubloader.core.folders import models_root
+from hubloader.sources.references import parse_reference
 
 TOKEN = "civitai-test-key-0123456789abcdef"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from hubloader.civitai import html_to_text, metadata_from_civitai, pick_file, thumbs_rating
-from hubloader.types import BaseModel, ModelFormat, ModelMetadata, ModelType, Source
+from hubloader.core.metadata import BaseModel, ModelFormat, ModelMetadata, ModelType, Source
+from hubloader.sources.civitai import html_to_text, metadata_from_civitai, pick_file, thumbs_rating
 
 FIXTURES = Path(__file__).parent / "fixtures" / "civitai"
 

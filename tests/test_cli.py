@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from hubloader.core.metadata import ModelMetadata, ModelType, Source
 from hubloader.registry import ModelRegistry, registry_state
-from hubloader.types import ModelMetadata, ModelType, Source
 from tests.fakehub.modelfiles import kohya_lora, kohya_metadata, safetensors_bytes, sd15_checkpoint
 from tests.workflow_samples import node, ui_workflow
 
@@ -101,7 +101,7 @@ def test_usage_errors_are_one_line_with_exit_code_2():
 
 def test_importing_the_cli_loads_no_service_library():
     code = (
-        "import sys, hubloader.cli\n"
+        "import sys, hubloader.faces.cli\n"
         "heavy = [m for m in ('huggingface_hub', 'requests', 'aiohttp', 'sqlite3', 'gradio', 'tqdm') if m in sys.modules]\n"
         "print(heavy)"
     )
@@ -447,7 +447,7 @@ def test_login_stores_the_token_privately_and_never_prints_it(isolated_home: Pat
 
 
 def test_ui_without_gradio_says_how_to_install_it():
-    code = "import sys; sys.modules['gradio'] = None; from hubloader.cli import main; sys.exit(main(['ui']))"
+    code = "import sys; sys.modules['gradio'] = None; from hubloader.faces.cli import main; sys.exit(main(['ui']))"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "pip install 'hubloader[ui]'" in one_error_line(result)

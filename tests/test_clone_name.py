@@ -41,7 +41,7 @@ _HUB_LAYER_CHECK = f"""
 import hubloader, json, sys
 heavy = [m for m in {HEAVY!r} if m in sys.modules]
 from hubloader.registry import ModelRegistry
-from hubloader.types import ModelType
+from hubloader.core.metadata import ModelType
 print(json.dumps({{
     "version": hubloader.__version__,
     "heavy_at_import": heavy,
@@ -78,7 +78,7 @@ sys.modules[{name!r}] = module
 spec.loader.exec_module(module)
 heavy = [m for m in {heavy!r} if m in sys.modules]
 import hubloader
-from hubloader.hosts import standalone_folders
+from hubloader.core.folders import standalone_folders
 print(json.dumps({{
     "nodes": sorted(getattr(module, "NODE_CLASS_MAPPINGS")),
     "names": getattr(module, "NODE_DISPLAY_NAME_MAPPINGS")["HubloaderLoraLoader"],

@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from hubloader.jobs import CANCELLED, DONE, FAILED, JobManager
+from hubloader.faces.jobs import CANCELLED, DONE, FAILED, JobManager
 from tests.comfy_stub import folder_paths as stub_folder_paths
 from tests.fakehub.modelfiles import kohya_lora, safetensors_bytes
 
@@ -84,7 +84,7 @@ def test_download_from_huggingface_lands_in_the_kind_folder_and_refreshes_combos
         assert placed.read_bytes() == data
         assert "ink.safetensors" in comfy.get_filename_list("loras")
         assert "hubloader.models.changed" in events.names()
-        assert ("hubloader.download.state", "done") in [(e, d["state"]) for e, d in events if "state" in d]
+        assert ("hubloader.engine.download.state", "done") in [(e, d["state"]) for e, d in events if "state" in d]
         library = await (await client.get("/hubloader/library?kind=loras")).json()
         assert [m["name"] for m in library["models"]] == ["ink.safetensors"]
         info = await (await client.get("/hubloader/model?kind=loras&name=ink.safetensors")).json()
@@ -138,7 +138,7 @@ def test_tokens_are_write_only(comfy):
 
 
 def test_shared_cache_setting_is_checked_saved_shown_and_cleared(comfy, tmp_path):
-    from hubloader import config
+    from hubloader.core import settings as config
 
     share = tmp_path / "share"
     share.mkdir()
@@ -218,7 +218,7 @@ def test_jobs_report_progress_then_done():
 
 
 def test_jobs_cancel_a_running_download_and_dedupe_the_same_reference():
-    from hubloader.errors import Cancelled
+    from hubloader.core.errors import Cancelled
 
     started = threading.Event()
 
@@ -242,7 +242,7 @@ def test_jobs_cancel_a_running_download_and_dedupe_the_same_reference():
 
 
 def test_jobs_turn_errors_into_failed_with_the_message():
-    from hubloader.errors import NotFound
+    from hubloader.core.errors import NotFound
 
     def work(progress, cancel):
         raise NotFound("CivitAI has no version 9.")

@@ -5,8 +5,8 @@ import stat
 
 import pytest
 
-from hubloader import config
-from hubloader.errors import ConfigError, GatedModel
+from hubloader.core import settings as config
+from hubloader.core.errors import ConfigError, GatedModel
 
 
 def test_tokens_from_environment_and_never_shown(monkeypatch):

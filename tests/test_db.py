@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from hubloader import db
-from hubloader.errors import ConfigError
+from hubloader.core.errors import ConfigError
+from hubloader.core.metadata import ModelType, Source
+from hubloader.library import database as db
 from hubloader.registry import ModelRegistry
-from hubloader.types import ModelType, Source
 
 ROOT = Path(__file__).resolve().parents[1]
 SHA = "ab" * 32
@@ -140,7 +140,7 @@ def test_hash_cache_is_keyed_by_size_and_mtime(tmp_path):
 WRITER = """
 import sys
 from hubloader.registry import ModelRegistry
-from hubloader.types import ModelMetadata, Source
+from hubloader.core.metadata import ModelMetadata, Source
 registry = ModelRegistry(sys.argv[1])
 tag = sys.argv[2]
 sys.stdin.readline()  # start together

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from hubloader import download, errors
-from hubloader.config import Secret
-from hubloader.download import DownloadProgress, TqdmProgress, adownload_file, download_file, lock_path
+from hubloader.core import errors
+from hubloader.core.settings import Secret
+from hubloader.engine import download
+from hubloader.engine.download import DownloadProgress, TqdmProgress, adownload_file, download_file, lock_path
 from tests.fakehub.modelfiles import kohya_lora, safetensors_bytes
 from tests.fakehub.storage import GeneratedBlob, StoredObject
 
@@ -191,7 +192,7 @@ def test_cancel_keeps_the_part_and_a_later_call_resumes_it(fakehub, tmp_path):
 _CHILD = """
 import sys
 from pathlib import Path
-from hubloader.download import download_file
+from hubloader.engine.download import download_file
 def show(e):
     print(e.state, e.bytes_done, flush=True)
 r = download_file(sys.argv[1], Path(sys.argv[2]), expect="any", progress=show,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from hubloader import errors
-from hubloader.sniff import check_head, detect_format, server_reason
-from hubloader.types import ModelFormat
+from hubloader.core import errors
+from hubloader.core.metadata import ModelFormat
+from hubloader.engine.sniff import check_head, detect_format, server_reason
 from tests.fakehub.bodies import LOGIN_PAGE
 from tests.fakehub.modelfiles import kohya_lora, pickle_checkpoint_bytes, safetensors_bytes
 

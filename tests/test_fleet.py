@@ -1,4 +1,4 @@
-"""The shared cache (hubloader.fleet) against a real S3-compatible server (moto's standalone server, on
+"""The shared cache (hubloader.sharedcache.cache) against a real S3-compatible server (moto's standalone server, on
 loopback, in a subprocess) and a shared folder standing in for NFS: the same code path for both.
 
 Downloads come from the loopback fake hub, whose byte counters say how often the origin was asked.
@@ -20,12 +20,17 @@ from pathlib import Path
 
 import pytest
 
-from hubloader.errors import NotFound
-from hubloader.fleet import SharedCache, fetch_via_shared_cache, open_shared_cache, pull_lockfile, push_paths
-from hubloader.fleet_store import SharedCacheUnavailable, object_key
-from hubloader.hosts import standalone_folders
-from hubloader.lockfile import LockedModel, Lockfile, resolve_lockfile
-from hubloader.workflows import Resolver, Status
+from hubloader.core.errors import NotFound
+from hubloader.core.folders import standalone_folders
+from hubloader.sharedcache.cache import (
+    SharedCache,
+    fetch_via_shared_cache,
+    open_shared_cache,
+    push_paths,
+)
+from hubloader.sharedcache.stores import SharedCacheUnavailable, object_key
+from hubloader.workflows.lockfile import LockedModel, Lockfile, pull_lockfile, resolve_lockfile
+from hubloader.workflows.resolve import Resolver, Status
 
 pytest.importorskip("boto3")
 MiB = 1024 * 1024
@@ -105,7 +110,7 @@ def cache_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def _origin(url: str, expected_sha256: str):
-    from hubloader.download import download_file
+    from hubloader.engine.download import download_file
 
     return lambda target: download_file(url, target, expected_sha256=expected_sha256)
 
@@ -147,7 +152,7 @@ def test_object_whose_bytes_do_not_match_its_key_is_quarantined_and_refetched(
     liar.write_bytes(os.urandom(2 * MiB))
     cache.store.publish(sha, liar, {"sha256": sha, "size": 2 * MiB})
 
-    with caplog.at_level(logging.WARNING, logger="hubloader.fleet"):
+    with caplog.at_level(logging.WARNING, logger="hubloader.sharedcache.cache"):
         result = cache.fetch(sha, tmp_path / "w" / "bad.safetensors", _origin(url, sha))
 
     assert result.sha256 == sha and (tmp_path / "w" / "bad.safetensors").read_bytes() == hub_env.blob(url).read()
@@ -307,7 +312,7 @@ def test_shared_cache_from_the_environment(hub_env, tmp_path: Path, monkeypatch:
 def test_civitai_downloads_ask_the_origin_once_per_site(
     hub_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hubloader.civitai import CivitAIService
+    from hubloader.sources.civitai import CivitAIService
 
     share = tmp_path / "share"
     share.mkdir()
@@ -360,7 +365,7 @@ def test_unreachable_store_falls_back_to_the_origin_or_fails(
     sha = hub_env.blob(url).sha256
 
     for broken in ("s3://fleet-nowhere/p", str(tmp_path / "not-mounted")):
-        with caplog.at_level(logging.WARNING, logger="hubloader.fleet"):
+        with caplog.at_level(logging.WARNING, logger="hubloader.sharedcache.cache"):
             result = open_shared_cache(broken).fetch(sha, tmp_path / "w" / broken[-1] / "d.st", _origin(url, sha))
         assert result.sha256 == sha
         assert "shared cache not used" in caplog.text and "Downloading from the origin" in caplog.text
@@ -438,7 +443,7 @@ def _start_workers(lockfile: Path, tmp_path: Path, cache_url: str, n: int = WORK
 
 
 def _check_workers(procs: list[subprocess.Popen], tmp_path: Path, sizes: dict[str, int], skip: set[int]) -> None:
-    from hubloader.hashing import sha256_file
+    from hubloader.engine.hashing import sha256_file
 
     for i, proc in enumerate(procs):
         out, err = proc.communicate(timeout=120)

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hubloader.fleet_store import object_key
-from hubloader.lockfile import LockedModel, Lockfile
+from hubloader.sharedcache.stores import object_key
+from hubloader.workflows.lockfile import LockedModel, Lockfile
 
 MiB = 1024 * 1024
 REPO = Path(__file__).resolve().parents[1]

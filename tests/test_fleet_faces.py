@@ -18,10 +18,11 @@ from aiohttp.test_utils import TestClient
 
 pytest.importorskip("gradio")
 
-from hubloader import config, ui
-from hubloader.fleet_store import object_key
-from hubloader.hosts import standalone_folders
-from hubloader.jobs import DONE, JobManager
+from hubloader.core import settings as config
+from hubloader.core.folders import standalone_folders
+from hubloader.faces import app as ui
+from hubloader.faces.jobs import DONE, JobManager
+from hubloader.sharedcache.stores import object_key
 from tests.comfy_stub import folder_paths as stub_folder_paths
 from tests.fakehub import FakeHub
 from tests.test_comfyui_routes import Events, run_app, wait_job

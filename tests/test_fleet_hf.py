@@ -1,4 +1,4 @@
-"""HuggingFace downloads through the site's shared cache (hubloader.fleet): a folder standing in for NFS,
+"""HuggingFace downloads through the site's shared cache (hubloader.sharedcache.cache): a folder standing in for NFS,
 and an s3:// bucket on moto's standalone server. Two "machines" are two HF caches and two HUBLOADER_HOMEs
 on this one; the fake hub's byte counters say how often the Hub's CDN sent each LFS file.
 """
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from hubloader import config
-from hubloader.fleet import open_shared_cache
-from hubloader.huggingface import HuggingFaceHubService
+from hubloader.core import settings as config
+from hubloader.sharedcache.cache import open_shared_cache
+from hubloader.sources.huggingface import HuggingFaceHubService
 from tests.fakehub import FakeHub
 from tests.fakehub.modelfiles import safetensors_bytes
 from tests.test_fleet import cache_url, moto_endpoint, s3_env  # noqa: F401  (fixtures, used by name)

@@ -11,8 +11,8 @@ from pathlib import Path
 import blake3
 import pytest
 
-from hubloader.errors import Cancelled
-from hubloader.hashing import FileHashes, hash_file, verify_checksum
+from hubloader.core.errors import Cancelled
+from hubloader.engine.hashing import FileHashes, hash_file, verify_checksum
 from tests.fakehub import modelfiles as mf
 
 

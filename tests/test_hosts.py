@@ -4,9 +4,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from hubloader import config
-from hubloader.errors import ConfigError
-from hubloader.hosts import (
+from hubloader.core import settings as config
+from hubloader.core.errors import ConfigError
+from hubloader.core.folders import (
     a1111_install,
     comfyui_install,
     folder_for,
@@ -15,7 +15,7 @@ from hubloader.hosts import (
     safe_filename,
     standalone_folders,
 )
-from hubloader.types import ModelType
+from hubloader.core.metadata import ModelType
 
 
 @pytest.mark.parametrize(

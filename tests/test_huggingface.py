@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from hubloader import errors
-from hubloader.huggingface import HuggingFaceHubService, link_into
-from hubloader.types import BaseModel, ModelFilter, ModelFormat, ModelType, Source
+from hubloader.core import errors
+from hubloader.core.metadata import BaseModel, ModelFilter, ModelFormat, ModelType, Source
+from hubloader.sources.huggingface import HuggingFaceHubService, link_into
 from tests.fakehub.modelfiles import kohya_lora, kohya_metadata, safetensors_bytes, sdxl_checkpoint
 
 pytestmark = pytest.mark.hf
@@ -313,7 +313,7 @@ def test_large_single_file_survives_a_dropped_connection(hub_env):
 
 
 def test_large_repo_files_go_through_the_resumable_engine(hub_env, monkeypatch):
-    import hubloader.huggingface as hf_module
+    import hubloader.sources.huggingface as hf_module
 
     monkeypatch.setattr(hf_module, "RESUMABLE_MIN_BYTES", 2048)
     files = diffusers_files()

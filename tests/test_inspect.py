@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from hubloader.errors import AuthRequired, InvalidFile, NotFound, PickleNotAllowed, UnsafeFile
-from hubloader.inspect import (
+from hubloader.core.errors import AuthRequired, InvalidFile, NotFound, PickleNotAllowed, UnsafeFile
+from hubloader.core.metadata import BaseModel, ModelFormat, ModelType
+from hubloader.library.inspection import (
     MAX_HEADER_SIZE,
     base_from_metadata,
     check_pickle,
@@ -22,7 +23,6 @@ from hubloader.inspect import (
     refine_base,
     sniff_format,
 )
-from hubloader.types import BaseModel, ModelFormat, ModelType
 from tests.fakehub import modelfiles as mf
 
 # --- the real format ---------------------------------------------------------------------------
@@ -284,7 +284,7 @@ def test_unrecognised_tensors_say_so() -> None:
 
 
 def test_recogniser_docstrings_say_how_they_recognise() -> None:
-    from hubloader.inspect import RECOGNISERS
+    from hubloader.library.inspection import RECOGNISERS
 
     for recogniser in RECOGNISERS:
         assert recogniser.__doc__ and len(recogniser.__doc__) > 40, recogniser.__name__

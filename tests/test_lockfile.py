@@ -8,12 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from hubloader.errors import HubloaderError, InvalidFile
-from hubloader.hosts import standalone_folders
-from hubloader.lockfile import LOCKFILE_VERSION, Lockfile, lock, lockfile_path, resolve_lockfile, write_lockfile
+from hubloader.core.errors import HubloaderError, InvalidFile
+from hubloader.core.folders import standalone_folders
+from hubloader.core.metadata import ModelFile, ModelMetadata, Source
 from hubloader.registry import ModelRegistry
-from hubloader.types import ModelFile, ModelMetadata, Source
-from hubloader.workflows import Resolver, Status
+from hubloader.workflows.lockfile import (
+    LOCKFILE_VERSION,
+    Lockfile,
+    lock,
+    lockfile_path,
+    resolve_lockfile,
+    write_lockfile,
+)
+from hubloader.workflows.resolve import Resolver, Status
 from tests.fakehub.modelfiles import kohya_lora, safetensors_bytes, sd15_checkpoint
 from tests.workflow_samples import node, ui_workflow
 

@@ -1,4 +1,4 @@
-"""hubloader.place: the one fetch → describe → sidecars → registry pipeline every face runs, on the loopback hubs."""
+"""hubloader.pipeline: the one fetch → describe → sidecars → registry pipeline every face runs, on the loopback hubs."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import json
 
 import pytest
 
-from hubloader import place
-from hubloader.errors import HubloaderError, IntegrityError, InvalidReference
-from hubloader.hosts import standalone_folders
+from hubloader import pipeline as place
+from hubloader.core.errors import HubloaderError, IntegrityError, InvalidReference
+from hubloader.core.folders import standalone_folders
+from hubloader.core.metadata import ModelMetadata, ModelType, Source
 from hubloader.registry import ModelRegistry, registry_state
-from hubloader.types import ModelMetadata, ModelType, Source
+from hubloader.workflows.fetching import fetch_resolved
 from tests.fakehub.modelfiles import kohya_lora, safetensors_bytes, sd15_checkpoint
 
 LORA = safetensors_bytes(kohya_lora(), seed=11)
@@ -69,7 +70,7 @@ def test_a_hash_fetches_the_very_file_it_names_and_save_as_keeps_a_workflows_nam
 
 
 def test_a_search_result_and_its_chosen_file(hub_env, tmp_path):
-    from hubloader.civitai import CivitAIService
+    from hubloader.sources.civitai import CivitAIService
 
     other = safetensors_bytes(kohya_lora(), seed=13)
     model_id, version_id = hub_env.add_civitai_model(
@@ -140,7 +141,7 @@ def test_bad_references_fail_before_anything_is_written(hub_env, tmp_path):
 
 
 def test_a_resolved_workflow_model_that_cannot_be_fetched_raises_its_reason(hub_env, tmp_path):
-    from hubloader.workflows import Candidate, ModelReference, ModelStatus, Resolver, Status
+    from hubloader.workflows.resolve import Candidate, ModelReference, ModelStatus, Resolver, Status
 
     url = hub_env.add_file("files/wrong.safetensors", LORA)
     item = ModelStatus(
@@ -149,5 +150,5 @@ def test_a_resolved_workflow_model_that_cannot_be_fetched_raises_its_reason(hub_
         candidates=[Candidate(url, "wrong.safetensors", "url", 1.0, "test", kind="loras")],
     )
     with pytest.raises(HubloaderError):
-        place.fetch_resolved(Resolver(standalone_folders(tmp_path)), item)
+        fetch_resolved(Resolver(standalone_folders(tmp_path)), item)
     assert item.status is Status.FAILED and not (tmp_path / "loras" / "wrong.safetensors").exists()

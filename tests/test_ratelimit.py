@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from hubloader.ratelimit import RateLimiter, limiter_for, retry_after_seconds
+from hubloader.engine.ratelimit import RateLimiter, limiter_for, retry_after_seconds
 
 
 def test_interval_like_the_seed_for_burst_one():

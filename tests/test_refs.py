@@ -1,11 +1,12 @@
-"""hubloader.refs: every way a user names a model parses to the right ModelRef, or to a clear InvalidReference."""
+"""hubloader.sources.references: every way a user names a model parses to the right ModelRef, or to a clear InvalidReference."""
 
 from __future__ import annotations
 
 import pytest
 
-from hubloader.errors import InvalidReference
-from hubloader.refs import (
+from hubloader.core.errors import InvalidReference
+from hubloader.core.metadata import BaseModel, ModelType, Source
+from hubloader.sources.references import (
     CIVITAI,
     HASH,
     HUGGINGFACE,
@@ -16,7 +17,6 @@ from hubloader.refs import (
     parse_air,
     parse_reference,
 )
-from hubloader.types import BaseModel, ModelType, Source
 
 SHA = "9753338AB693CA82BF89ED77A5D1912879E40051463EC6E330FB9866CE798668"
 

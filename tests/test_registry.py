@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from hubloader import config
-from hubloader.errors import HubloaderError, NotFound
+from hubloader.core import settings as config
+from hubloader.core.errors import HubloaderError, NotFound
+from hubloader.core.metadata import BaseModel, ModelMetadata, ModelType, Source
 from hubloader.registry import ModelRegistry, SearchResults
-from hubloader.types import BaseModel, ModelMetadata, ModelType, Source
 
 SHA = "0123456789abcdef" * 4
 
@@ -427,7 +427,7 @@ def test_pinned_model_cannot_be_archived(tmp_path):
 def test_a_held_download_lock_protects_the_file_but_a_leftover_lock_file_does_not(tmp_path):
     from filelock import FileLock
 
-    from hubloader.download import lock_path
+    from hubloader.engine.download import lock_path
 
     registry = ModelRegistry()
     first, second = fill_cache(registry, tmp_path, 2)

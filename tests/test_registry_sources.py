@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from hubloader.errors import RateLimited
+from hubloader.core.errors import RateLimited
+from hubloader.core.metadata import BaseModel, ModelMetadata, ModelType, Source
 from hubloader.registry import ModelRegistry
-from hubloader.types import BaseModel, ModelMetadata, ModelType, Source
 from tests.fakehub.modelfiles import kohya_lora, kohya_metadata, safetensors_bytes, sdxl_checkpoint
 
 LORA = safetensors_bytes(

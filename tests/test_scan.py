@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from hubloader.civitai import metadata_from_civitai
-from hubloader.hashing import hash_file
-from hubloader.scan import apply_hashes, describe_file, hash_models, scan_paths
-from hubloader.sidecars import a1111_values, freeze_source_metadata, read_a1111, sidecar_path, write_a1111
-from hubloader.types import BaseModel, ModelFormat, ModelMetadata, ModelType, Source
+from hubloader.core.metadata import BaseModel, ModelFormat, ModelMetadata, ModelType, Source
+from hubloader.engine.hashing import hash_file
+from hubloader.library.scan import apply_hashes, describe_file, hash_models, scan_paths
+from hubloader.library.sidecars import a1111_values, freeze_source_metadata, read_a1111, sidecar_path, write_a1111
+from hubloader.sources.civitai import metadata_from_civitai
 from tests.fakehub import modelfiles as mf
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sidecars"

@@ -10,8 +10,16 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from hubloader.errors import InvalidFile
-from hubloader.sidecars import (
+from hubloader.core.errors import InvalidFile
+from hubloader.core.metadata import BaseModel, ModelMetadata, Source
+from hubloader.core.triggers import (
+    resolve_usage,
+    training_tags,
+    usage_from_record,
+    weight_in_text,
+    weights_from_civitai,
+)
+from hubloader.library.sidecars import (
     A1111_KEYS,
     a1111_values,
     find_preview,
@@ -22,8 +30,6 @@ from hubloader.sidecars import (
     write_a1111,
     write_preview,
 )
-from hubloader.triggers import resolve_usage, training_tags, usage_from_record, weight_in_text, weights_from_civitai
-from hubloader.types import BaseModel, ModelMetadata, Source
 from tests.fakehub import modelfiles as mf
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sidecars"
@@ -273,7 +279,7 @@ def test_write_download_sidecars_end_to_end(model: Path) -> None:
         base_model=BaseModel.from_civitai(version["baseModel"]),
         trigger_words=version["trainedWords"],
     )
-    from hubloader.sidecars import write_download_sidecars
+    from hubloader.library.sidecars import write_download_sidecars
 
     sidecars = write_download_sidecars(model, meta, raw=version, preview=_image("JPEG"))
 

@@ -6,7 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from hubloader.types import BaseModel, ModelFile, ModelFilter, ModelFormat, ModelMetadata, ModelType, SortBy, Source
+from hubloader.core.metadata import (
+    BaseModel,
+    ModelFile,
+    ModelFilter,
+    ModelFormat,
+    ModelMetadata,
+    ModelType,
+    SortBy,
+    Source,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,11 +11,12 @@ import pytest
 
 gr = pytest.importorskip("gradio")
 
-from hubloader import config, ui  # noqa: E402
-from hubloader.errors import ConfigError  # noqa: E402
-from hubloader.hosts import a1111_install, standalone_folders  # noqa: E402
-from hubloader.jobs import DONE  # noqa: E402
-from hubloader.types import ModelType, Source  # noqa: E402
+from hubloader.core import settings as config  # noqa: E402
+from hubloader.core.errors import ConfigError  # noqa: E402
+from hubloader.core.folders import a1111_install, standalone_folders  # noqa: E402
+from hubloader.core.metadata import ModelType, Source  # noqa: E402
+from hubloader.faces import app as ui  # noqa: E402
+from hubloader.faces.jobs import DONE  # noqa: E402
 from tests.fakehub import modelfiles as mf  # noqa: E402
 
 
@@ -304,7 +305,7 @@ def test_missing_models_from_a_dropped_png(tmp_path, hub_env):
 
 
 def test_missing_needs_some_input(hub):
-    from hubloader.errors import InvalidReference
+    from hubloader.core.errors import InvalidReference
 
     with pytest.raises(InvalidReference, match="Paste generation parameters"):
         hub.missing("", None)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from hubloader.errors import InvalidFile
-from hubloader.hosts import ModelFolders, standalone_folders
-from hubloader.infotext import infotext_models, lora_tokens, parse_hash_list, parse_infotext
-from hubloader.workflows import (
+from hubloader.core.errors import InvalidFile
+from hubloader.core.folders import ModelFolders, standalone_folders
+from hubloader.workflows.infotext import infotext_models, lora_tokens, parse_hash_list, parse_infotext
+from hubloader.workflows.resolve import (
     Candidate,
     ModelReference,
     Resolver,
@@ -315,8 +315,8 @@ def test_extra_folders_of_a_kind_are_searched(tmp_path: Path):
 
 
 def test_same_hash_in_the_registry_is_found_without_network(tmp_path: Path):
+    from hubloader.core.metadata import ModelMetadata, ModelType, Source
     from hubloader.registry import ModelRegistry
-    from hubloader.types import ModelMetadata, ModelType, Source
 
     data = b"checkpoint bytes" * 100
     sha = hashlib.sha256(data).hexdigest()

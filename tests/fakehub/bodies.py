@@ -110,8 +110,14 @@ async def _stream(
         if faults.bandwidth_total:
             await _sleep_until(hub.reserve_total_bandwidth(len(piece), faults.bandwidth_total))
         if piece:
-            await response.write(piece)
+            # Counted before the write returns: a client can read the last piece and start its next test before
+            # this handler resumes, and a counter bumped after that would leak into the next test's figures.
             hub.count_bytes(request.path, len(piece))
+            try:
+                await response.write(piece)
+            except BaseException:
+                hub.count_bytes(request.path, -len(piece))  # never reached the client
+                raise
             sent += len(piece)
         if drop_at is not None and sent >= drop_at:
             await _drop(request)

@@ -28,9 +28,9 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from .config import civitai_endpoint, hf_endpoint, redact_url
-from .errors import InvalidReference
-from .types import BaseModel, ModelType, Source
+from hubloader.core.errors import InvalidReference
+from hubloader.core.metadata import BaseModel, ModelType, Source
+from hubloader.core.settings import civitai_endpoint, hf_endpoint, redact_url
 
 CIVITAI = "civitai"
 HUGGINGFACE = "huggingface"
@@ -158,7 +158,7 @@ class ModelRef:
 def civitai_id(model_id: int | str | None, version_id: int | str | None = None) -> str:
     """Hubloader's id for a CivitAI model version: ``civitai:<modelId>@<versionId>``.
 
-    Every :class:`~hubloader.types.ModelMetadata` from CivitAI carries this as ``model_id``; the model
+    Every :class:`~hubloader.core.metadata.ModelMetadata` from CivitAI carries this as ``model_id``; the model
     alone is ``civitai:<modelId>`` and a version whose model is unknown ``civitai:@<versionId>``.
     """
     model = "" if model_id is None else str(model_id)

@@ -14,7 +14,7 @@ Four steps, each usable alone:
    carries a confidence and the evidence. Fetching goes through the download engine into the host's
    folders, a few at a time, refusing bytes whose hash differs from the one the workflow or source gives.
 
-Folder kinds are ComfyUI's names ("checkpoints", "loras", …), as in :mod:`hubloader.hosts`.
+Folder kinds are ComfyUI's names ("checkpoints", "loras", …), as in :mod:`hubloader.core.folders`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from .config import (
+from hubloader.core.errors import ConfigError, HubloaderError, IntegrityError, InvalidFile, InvalidReference
+from hubloader.core.folders import KIND_BY_TYPE, LEGACY_KINDS, ModelFolders, active_folders, safe_filename
+from hubloader.core.metadata import MODEL_EXTENSIONS, ModelMetadata, ModelType
+from hubloader.core.settings import (
     DEFAULT_CIVITAI_ENDPOINT,
     DEFAULT_HF_ENDPOINT,
     civitai_endpoint,
@@ -39,9 +42,6 @@ from .config import (
     hf_token,
     redact_url,
 )
-from .errors import ConfigError, HubloaderError, IntegrityError, InvalidFile, InvalidReference
-from .hosts import KIND_BY_TYPE, LEGACY_KINDS, ModelFolders, active_folders, safe_filename
-from .types import MODEL_EXTENSIONS, ModelMetadata, ModelType
 
 # --- what the built-in loaders take --------------------------------------------------------------
 
@@ -552,7 +552,7 @@ def _scan_api(prompt: dict[str, Any], found: _Collector) -> None:
 
 
 def _scan_infotext(text: str, found: _Collector) -> None:
-    from .infotext import infotext_models, parse_infotext
+    from hubloader.workflows.infotext import infotext_models, parse_infotext
 
     for model in infotext_models(parse_infotext(text)):
         if model.name or model.hashes:
@@ -647,7 +647,7 @@ class Resolver:
     ) -> None:
         self.folders = folders if folders is not None else active_folders()
         self._civitai, self._huggingface, self._registry = civitai, huggingface, registry
-        # A hubloader.fleet.SharedCache or its URL; None: HUBLOADER_SHARED_CACHE, if set (see fleet.py).
+        # A hubloader.sharedcache.cache.SharedCache or its URL; None: HUBLOADER_SHARED_CACHE, if set (see fleet.py).
         self.shared_cache = shared_cache
         self.search = search
         self.min_confidence = min_confidence
@@ -657,7 +657,7 @@ class Resolver:
     @property
     def civitai(self) -> Any:
         if self._civitai is None:
-            from .civitai import CivitAIService
+            from hubloader.sources.civitai import CivitAIService
 
             self._civitai = CivitAIService()
         return self._civitai
@@ -665,7 +665,7 @@ class Resolver:
     @property
     def huggingface(self) -> Any:
         if self._huggingface is None:
-            from .huggingface import HuggingFaceHubService
+            from hubloader.sources.huggingface import HuggingFaceHubService
 
             self._huggingface = HuggingFaceHubService()
         return self._huggingface
@@ -673,7 +673,7 @@ class Resolver:
     @property
     def registry(self) -> Any:
         if self._registry is None:
-            from .registry import ModelRegistry
+            from hubloader.registry import ModelRegistry
 
             self._registry = ModelRegistry()
         return self._registry
@@ -706,7 +706,7 @@ class Resolver:
 
     def _registry_file(self, ref: ModelReference) -> ModelStatus | None:
         """A local file the registry knows under one of the reference's hashes."""
-        if not ref.hashes or (self._registry is None and not _module_present("registry")):
+        if not ref.hashes:
             return None
         for digest in ref.hashes.values():
             meta = _lookup(self.registry, "find_model", digest)
@@ -778,7 +778,7 @@ class Resolver:
         return candidates, reasons
 
     def _from_url(self, ref: ModelReference) -> Candidate:
-        from .refs import CIVITAI, HUGGINGFACE, parse_reference, parse_url
+        from hubloader.sources.references import CIVITAI, HUGGINGFACE, parse_reference, parse_url
 
         if "://" in ref.url:
             try:
@@ -796,7 +796,7 @@ class Resolver:
                 meta = self.civitai.get_model_version(parsed.version_id)
             digest = ""
             if parsed.file_id or parsed.download_params:  # an AIR's +fileId or ?type=…&fp=… names one file
-                from .civitai import pick_file
+                from hubloader.sources.civitai import pick_file
 
                 files = meta.extra.get("civitai_files") or []
                 named = pick_file(files, meta.type, file_id=parsed.file_id, params=dict(parsed.download_params))
@@ -808,7 +808,7 @@ class Resolver:
 
     def _hf_candidate(self, parsed: Any, ref: ModelReference, confidence: float, evidence: str) -> Candidate:
         """A HuggingFace file, its size and SHA256 read from the hub (the LFS ETag) so the bytes are checked."""
-        from .refs import hf_resolve_url
+        from hubloader.sources.references import hf_resolve_url
 
         url = hf_resolve_url(parsed, hf_endpoint())
         size, sha256 = _hf_file_metadata(url)
@@ -820,7 +820,7 @@ class Resolver:
 
     def _civitai_lookup(self, digests: list[str]) -> dict[str, ModelMetadata]:
         digests = list(dict.fromkeys(d.lower() for d in digests if d))
-        if not digests or (self._civitai is None and not _module_present("civitai")):
+        if not digests:
             return {}
         found: dict[str, ModelMetadata] = {}
         batch = getattr(self.civitai, "find_by_hashes", None)
@@ -850,8 +850,6 @@ class Resolver:
         return sources
 
     def _registry_sources(self, digests: list[str]) -> dict[str, Candidate]:
-        if self._registry is None and not _module_present("registry"):
-            return {}
         sources = {}
         for digest in dict.fromkeys(d.lower() for d in digests if d):
             meta = _lookup(self.registry, "find_model", digest)
@@ -868,8 +866,6 @@ class Resolver:
         return sources
 
     def _from_registry(self, ref: ModelReference) -> list[Candidate]:
-        if self._registry is None and not _module_present("registry"):
-            return []
         for key in (ref.file_name, os.path.splitext(ref.file_name)[0]):
             meta = _lookup(self.registry, "find_model", key)
             if meta is not None and (meta.remote_url or meta.files):
@@ -918,7 +914,7 @@ class Resolver:
         return found
 
     def _search_hf(self, ref: ModelReference, stem: str) -> list[Candidate]:
-        from .refs import parse_hf_path
+        from hubloader.sources.references import parse_hf_path
 
         found = []
         for meta in self.huggingface.search_models(stem, limit=5):
@@ -1002,13 +998,6 @@ def resolve_workflow(
 
 
 # --- helpers ---------------------------------------------------------------------------------------
-
-
-def _module_present(name: str) -> bool:
-    """Whether an optional sibling module has been written yet (the registry may not exist in a host)."""
-    import importlib.util
-
-    return importlib.util.find_spec(f"{__package__}.{name}") is not None
 
 
 def _lookup(service: Any, method: str, key: str) -> Any:
@@ -1110,7 +1099,7 @@ def _weigh_by_short_hash(ref: ModelReference, found: list[Candidate], reasons: l
 
 def _names_a_file(url: str) -> bool:
     """A URL that downloads one file: not a HuggingFace repository page (what a cached repo's record keeps)."""
-    from .refs import HUGGINGFACE, parse_url
+    from hubloader.sources.references import HUGGINGFACE, parse_url
 
     if not url:
         return False
@@ -1136,7 +1125,7 @@ def _hf_file_metadata(url: str) -> tuple[int, str]:
             f"{redact_url(url)} could not be read ({exc.response.status_code if exc.response is not None else exc})."
         ) from None
     except OSError as exc:
-        from .errors import NetworkError
+        from hubloader.core.errors import NetworkError
 
         raise NetworkError(f"HuggingFace did not answer for {redact_url(url)} ({type(exc).__name__}).") from None
     etag = (meta.etag or "").strip('"').lower()
@@ -1177,8 +1166,8 @@ def _download(
     cancel: Any = None,
     shared_cache: Any = None,
 ) -> Any:
-    from .download import download_file
-    from .fleet import fetch_via_shared_cache
+    from hubloader.engine.download import download_file
+    from hubloader.sharedcache.cache import fetch_via_shared_cache
 
     service = candidate.source if candidate.source in ("civitai", "huggingface") else "url"
 
@@ -1230,7 +1219,7 @@ def _check_short_hashes(ref: ModelReference, sha256: str, path: Path) -> None:
 def canonical_url(url: str) -> str:
     """The URL a lockfile keeps: public hosts instead of the configured endpoints, and a HuggingFace file as
     the ``/resolve/`` link the resolver fetches (its ``/blob/`` web page would 404 on another machine)."""
-    from .refs import HUGGINGFACE, hf_resolve_url, parse_url
+    from hubloader.sources.references import HUGGINGFACE, hf_resolve_url, parse_url
 
     try:
         parsed = parse_url(url)

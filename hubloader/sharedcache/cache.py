@@ -24,6 +24,7 @@ with a warning, or fail when ``HUBLOADER_SHARED_CACHE_FALLBACK=fail``.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 import os
 import random
@@ -40,10 +41,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from .config import load_settings
-from .errors import Cancelled, ConfigError, HubloaderError, IntegrityError, NotFound
-from .fleet_store import ChunkStaging, SharedCacheUnavailable, StagedChunk, Store, object_key, open_store
-from .types import DownloadResult
+from hubloader.core.errors import Cancelled, ConfigError, HubloaderError, IntegrityError, NotFound
+from hubloader.core.metadata import DownloadResult
+from hubloader.core.settings import load_settings, redact_url
+from hubloader.sharedcache.stores import (
+    ChunkStaging,
+    DirectoryStore,
+    SharedCacheUnavailable,
+    StagedChunk,
+    Store,
+    object_key,
+    open_store,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +121,7 @@ class SharedCache:
 
     def push(self, path: Path | str, record: dict[str, Any] | None = None) -> tuple[str, bool]:
         """Publish a local file (hashed here); returns (sha256, whether it was new to the cache)."""
-        from .hashing import sha256_file
+        from hubloader.engine.hashing import sha256_file
 
         path = Path(path)
         sha256 = sha256_file(path)
@@ -213,7 +222,7 @@ class _Fetch:
         """A verified file already at ``dest``: no cache traffic at all."""
         if not self.dest.is_file() or (self.size is not None and self.dest.stat().st_size != self.size):
             return None
-        from .download import file_hashes
+        from hubloader.engine.download import file_hashes
 
         if file_hashes(self.dest)["sha256"] != self.sha256:
             return None
@@ -313,7 +322,7 @@ class _Fetch:
 
     def _resume_from_staged(self, chunks: ChunkStaging) -> list[StagedChunk]:
         """Copy the chunks a previous fetcher staged into our ``.part``: the origin is asked only for the rest."""
-        from .download import seed_partial
+        from hubloader.engine.download import seed_partial
 
         staged = [c for c in chunks.staged_chunks(self.sha256) if self.size in (None, c.file_size)]
         if not staged:
@@ -414,7 +423,7 @@ class _Fetch:
     def _emit(self, state: str, done: int = 0, total: int | None = None, message: str = "") -> None:
         if self.progress is None:
             return
-        from .download import DownloadProgress
+        from hubloader.engine.download import DownloadProgress
 
         self.progress(
             DownloadProgress(self.dest, self.shown, state, bytes_done=done, total=total or self.size, message=message)
@@ -490,7 +499,7 @@ class _Stager:
                 return
 
     def _stage_new_bytes(self) -> None:
-        from .download import partial_ranges
+        from hubloader.engine.download import partial_ranges
 
         size, written = partial_ranges(self.fetch.dest)
         if size is None or size < STAGE_MIN_SIZE:
@@ -518,7 +527,7 @@ class _Stager:
         return start, high
 
     def _stage(self, size: int, start: int, end: int) -> None:
-        from .download import read_partial
+        from hubloader.engine.download import read_partial
 
         data = None if self.stop.is_set() else read_partial(self.fetch.dest, start, end)
         if data is None:
@@ -567,12 +576,57 @@ def _record(sha256: str, size: int, info: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# --- the setting, as a settings page shows and saves it --------------------------------------------
+
+
+def check_shared_cache(value: str | None) -> tuple[str | None, list[str]]:
+    """The ``shared_cache`` setting as it is saved (None: off) and warnings about it for this machine.
+
+    Instant and offline, so a settings page saves at once: the name is parsed (a store the fleet cannot
+    open is a ConfigError), nothing is connected to. A folder that is not there, or a missing boto3, is
+    only a warning: downloads then come from the internet, as they do when the cache is unreachable.
+    """
+    text = (value or "").strip()
+    if not text:
+        return None, []
+    store = open_store(text)
+    if not isinstance(store, DirectoryStore):
+        if importlib.util.find_spec("boto3") is None:
+            return text, [
+                "boto3 is not installed here, so downloads skip the s3:// cache: pip install 'hubloader[fleet]'."
+            ]
+        return text, []
+    if not store.root.is_absolute():
+        raise ConfigError(
+            f"The shared cache {text!r} is a relative path.",
+            hint="Every host starts in its own folder: write the full path of the shared folder (or s3://bucket/prefix).",
+        )
+    if not store.root.is_dir():
+        return text, [
+            f"The folder {store.root} does not exist here (not mounted?): downloads come from the internet until it does."
+        ]
+    return text, []
+
+
+def shared_cache_status() -> str:
+    """One line for a settings page: whether downloads go through a shared cache, which, and who named it."""
+    try:
+        cache = configured_shared_cache()
+    except HubloaderError as exc:
+        return f"The shared cache is misconfigured, so downloads fail: {exc}"
+    if cache is None:
+        return "No shared cache: this machine downloads every model from the internet itself."
+    named_by = f"{ENV_URL}, which overrides the setting" if os.environ.get(ENV_URL) else "the setting"
+    shown = redact_url(cache.url) if "://" in cache.url else cache.url  # a path is not a URL (C:\\ …)
+    return f"Downloads go through the shared cache {shown} (named by {named_by})."
+
+
 # --- faces: push and pull -------------------------------------------------------------------------
 
 
 def push_paths(cache: SharedCache, paths: Iterable[Path | str]) -> list[tuple[Path, str, bool]]:
     """Publish local model files (folders are walked for model files): ``(path, sha256, new)`` each."""
-    from .types import MODEL_EXTENSIONS
+    from hubloader.core.metadata import MODEL_EXTENSIONS
 
     pushed = []
     for path in _expand(paths, MODEL_EXTENSIONS):
@@ -594,15 +648,6 @@ def _expand(paths: Iterable[Path | str], extensions: Iterable[str]) -> list[Path
     return files
 
 
-def pull_lockfile(lockfile: Any, folders: Any = None, *, cache: SharedCache) -> Any:
-    """Place a lockfile's models from the shared cache only (never the origin); returns the report."""
-    from .lockfile import resolve_lockfile
-    from .workflows import Resolver
-
-    pull_only = SharedCache(cache.store, fallback="fail", lease_s=cache.lease_s, origin=False)
-    return resolve_lockfile(lockfile, download=True, resolver=Resolver(folders, search=False, shared_cache=pull_only))
-
-
 __all__ = [
     "ENV_FALLBACK",
     "ENV_LEASE",
@@ -612,7 +657,6 @@ __all__ = [
     "configured_shared_cache",
     "fetch_via_shared_cache",
     "open_shared_cache",
-    "pull_lockfile",
     "push_paths",
     "resolve_shared_cache",
 ]

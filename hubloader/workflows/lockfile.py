@@ -12,7 +12,7 @@ Format (JSON, UTF-8, ``lockfile_version`` 1)::
       "workflow": {"name": "workflow.json", "sha256": "<sha256 of the workflow file, or empty>"},
       "models": [
         {
-          "kind": "loras",                      # ComfyUI folder kind (hubloader.hosts.KINDS)
+          "kind": "loras",                      # ComfyUI folder kind (hubloader.core.folders.KINDS)
           "name": "styles/ink.safetensors",     # path inside that kind's folder, "/"-separated
           "size": 151234,                       # bytes
           "sha256": "<64 lower-case hex>",      # the bytes to fetch; a different file is refused
@@ -38,12 +38,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .config import civitai_endpoint
-from .errors import HubloaderError, InvalidFile
-from .hashing import sha256_file
-from .hosts import ModelFolders, active_folders
-from .workflows import (
+from hubloader.core.errors import HubloaderError, InvalidFile
+from hubloader.core.folders import ModelFolders, active_folders
+from hubloader.core.settings import civitai_endpoint
+from hubloader.core.version import __version__
+from hubloader.engine.hashing import sha256_file
+from hubloader.sharedcache.cache import SharedCache
+from hubloader.workflows.resolve import (
     Candidate,
     ModelReference,
     ModelStatus,
@@ -318,7 +319,7 @@ def _civitai_download_url(reference: str) -> str:
     """The download URL of the version a CivitAI AIR or URL names; "" for anything else."""
     if not reference:
         return ""
-    from .refs import CIVITAI, parse_reference
+    from hubloader.sources.references import CIVITAI, parse_reference
 
     try:
         ref = parse_reference(reference)
@@ -331,12 +332,18 @@ def _civitai_download_url(reference: str) -> str:
 
 
 def _source_of(url: str) -> str:
-    from .refs import parse_url
+    from hubloader.sources.references import parse_url
 
     try:
         return parse_url(url).kind
     except HubloaderError:
         return "url"
+
+
+def pull_lockfile(lockfile: Any, folders: Any = None, *, cache: SharedCache) -> Any:
+    """Place a lockfile's models from the shared cache only (never the origin); returns the report."""
+    pull_only = SharedCache(cache.store, fallback="fail", lease_s=cache.lease_s, origin=False)
+    return resolve_lockfile(lockfile, download=True, resolver=Resolver(folders, search=False, shared_cache=pull_only))
 
 
 __all__ = [
@@ -345,6 +352,7 @@ __all__ = [
     "Lockfile",
     "lock",
     "lockfile_path",
+    "pull_lockfile",
     "resolve_lockfile",
     "write_lockfile",
 ]

@@ -17,9 +17,9 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
-from .config import hubloader_home, load_settings
-from .errors import ConfigError
-from .types import MODEL_EXTENSIONS, ModelType
+from hubloader.core.errors import ConfigError
+from hubloader.core.metadata import MODEL_EXTENSIONS, ModelType
+from hubloader.core.settings import hubloader_home, load_settings
 
 KIND_BY_TYPE: dict[ModelType, str] = {
     ModelType.BASE_MODEL: "checkpoints",

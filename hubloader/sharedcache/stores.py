@@ -1,6 +1,6 @@
 """The two places a site keeps its shared, content-addressed model cache: a directory and an S3 bucket.
 
-Both offer the same few primitives to :mod:`hubloader.fleet`, which builds pulling, election and
+Both offer the same few primitives to :mod:`hubloader.sharedcache.cache`, which builds pulling, election and
 publishing on top of them, so a mounted NFS/SMB volume and MinIO/R2/AWS take one code path.
 
 Layout (both stores)::
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from .errors import ConfigError, NetworkError
+from hubloader.core.errors import ConfigError, NetworkError
 
 MiB = 1024 * 1024
 #: Part size for multipart uploads and for ranged reads of large objects.
@@ -58,7 +58,7 @@ def object_key(sha256: str) -> str:
 
 
 class Store(Protocol):
-    """What :class:`hubloader.fleet.SharedCache` needs from a backend."""
+    """What :class:`hubloader.sharedcache.cache.SharedCache` needs from a backend."""
 
     url: str
     read_part: int  # bytes per ranged read when copying an object out
@@ -186,7 +186,7 @@ class DirectoryStore:
             target.parent.mkdir(parents=True, exist_ok=True)
             _write_json(self._path(sha256, ".json"), record, keep_existing=True)
             if local.parent == self.root / "staging":
-                from .download import lock_path
+                from hubloader.engine.download import lock_path
 
                 os.replace(local, target)  # already verified, on the same filesystem
                 lock_path(local).unlink(missing_ok=True)  # the staging name is never downloaded again

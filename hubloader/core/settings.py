@@ -7,7 +7,6 @@ the value.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -88,7 +87,7 @@ def save_settings(changes: dict[str, Any]) -> Path:
     """Merge ``changes`` into the settings file, written atomically with 0600 permissions."""
     unknown = set(changes) - set(DEFAULTS)
     if unknown:
-        from .errors import ConfigError
+        from hubloader.core.errors import ConfigError
 
         raise ConfigError(f"Unknown setting(s): {', '.join(sorted(unknown))}.", hint=f"Known: {', '.join(DEFAULTS)}.")
     path = settings_path()
@@ -121,55 +120,6 @@ def public_settings() -> dict[str, Any]:
     shown["hf_token"] = "set" if hf_token() else "not set"
     shown["civitai_token"] = "set" if civitai_token() else "not set"
     return shown
-
-
-def check_shared_cache(value: str | None) -> tuple[str | None, list[str]]:
-    """The ``shared_cache`` setting as it is saved (None: off) and warnings about it for this machine.
-
-    Instant and offline, so a settings page saves at once: the name is parsed (a store the fleet cannot
-    open is a ConfigError), nothing is connected to. A folder that is not there, or a missing boto3, is
-    only a warning: downloads then come from the internet, as they do when the cache is unreachable.
-    """
-    text = (value or "").strip()
-    if not text:
-        return None, []
-    from .fleet_store import DirectoryStore, open_store
-
-    store = open_store(text)
-    if not isinstance(store, DirectoryStore):
-        if importlib.util.find_spec("boto3") is None:
-            return text, [
-                "boto3 is not installed here, so downloads skip the s3:// cache: pip install 'hubloader[fleet]'."
-            ]
-        return text, []
-    if not store.root.is_absolute():
-        from .errors import ConfigError
-
-        raise ConfigError(
-            f"The shared cache {text!r} is a relative path.",
-            hint="Every host starts in its own folder: write the full path of the shared folder (or s3://bucket/prefix).",
-        )
-    if not store.root.is_dir():
-        return text, [
-            f"The folder {store.root} does not exist here (not mounted?): downloads come from the internet until it does."
-        ]
-    return text, []
-
-
-def shared_cache_status() -> str:
-    """One line for a settings page: whether downloads go through a shared cache, which, and who named it."""
-    from .errors import HubloaderError
-    from .fleet import ENV_URL, configured_shared_cache
-
-    try:
-        cache = configured_shared_cache()
-    except HubloaderError as exc:
-        return f"The shared cache is misconfigured, so downloads fail: {exc}"
-    if cache is None:
-        return "No shared cache: this machine downloads every model from the internet itself."
-    named_by = f"{ENV_URL}, which overrides the setting" if os.environ.get(ENV_URL) else "the setting"
-    shown = redact_url(cache.url) if "://" in cache.url else cache.url  # a path is not a URL (C:\\ …)
-    return f"Downloads go through the shared cache {shown} (named by {named_by})."
 
 
 def _secret(value: str | None) -> Secret | None:

@@ -13,8 +13,8 @@ import json
 import re
 import struct
 
-from .errors import AuthRequired, NotAModelFile
-from .types import ModelFormat
+from hubloader.core.errors import AuthRequired, NotAModelFile
+from hubloader.core.metadata import ModelFormat
 
 #: How many leading bytes :func:`check_head` wants (enough for any magic and a short error page).
 HEAD_BYTES = 64 * 1024

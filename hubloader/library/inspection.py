@@ -28,8 +28,8 @@ from math import prod
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .errors import AuthRequired, InvalidFile, NetworkError, NotFound, PickleNotAllowed, UnsafeFile
-from .types import BaseModel, ModelFormat, ModelType
+from hubloader.core.errors import AuthRequired, InvalidFile, NetworkError, NotFound, PickleNotAllowed, UnsafeFile
+from hubloader.core.metadata import BaseModel, ModelFormat, ModelType
 
 MAX_HEADER_SIZE = 100_000_000  # the reference reader's MAX_HEADER_SIZE
 REMOTE_FIRST_RANGE = 100_000  # bytes asked for first when reading a header over HTTP (as huggingface_hub)
@@ -215,7 +215,7 @@ def read_remote_header(url: str, *, headers: HeadersArg = None, timeout: float =
     """
     import requests
 
-    from .config import redact_url
+    from hubloader.core.settings import redact_url
 
     name = redact_url(url)
     extra = dict(headers() if callable(headers) else headers or {})

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import HubloaderError, UnsafeFile
-from .hashing import FileHashes, hash_file
-from .inspect import FileInspection, base_from_metadata, base_from_name, inspect_file, refine_base
-from .sidecars import Sidecars, read_sidecars
-from .triggers import resolve_usage
-from .types import MODEL_EXTENSIONS, ModelFormat, ModelMetadata, ModelType, Source
+from hubloader.core.errors import HubloaderError, UnsafeFile
+from hubloader.core.metadata import MODEL_EXTENSIONS, ModelFormat, ModelMetadata, ModelType, Source
+from hubloader.core.triggers import resolve_usage
+from hubloader.engine.hashing import FileHashes, hash_file
+from hubloader.library.inspection import FileInspection, base_from_metadata, base_from_name, inspect_file, refine_base
+from hubloader.library.sidecars import Sidecars, read_sidecars
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def describe_file(
 
     ``source`` (e.g. the CivitAI metadata of a file just downloaded) is merged in: its name, ids,
     stats and description are kept; kind/base are checked against the tensors; triggers and weight
-    follow the precedence of :mod:`hubloader.triggers`. A corrupt or hostile file still gives an
+    follow the precedence of :mod:`hubloader.core.triggers`. A corrupt or hostile file still gives an
     entry, of type OTHER with ``extra["error"]`` (and ``extra["unsafe"]`` when hostile).
     """
     path = Path(path).absolute()

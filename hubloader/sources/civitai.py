@@ -1,10 +1,10 @@
 """CivitAI over its REST API v1: search, details, by-hash lookup and verified downloads.
 
-Every answer becomes a :class:`~hubloader.types.ModelMetadata` for ONE model version, whose
-``model_id`` is ``civitai:<modelId>@<versionId>`` (see :func:`hubloader.refs.civitai_id`).
+Every answer becomes a :class:`~hubloader.core.metadata.ModelMetadata` for ONE model version, whose
+``model_id`` is ``civitai:<modelId>@<versionId>`` (see :func:`hubloader.sources.references.civitai_id`).
 
 Protocol facts (routes, error bodies, the browser sniffing that turns errors into login pages)
-are in the project's CivitAI reference. The client speaks to ``hubloader.config.civitai_endpoint()``
+are in the project's CivitAI reference. The client speaks to ``hubloader.core.settings.civitai_endpoint()``
 read at call time, sends a non-browser User-Agent so failures come back as JSON reasons, and sends
 the API key only as an ``Authorization`` header to that host, never in a URL.
 """
@@ -24,9 +24,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from . import __version__
-from .config import Secret, civitai_endpoint, civitai_token, load_settings, redact_text, redact_url
-from .errors import (
+from hubloader.core.errors import (
     AuthRequired,
     DownloadsDisabled,
     EarlyAccess,
@@ -38,14 +36,25 @@ from .errors import (
     RateLimited,
     network_reason,
 )
-from .hashing import verify_checksum
-from .ratelimit import RateLimiter, limiter_for, retry_after_seconds
-from .refs import CIVITAI, HASH, ModelRef, civitai_id, format_air, parse_hash, parse_reference
-from .triggers import triggers_from_civitai, weights_from_civitai
-from .types import BaseModel, DownloadResult, ModelFile, ModelFormat, ModelMetadata, ModelType, SortBy, Source
+from hubloader.core.metadata import (
+    BaseModel,
+    DownloadResult,
+    ModelFile,
+    ModelFormat,
+    ModelMetadata,
+    ModelType,
+    SortBy,
+    Source,
+)
+from hubloader.core.settings import Secret, civitai_endpoint, civitai_token, load_settings, redact_text, redact_url
+from hubloader.core.triggers import triggers_from_civitai, weights_from_civitai
+from hubloader.core.version import USER_AGENT
+from hubloader.engine.hashing import verify_checksum
+from hubloader.engine.ratelimit import RateLimiter, limiter_for, retry_after_seconds
+from hubloader.sources.references import CIVITAI, HASH, ModelRef, civitai_id, format_air, parse_hash, parse_reference
 
 if TYPE_CHECKING:
-    from .download import DownloadProgress
+    from hubloader.engine.download import DownloadProgress
 
 PERIODS = ("AllTime", "Year", "Month", "Week", "Day")
 
@@ -99,7 +108,7 @@ class CivitAIService:
     """Client of CivitAI's REST API v1 (``BASE_URL``, or the ``CIVITAI_ENDPOINT`` mirror/test server).
 
     ``rate_limit``: requests per second for this client's API calls (the download route included).
-    ``None`` shares the process-wide CivitAI limiter (``hubloader.ratelimit.limiter_for("civitai")``,
+    ``None`` shares the process-wide CivitAI limiter (``hubloader.engine.ratelimit.limiter_for("civitai")``,
     1 request/s), so the registry, the CLI and the UI stay polite together; a number gives this
     client its own limiter, as the seed's ``RateLimiter(rate_limit)``.
     ``cache_dir`` is kept for the seed's signature: answers are not cached here (stats change; the
@@ -131,7 +140,7 @@ class CivitAIService:
         self.cache_dir = Path(cache_dir).expanduser()
         self.rate_limiter = limiter_for("civitai") if rate_limit is None else RateLimiter(rate_limit)
         self.session = requests.Session()
-        self.session.headers.update({"User-Agent": f"hubloader/{__version__}", "Accept": "application/json"})
+        self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
 
     def __repr__(self) -> str:
         return f"CivitAIService(api_url={self.api_url!r}, api_key={'set' if self.api_key else 'not set'})"
@@ -283,11 +292,11 @@ class CivitAIService:
         A file already there with the same SHA256 is kept (``reused``). Pickle files (.ckpt/.pt) need
         ``allow_pickle`` (default: the ``allow_pickle`` setting). ``progress`` and ``cancel`` go to the
         download engine (``cancel`` keeps the ``.part`` for a later resume). ``shared_cache`` (a
-        :class:`~hubloader.fleet.SharedCache` or its URL; default ``HUBLOADER_SHARED_CACHE``) lets one
+        :class:`~hubloader.sharedcache.cache.SharedCache` or its URL; default ``HUBLOADER_SHARED_CACHE``) lets one
         worker of a site ask CivitAI for the file.
         """
-        from .download import download_file, file_hashes
-        from .hosts import folder_for, safe_filename
+        from hubloader.core.folders import folder_for, safe_filename
+        from hubloader.engine.download import download_file, file_hashes
 
         ref = _civitai_ref(model_id, version_id)
         meta = self.get_model_details(ref)
@@ -314,7 +323,7 @@ class CivitAIService:
         if file.sha256 and dest.is_file() and file_hashes(dest)["sha256"] == file.sha256:
             result = DownloadResult(path=dest, sha256=file.sha256, size_bytes=dest.stat().st_size, reused=True)
         else:
-            from .fleet import fetch_via_shared_cache
+            from hubloader.sharedcache.cache import fetch_via_shared_cache
 
             def from_origin(target: Path) -> DownloadResult:
                 url = resolve()
@@ -755,7 +764,7 @@ def _civitai_ref(model_id: int | str | ModelRef, version_id: int | None = None) 
 def _recommended_weight(
     model_type: ModelType, version: dict[str, Any], model_html: str, version_html: str
 ) -> tuple[float | None, str, list[float] | None]:
-    """(weight, provenance, [min, max] if CivitAI states them), by ``hubloader.triggers``' precedence:
+    """(weight, provenance, [min, max] if CivitAI states them), by ``hubloader.core.triggers``' precedence:
     ``settings.strength`` → a strength in the version's, then the model's description → the median of
     the example images' weights → unknown (None; a UI then applies its own default).
 

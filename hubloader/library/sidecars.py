@@ -26,8 +26,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidFile
-from .types import BaseModel, ModelMetadata, Source
+from hubloader.core.errors import InvalidFile
+from hubloader.core.metadata import BaseModel, ModelMetadata, Source
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def a1111_values(metadata: ModelMetadata) -> dict[str, Any]:
 
 
 def _page_url(metadata: ModelMetadata) -> str:
-    from .config import civitai_endpoint, hf_endpoint
+    from hubloader.core.settings import civitai_endpoint, hf_endpoint
 
     if metadata.source is Source.CIVITAI and metadata.model_id:
         query = f"?modelVersionId={metadata.version_id}" if metadata.version_id else ""

@@ -4,7 +4,7 @@ Every command is a thin face: it parses arguments, calls the services/registry/r
 table (or JSON with ``--json``). Importing this module stays cheap (argparse and our light modules),
 so ``hubloader --help`` is instant; services are imported inside the command that needs them.
 
-Errors are one line on stderr (what failed, why, what to do: :class:`~hubloader.errors.HubloaderError`
+Errors are one line on stderr (what failed, why, what to do: :class:`~hubloader.core.errors.HubloaderError`
 messages carry the hint) and an exit code per error class, documented in :data:`EXIT_CODES_HELP`.
 No traceback unless ``--verbose``; tokens never reach the output (messages are redacted once more).
 """
@@ -23,9 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
-from .config import civitai_token, hf_token, redact_text, redact_url
-from .errors import (
+from hubloader.core.errors import (
     AuthRequired,
     Cancelled,
     DiskFull,
@@ -37,12 +35,15 @@ from .errors import (
     RateLimited,
     UnsafeFile,
 )
-from .types import BaseModel, ModelMetadata, ModelType, SortBy, Source
+from hubloader.core.metadata import BaseModel, ModelMetadata, ModelType, SortBy, Source
+from hubloader.core.settings import civitai_token, hf_token, redact_text, redact_url
+from hubloader.core.units import human_size
+from hubloader.core.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .hosts import ModelFolders
-    from .registry import ModelRegistry
-    from .workflows import ModelStatus, ResolutionReport
+    from hubloader.core.folders import ModelFolders
+    from hubloader.registry import ModelRegistry
+    from hubloader.workflows.resolve import ModelStatus, ResolutionReport
 
 log = logging.getLogger("hubloader")
 
@@ -145,7 +146,7 @@ class Output:
         """A tqdm bar for one file (drawn on stderr when it is a terminal), or None when quiet."""
         if self.quiet or self.json:
             return None
-        from .download import TqdmProgress
+        from hubloader.engine.download import TqdmProgress
 
         return TqdmProgress(desc, disable=None, leave=True, dynamic_ncols=True)
 
@@ -173,17 +174,6 @@ def _width(text: str) -> int:
 
 def _cell(value: Any) -> str:
     return "" if value is None else str(value).replace("\n", " ")
-
-
-def human_size(n: int | float | None) -> str:
-    if not n:
-        return "-"
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TB"  # pragma: no cover
 
 
 def _redact(text: str) -> str:
@@ -241,7 +231,7 @@ def _limit_gb(text: str) -> float | None:
 
 def host_folders(args: argparse.Namespace) -> ModelFolders:
     """The model folders the user pointed at: --comfyui, --a1111, --models-dir, else the configured default."""
-    from .hosts import a1111_install, comfyui_install, models_root, standalone_folders
+    from hubloader.core.folders import a1111_install, comfyui_install, models_root, standalone_folders
 
     if getattr(args, "comfyui", None):
         return comfyui_install(args.comfyui)
@@ -251,7 +241,7 @@ def host_folders(args: argparse.Namespace) -> ModelFolders:
 
 
 def open_registry() -> ModelRegistry:
-    from .registry import ModelRegistry
+    from hubloader.registry import ModelRegistry
 
     return ModelRegistry()
 
@@ -322,7 +312,7 @@ def cmd_search(args: argparse.Namespace, out: Output) -> int:
             m.model_id,
             m.type.value,
             m.base_model.value,
-            human_size(m.size_bytes),
+            human_size(m.size_bytes or None),
             m.download_count or "-",
             _rating(m),
         )
@@ -353,7 +343,7 @@ def _search_record(meta: ModelMetadata) -> dict[str, Any]:
 
 def cmd_get(args: argparse.Namespace, out: Output) -> int:
     """Download what REF names into the host's folder, verified; describe it, write sidecars, register it."""
-    from .place import fetch, record
+    from hubloader.pipeline import fetch, record
 
     placed = fetch(
         args.ref,
@@ -389,7 +379,7 @@ def cmd_get(args: argparse.Namespace, out: Output) -> int:
     if path.is_dir():
         out.line(f"{verb}: {path} (a diffusers folder in the HuggingFace cache)")
     else:
-        out.line(f"{verb}: {path} ({human_size(meta.size_bytes)}, SHA256 {_short(meta.sha256)} verified)")
+        out.line(f"{verb}: {path} ({human_size(meta.size_bytes or None)}, SHA256 {_short(meta.sha256)} verified)")
     if meta.trigger_words:
         out.line(f"  trigger words: {', '.join(meta.trigger_words)}")
     return EXIT_OK
@@ -399,7 +389,7 @@ def cmd_get(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_list(args: argparse.Namespace, out: Output) -> int:
-    from .registry import registry_state
+    from hubloader.registry import registry_state
 
     registry = open_registry()
     try:
@@ -421,7 +411,7 @@ def cmd_list(args: argparse.Namespace, out: Output) -> int:
             str(m.source),
             m.type.value,
             m.base_model.value,
-            human_size(m.size_bytes),
+            human_size(m.size_bytes or None),
             registry_state(m).get("status", ""),
             str(m.local_path or "-"),
         )
@@ -432,7 +422,7 @@ def cmd_list(args: argparse.Namespace, out: Output) -> int:
 
 
 def _library_record(meta: ModelMetadata) -> dict[str, Any]:
-    from .registry import registry_state
+    from hubloader.registry import registry_state
 
     state = registry_state(meta)
     return {
@@ -469,7 +459,7 @@ def cmd_info(args: argparse.Namespace, out: Output) -> int:
 
 
 def _remote_info(text: str) -> ModelMetadata:
-    from .refs import HUGGINGFACE, parse_reference
+    from hubloader.sources.references import HUGGINGFACE, parse_reference
 
     try:
         ref = parse_reference(text)
@@ -479,16 +469,16 @@ def _remote_info(text: str) -> ModelMetadata:
             hint="See `hubloader list`, or give a source reference (owner/repo, civitai:ID, a URL or a hash).",
         ) from None
     if ref.kind == HUGGINGFACE:
-        from .huggingface import HuggingFaceHubService
+        from hubloader.sources.huggingface import HuggingFaceHubService
 
         return HuggingFaceHubService().model_info(str(ref))
-    from .civitai import CivitAIService
+    from hubloader.sources.civitai import CivitAIService
 
     return CivitAIService().lookup(ref)
 
 
 def _info_lines(meta: ModelMetadata) -> list[tuple[str, str]]:
-    from .registry import registry_state
+    from hubloader.registry import registry_state
 
     state = registry_state(meta)
     lines = [
@@ -502,7 +492,7 @@ def _info_lines(meta: ModelMetadata) -> list[tuple[str, str]]:
         ),
         ("Version", meta.version or "-"),
         ("Format", meta.format.value),
-        ("Size", human_size(meta.size_bytes)),
+        ("Size", human_size(meta.size_bytes or None)),
         ("SHA256", meta.sha256 or "-"),
     ]
     other_hashes = {k: v for k, v in meta.hashes.items() if k.upper() != "SHA256" and v}
@@ -593,8 +583,8 @@ def cmd_scan(args: argparse.Namespace, out: Output) -> int:
 
 def cmd_resolve(args: argparse.Namespace, out: Output) -> int:
     """A workflow, image, infotext or lockfile → what is present, what can be fetched, what cannot."""
-    from .lockfile import resolve_lockfile
-    from .workflows import Resolver
+    from hubloader.workflows.lockfile import resolve_lockfile
+    from hubloader.workflows.resolve import Resolver
 
     path = _existing_file(args.file)
     resolver = Resolver(host_folders(args), shared_cache=args.shared_cache)
@@ -623,7 +613,7 @@ def _existing_file(text: str) -> Path:
 
 
 def _is_lockfile(path: Path) -> bool:
-    from .lockfile import SUFFIX
+    from hubloader.workflows.lockfile import SUFFIX
 
     if path.name.endswith(SUFFIX):
         return True
@@ -659,7 +649,7 @@ class _ItemBars:
 
 
 def _print_report(report: ResolutionReport, out: Output, *, downloaded: bool) -> None:
-    from .workflows import Status
+    from hubloader.workflows.resolve import Status
 
     if out.json:
         out.record(report.to_dict())
@@ -674,7 +664,7 @@ def _print_report(report: ResolutionReport, out: Output, *, downloaded: bool) ->
         elif item.status is Status.FOUND_BY_HASH:
             detail = f"same hash: {item.path}" + (f", use {item.use_as!r}" if item.use_as else "")
         elif item.status is Status.RESOLVED and chosen is not None:
-            detail = f"{chosen.source}: {redact_url(chosen.url)} ({human_size(item.size_bytes or chosen.size_bytes)})"
+            detail = f"{chosen.source}: {redact_url(chosen.url)} ({human_size(item.size_bytes or chosen.size_bytes or None)})"
         else:
             detail = item.reason
         rows.append((item.status.value, ref.kind or "?", ref.name, detail))
@@ -689,7 +679,7 @@ def _print_report(report: ResolutionReport, out: Output, *, downloaded: bool) ->
 
 
 def _resolve_exit(report: ResolutionReport, *, download: bool, out: Output) -> int:
-    from .workflows import Status
+    from hubloader.workflows.resolve import Status
 
     failed = report.by_status(Status.FAILED)
     unresolved = report.by_status(Status.UNRESOLVED)
@@ -706,7 +696,7 @@ def _resolve_exit(report: ResolutionReport, *, download: bool, out: Output) -> i
 
 
 def cmd_lock(args: argparse.Namespace, out: Output) -> int:
-    from .lockfile import lock, lockfile_path
+    from hubloader.workflows.lockfile import lock, lockfile_path
 
     path = _existing_file(args.file)
     locked = lock(str(path), host_folders(args), download=args.download)
@@ -716,7 +706,7 @@ def cmd_lock(args: argparse.Namespace, out: Output) -> int:
         return _lock_exit(locked, target, out)
     out.line(f"Wrote {target} ({len(locked.models)} model(s)).")
     rows = [
-        (m.kind, m.name, human_size(m.size), _short(m.sha256), redact_url(m.url) if m.url else m.air)
+        (m.kind, m.name, human_size(m.size or None), _short(m.sha256), redact_url(m.url) if m.url else m.air)
         for m in locked.models
     ]
     if rows:
@@ -741,7 +731,7 @@ def _lock_exit(locked: Any, target: Path, out: Output) -> int:
 
 def cmd_cache(args: argparse.Namespace, out: Output) -> int:
     """Show the download cache, or set its limit (applied at once, least recently used first)."""
-    from .registry import registry_state
+    from hubloader.registry import registry_state
 
     registry = open_registry()
     try:
@@ -766,20 +756,19 @@ def cmd_cache(args: argparse.Namespace, out: Output) -> int:
         out.line(f"Cache limit set to {'none' if limit is None else f'{limit:g} GB'}.")
         _print_cleanup(report, out)
     out.line(
-        f"Cache: {len(cached)} download(s), {human_size(total) if total else '0 B'}; "
-        f"limit {'none' if limit is None else f'{limit:g} GB'}."
+        f"Cache: {len(cached)} download(s), {human_size(total)}; limit {'none' if limit is None else f'{limit:g} GB'}."
     )
-    rows = [(m.name, m.type.value, human_size(m.size_bytes), str(m.local_path)) for m in cached]
+    rows = [(m.name, m.type.value, human_size(m.size_bytes or None), str(m.local_path)) for m in cached]
     if rows:
         out.table(("NAME", "TYPE", "SIZE", "PATH"), rows, widths={0: 40})
     return EXIT_OK
 
 
-# --- fleet: the site's shared cache (hubloader.fleet) ----------------------------------------------------------------
+# --- fleet: the site's shared cache (hubloader.sharedcache.cache) ----------------------------------------------------------------
 
 
 def _shared_cache(args: argparse.Namespace) -> Any:
-    from .fleet import ENV_URL, open_shared_cache
+    from hubloader.sharedcache.cache import ENV_URL, open_shared_cache
 
     url = args.shared_cache or os.environ.get(ENV_URL)
     if not url:
@@ -789,7 +778,7 @@ def _shared_cache(args: argparse.Namespace) -> Any:
 
 def cmd_cache_push(args: argparse.Namespace, out: Output) -> int:
     """Publish local model files (default: every model folder of the host) to the shared cache."""
-    from .fleet import push_paths
+    from hubloader.sharedcache.cache import push_paths
 
     cache = _shared_cache(args)
     folders = host_folders(args)
@@ -807,7 +796,7 @@ def cmd_cache_push(args: argparse.Namespace, out: Output) -> int:
 
 def cmd_cache_pull(args: argparse.Namespace, out: Output) -> int:
     """Place a lockfile's models from the shared cache only; the origin is never asked."""
-    from .fleet import pull_lockfile
+    from hubloader.workflows.lockfile import pull_lockfile
 
     report = pull_lockfile(_existing_file(args.lockfile), host_folders(args), cache=_shared_cache(args))
     _print_report(report, out, downloaded=True)
@@ -870,7 +859,7 @@ _LOGIN = {
 
 def cmd_login(args: argparse.Namespace, out: Output) -> int:
     """Store a token in the settings file (0600). Read without echo from a terminal, else from stdin."""
-    from .config import Secret, save_settings
+    from hubloader.core.settings import Secret, save_settings
 
     key, label, env_names = _LOGIN[args.service]
     if sys.stdin.isatty():
@@ -907,7 +896,7 @@ def cmd_ui(args: argparse.Namespace, out: Output) -> int:
         raise MissingDependency(
             "The web UI is not part of this build of Hubloader.", hint="Upgrade: pip install -U 'hubloader[ui]'"
         )
-    from . import ui
+    from hubloader.faces import app as ui
 
     folders = host_folders(args)
     if hasattr(ui, "launch"):

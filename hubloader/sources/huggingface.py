@@ -8,7 +8,7 @@ Model ids (``model_id``) for HuggingFace are:
 * ``owner/repo@revision`` or ``owner/repo@revision/path`` — the same, pinned to a branch, tag or commit.
 * ``https://huggingface.co/owner/repo/resolve/<rev>/<path>`` or ``…/blob/<rev>/<path>`` (also on
   hf.co and the ``HF_ENDPOINT`` host, so mirrors work) — one file at that revision; ``…/tree/<rev>``
-  or a bare repo URL — the repository. Parsing is :func:`hubloader.refs.parse_reference`'s.
+  or a bare repo URL — the repository. Parsing is :func:`hubloader.sources.references.parse_reference`'s.
 
 Everything lands in the standard HuggingFace cache layout (``models--owner--repo/blobs``,
 ``snapshots/<commit>``, ``refs/<rev>``), so diffusers and transformers find the same files; use
@@ -21,7 +21,7 @@ calls or processes. So LFS files asked for one by one, and LFS files of at least
 into the cache exactly as huggingface_hub would have done; small git files and the rest of a
 repository go through huggingface_hub itself (``hf_hub_download``, several at once as snapshot_download
 does, each checking the cancel event before it starts; what is already in the snapshot is skipped).
-With a site's shared cache (:mod:`hubloader.fleet`) every LFS file of a download goes through the
+With a site's shared cache (:mod:`hubloader.sharedcache.cache`) every LFS file of a download goes through the
 engine and the cache: copied from it, or fetched by the one worker the site elects and published.
 Next to each repo we keep ``.hubloader/<commit>.json``, the commit's file list, so a download
 pinned to a commit can prove itself complete from the disk alone and make no request.
@@ -49,9 +49,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import config
-from .config import Secret
-from .errors import (
+from hubloader.core import settings as config
+from hubloader.core.errors import (
     AuthRequired,
     Cancelled,
     FileNotFoundOnHub,
@@ -66,13 +65,23 @@ from .errors import (
     RevisionNotFound,
     network_reason,
 )
-from .refs import HUGGINGFACE, ModelRef, parse_reference
-from .types import BaseModel, DownloadResult, ModelFile, ModelFilter, ModelFormat, ModelMetadata, ModelType, Source
+from hubloader.core.metadata import (
+    BaseModel,
+    DownloadResult,
+    ModelFile,
+    ModelFilter,
+    ModelFormat,
+    ModelMetadata,
+    ModelType,
+    Source,
+)
+from hubloader.core.settings import Secret
+from hubloader.sources.references import HUGGINGFACE, ModelRef, parse_reference
 
 if TYPE_CHECKING:  # pragma: no cover
     from huggingface_hub import HfApi
 
-    from .fleet import SharedCache
+    from hubloader.sharedcache.cache import SharedCache
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +148,7 @@ def _hub_compat() -> _HubCompat:
 
 
 def parse_model_id(model_id: str) -> ModelRef:
-    """A HuggingFace model id or URL (see the module docstring) as a :class:`~hubloader.refs.ModelRef`."""
+    """A HuggingFace model id or URL (see the module docstring) as a :class:`~hubloader.sources.references.ModelRef`."""
     ref = parse_reference(model_id)
     if ref.kind != HUGGINGFACE or ref.repo_type != "model":
         raise InvalidReference(f"{ref.text!r} is not a HuggingFace model repository or file.")
@@ -249,7 +258,7 @@ class HuggingFaceHubService:
         """An ``HfApi`` for the endpoint configured right now (a new one when ``HF_ENDPOINT`` changes)."""
         from huggingface_hub import HfApi
 
-        from . import __version__
+        from hubloader.core.version import __version__
 
         endpoint = config.hf_endpoint()
         if self._client is None or self._client.endpoint != endpoint:
@@ -455,7 +464,7 @@ class HuggingFaceHubService:
         weights (.bin/.ckpt/.pt) are skipped in folders that also hold .safetensors, unless an
         ``allow_patterns`` entry names their extension. Setting ``cancel`` stops the download engine
         mid-file (its ``.part`` is kept to resume) and huggingface_hub between small files; both raise
-        Cancelled. ``shared_cache`` (a :class:`~hubloader.fleet.SharedCache` or its URL; default
+        Cancelled. ``shared_cache`` (a :class:`~hubloader.sharedcache.cache.SharedCache` or its URL; default
         ``HUBLOADER_SHARED_CACHE``, else the ``shared_cache`` setting) lets one worker of a site ask the
         Hub for each LFS file; small git-stored files (no SHA256 known up front) always come from the Hub.
         """
@@ -528,13 +537,13 @@ class HuggingFaceHubService:
     ) -> Path:
         """Put one LFS file into the cache with the resumable engine: ``blobs/<sha256>`` + snapshot link.
 
-        Through the site's shared cache when there is one (:func:`~hubloader.fleet.fetch_via_shared_cache`):
+        Through the site's shared cache when there is one (:func:`~hubloader.sharedcache.cache.fetch_via_shared_cache`):
         the blob is copied from it, or this worker is elected to download it and publish it there.
         """
         from huggingface_hub import hf_hub_url
 
-        from .download import download_file
-        from .fleet import fetch_via_shared_cache
+        from hubloader.engine.download import download_file
+        from hubloader.sharedcache.cache import fetch_via_shared_cache
 
         folder = _repo_folder(cache, repo_id)
         pointer = folder / "snapshots" / commit / path
@@ -601,7 +610,7 @@ class HuggingFaceHubService:
     ) -> Path:
         from huggingface_hub import snapshot_download
 
-        from .fleet import resolve_shared_cache
+        from hubloader.sharedcache.cache import resolve_shared_cache
 
         select = functools.partial(
             _select_files, allow=allow_patterns, ignore=ignore_patterns, prefer_safetensors=prefer_safetensors

@@ -23,7 +23,7 @@ What it guarantees, and how:
   process is to hash the bytes already in the ``.part`` once, from disk, when the transfer starts
   (a local read, overlapped with the network transfer); within one process (dropped connections,
   retries, re-resolved URLs) the hash state is kept and nothing is re-read.
-* **Sniffing**: the first bytes must look like the expected format (:mod:`hubloader.sniff`);
+* **Sniffing**: the first bytes must look like the expected format (:mod:`hubloader.engine.sniff`);
   HTML/JSON answers are refused with the server's own reason.
 * **Retries** with exponential backoff and jitter for connection errors and 5xx; 429 honours
   ``Retry-After``; requests to the source host go through the service's shared rate limiter.
@@ -58,11 +58,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
-from . import errors
-from .config import Secret, hubloader_home, load_settings, redact_text, redact_url
-from .ratelimit import limiter_for, retry_after_seconds
-from .sniff import HEAD_BYTES, check_head, server_reason
-from .types import DownloadResult
+from hubloader.core import errors
+from hubloader.core.metadata import DownloadResult
+from hubloader.core.settings import Secret, hubloader_home, load_settings, redact_text, redact_url
+from hubloader.core.units import human_size
+from hubloader.engine.ratelimit import limiter_for, retry_after_seconds
+from hubloader.engine.sniff import HEAD_BYTES, check_head, server_reason
 
 if TYPE_CHECKING:
     import aiohttp
@@ -385,14 +386,6 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     parts = urlsplit(url)
     port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
     return parts.scheme.lower(), (parts.hostname or "").lower(), port
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
 
 
 def _content_range(value: str | None) -> tuple[int | None, int | None]:
@@ -869,7 +862,7 @@ class _Download:
         if needed > free:
             raise errors.DiskFull(
                 f"Not enough free space in {self.dest.parent} for {self.dest.name}: "
-                f"it needs {_human(needed)} more, {_human(free)} free."
+                f"it needs {human_size(needed)} more, {human_size(free)} free."
             )
 
     async def _verify(self) -> DownloadResult:
@@ -916,11 +909,11 @@ class _Download:
     async def _fetch_all(self) -> None:
         import aiohttp
 
-        from . import __version__
+        from hubloader.core.version import USER_AGENT
 
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60)
         connector = aiohttp.TCPConnector(limit=self.max_connections + 2, enable_cleanup_closed=True)
-        headers = {"User-Agent": f"hubloader/{__version__}", "Accept-Encoding": "identity"}
+        headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
         async with aiohttp.ClientSession(
             connector=connector,
             timeout=timeout,
@@ -1074,7 +1067,7 @@ class _Download:
                 if failures > self.retries:
                     raise errors.NetworkError(
                         f"Downloading {self.dest.name} from {self.shown_url} failed: {exc}. "
-                        f"{_human(self.bytes_done)} are kept in {self.part.name}."
+                        f"{human_size(self.bytes_done)} are kept in {self.part.name}."
                     ) from None
                 await self._backoff(failures, exc)
             finally:
@@ -1334,7 +1327,7 @@ class _Download:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise errors.DiskFull(
                     f"The disk holding {self.dest.parent} filled up while downloading {self.dest.name}; "
-                    f"{_human(self.bytes_done)} are kept in {self.part.name} for a resume."
+                    f"{human_size(self.bytes_done)} are kept in {self.part.name} for a resume."
                 ) from None
             raise
         if written != length:  # a write to a regular file is complete unless the disk is full
@@ -1353,7 +1346,7 @@ class _Download:
     def _check_cancel(self) -> None:
         if self.cancel.is_set():
             raise errors.Cancelled(
-                f"Download of {self.dest.name} cancelled at {_human(self.bytes_done)}; "
+                f"Download of {self.dest.name} cancelled at {human_size(self.bytes_done)}; "
                 f"the partial file {self.part.name} is kept."
             )
 

@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import Cancelled
+from hubloader.core.errors import Cancelled
 
 CHUNK_SIZE = 16 << 20  # large reads: fewer syscalls and thread hand-offs
 AUTOV1_OFFSET, AUTOV1_LENGTH = 0x100000, 0x10000

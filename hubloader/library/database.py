@@ -25,8 +25,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .types import BaseModel, ModelFile, ModelFormat, ModelMetadata, ModelType, Source
+from hubloader.core.errors import ConfigError
+from hubloader.core.metadata import BaseModel, ModelFile, ModelFormat, ModelMetadata, ModelType, Source
 
 BUSY_TIMEOUT_S = 30.0
 

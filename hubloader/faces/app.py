@@ -2,7 +2,7 @@
 
 Written to the intersection of gradio 3.41 (A1111 1.10), 4.40 (Forge) and the newest: ``gr.update``
 returns, no ``.style()``, no ``js=``, no tuple choices, ``gr.File(type="binary")``. Downloads never
-hold a Gradio event open: they run in a :class:`~hubloader.jobs.JobManager` and the page polls
+hold a Gradio event open: they run in a :class:`~hubloader.faces.jobs.JobManager` and the page polls
 (``gr.Timer`` where it exists, else the refresh button, which the A1111 script clicks while jobs run).
 
 :class:`ModelHub` holds the handlers as plain methods over the hub layer, so tests (and other faces)
@@ -22,13 +22,23 @@ from typing import Any
 
 import gradio as gr
 
-from . import config, place
-from .cli import human_size
-from .errors import ConfigError, HubloaderError, InvalidReference, NotFound
-from .hosts import KIND_BY_TYPE, ModelFolders, a1111_install, active_folders, comfyui_install, standalone_folders
-from .jobs import FINISHED, JobManager
-from .place import Placed
-from .types import BaseModel, ModelFile, ModelMetadata, ModelType, SortBy, Source
+from hubloader import pipeline as place
+from hubloader.core import settings as config
+from hubloader.core.errors import ConfigError, HubloaderError, InvalidReference, NotFound
+from hubloader.core.folders import (
+    KIND_BY_TYPE,
+    ModelFolders,
+    a1111_install,
+    active_folders,
+    comfyui_install,
+    standalone_folders,
+)
+from hubloader.core.metadata import BaseModel, ModelFile, ModelMetadata, ModelType, SortBy, Source
+from hubloader.core.units import human_size
+from hubloader.faces.jobs import FINISHED, JobManager
+from hubloader.pipeline import Placed
+from hubloader.sharedcache.cache import check_shared_cache, shared_cache_status
+from hubloader.workflows.fetching import fetch_resolved
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +83,7 @@ def folder_kind(meta: ModelMetadata) -> str:
 
 def weight_files(meta: ModelMetadata) -> list[ModelFile]:
     """The files of a result a user would download: model weights, primary first."""
-    from .types import MODEL_EXTENSIONS
+    from hubloader.core.metadata import MODEL_EXTENSIONS
 
     files = [f for f in meta.files if Path(f.name).suffix.lower() in MODEL_EXTENSIONS]
     return sorted(files, key=lambda f: (not f.primary, not f.name.endswith(".safetensors"), f.name))
@@ -117,7 +127,7 @@ class ModelHub:
         limit: int = 24,
     ) -> tuple[list[ModelMetadata], list[str]]:
         """Both sources at once; one that fails becomes a warning while the other answers."""
-        from .registry import ModelRegistry
+        from hubloader.registry import ModelRegistry
 
         sources = {"HuggingFace": [Source.HUGGINGFACE], "CivitAI": [Source.CIVITAI]}.get(
             source, [Source.CIVITAI, Source.HUGGINGFACE]
@@ -140,7 +150,7 @@ class ModelHub:
         """(label, version id) of a result, newest first; HuggingFace has one: the commit searched."""
         if meta.source is not Source.CIVITAI:
             return [(f"main · {meta.version[:10]}" if meta.version else "main", meta.version_id or "main")]
-        from .civitai import CivitAIService
+        from hubloader.sources.civitai import CivitAIService
 
         model_id = meta.extra.get("civitai_model_id")
         try:
@@ -159,12 +169,12 @@ class ModelHub:
         if meta.source is Source.CIVITAI:
             if str(version_id) == meta.version_id and meta.files:
                 return meta
-            from .civitai import CivitAIService
+            from hubloader.sources.civitai import CivitAIService
 
             return CivitAIService().get_model_version(int(version_id))
         if meta.files:
             return meta
-        from .huggingface import HuggingFaceHubService
+        from hubloader.sources.huggingface import HuggingFaceHubService
 
         return HuggingFaceHubService().model_info(meta.model_id)
 
@@ -175,7 +185,7 @@ class ModelHub:
         lines = [
             f"### {meta.name}",
             f"**{meta.source.value}** · {meta.type.value} · base **{meta.base_model.value}** · "
-            f"{human_size(meta.size_bytes)} · {stats}",
+            f"{human_size(meta.size_bytes or None)} · {stats}",
             f"`{meta.air or meta.model_id}` → folder **{folder_kind(meta)}** "
             f"(`{self._target_or_blank(folder_kind(meta))}`)",
         ]
@@ -234,8 +244,12 @@ class ModelHub:
         rows = []
         for job in reversed(self.jobs.list()):
             percent = f"{100 * job.done_bytes / job.total_bytes:.0f}%" if job.total_bytes else ""
-            size = f"{human_size(job.done_bytes)} / {human_size(job.total_bytes)}" if job.total_bytes else ""
-            speed = f"{human_size(job.speed_bps)}/s" if job.speed_bps and job.state not in FINISHED else ""
+            size = (
+                f"{human_size(job.done_bytes or None)} / {human_size(job.total_bytes or None)}"
+                if job.total_bytes
+                else ""
+            )
+            speed = f"{human_size(job.speed_bps or None)}/s" if job.speed_bps and job.state not in FINISHED else ""
             rows.append([job.id, job.label, job.state, percent, size, speed, job.error or job.path])
         return rows
 
@@ -252,8 +266,8 @@ class ModelHub:
     # -- library ----------------------------------------------------------------------------------------
     def library(self, kind: str = ANY, query: str = "") -> tuple[list[list[Any]], str]:
         """Index rows of the local models (in any folder the registry knows), with duplicates marked."""
-        from .registry import ModelRegistry
-        from .scan import find_duplicates
+        from hubloader.library.scan import find_duplicates
+        from hubloader.registry import ModelRegistry
 
         wanted = None if kind in ("", ANY) else kind
         with ModelRegistry() as registry:
@@ -277,7 +291,7 @@ class ModelHub:
                     m.type.value,
                     m.base_model.value,
                     m.source.value,
-                    human_size(m.size_bytes),
+                    human_size(m.size_bytes or None),
                     ", ".join(m.trigger_words),
                     weight,
                     m.sha256[:12],
@@ -287,15 +301,15 @@ class ModelHub:
             )
         managed = sum(m.size_bytes for m in cached if (m.extra.get("registry") or {}).get("managed"))
         summary = (
-            f"{len(rows)} local models · {human_size(sum(m.size_bytes for m in models))} · "
-            f"{len(duplicates)} duplicate groups · downloads cache {human_size(managed)}"
+            f"{len(rows)} local models · {human_size(sum(m.size_bytes for m in models) or None)} · "
+            f"{len(duplicates)} duplicate groups · downloads cache {human_size(managed or None)}"
             + (f" of {limit:g} GB" if limit is not None else " (no limit)")
         )
         return rows, summary
 
     def rescan(self) -> str:
         """Re-read the host's model folders into the index (incremental: unchanged files are not opened)."""
-        from .registry import ModelRegistry
+        from hubloader.registry import ModelRegistry
 
         roots = self.folders.existing_dirs()
         with ModelRegistry() as registry:
@@ -311,13 +325,13 @@ class ModelHub:
         """What a cache cleanup deletes (``dry_run``) or deleted: only Hubloader's own, unpinned downloads."""
         if not dry_run:
             self._check_writes()
-        from .registry import ModelRegistry
+        from hubloader.registry import ModelRegistry
 
         with ModelRegistry() as registry:
             report = registry.cleanup_cache(
                 keep_recent=int(keep_recent), max_size_gb=float(max_size_gb), dry_run=dry_run
             )
-        rows = [[m.name, human_size(m.size_bytes), str(m.local_path or "")] for m in report.deleted_models]
+        rows = [[m.name, human_size(m.size_bytes or None), str(m.local_path or "")] for m in report.deleted_models]
         verb = "Would delete" if dry_run else "Deleted"
         text = (
             f"{verb} {report.deleted_count} files ({report.freed_space_gb:.2f} GB); "
@@ -330,7 +344,7 @@ class ModelHub:
     # -- settings ---------------------------------------------------------------------------------------
     def settings_view(self) -> dict[str, Any]:
         """What the settings panel shows: never a token, only whether one is set; where downloads come from."""
-        return {**config.public_settings(), "shared_cache_status": config.shared_cache_status()}
+        return {**config.public_settings(), "shared_cache_status": shared_cache_status()}
 
     def save_settings(
         self,
@@ -373,7 +387,7 @@ class ModelHub:
                 raise ConfigError(f"{changes[key]!r} is not a URL.", hint="Write it as https://host[:port].")
         warnings: list[str] = []
         if shared_cache is not None:
-            changes["shared_cache"], warnings = config.check_shared_cache(shared_cache)
+            changes["shared_cache"], warnings = check_shared_cache(shared_cache)
         path = config.save_settings(changes)
         shown = config.public_settings()
         text = f"Saved to `{path}` (readable by you only). HuggingFace token: {shown['hf_token']}; CivitAI token: {shown['civitai_token']}."
@@ -382,7 +396,7 @@ class ModelHub:
     # -- missing models ---------------------------------------------------------------------------------
     def missing(self, infotext: str = "", image: bytes | None = None) -> Any:
         """Read infotext (or an image carrying it, or a workflow) and resolve what is missing."""
-        from .workflows import Resolver, read_workflow
+        from hubloader.workflows.resolve import Resolver, read_workflow
 
         if image:
             suffix = ".png" if image[:4] == b"\x89PNG" else ".webp" if image[8:12] == b"WEBP" else ".jpg"
@@ -412,7 +426,7 @@ class ModelHub:
                     item.reference.kind or (chosen.kind if chosen else ""),
                     item.status.value,
                     source,
-                    human_size(item.size_bytes),
+                    human_size(item.size_bytes or None),
                     evidence,
                 ]
             )
@@ -421,7 +435,7 @@ class ModelHub:
     def fetch_missing(self, report: Any) -> list[dict[str, Any]]:
         """Queue one download per resolved item; each is verified against the hash the source/infotext gives."""
         self._check_writes()
-        from .workflows import Status
+        from hubloader.workflows.resolve import Status
 
         jobs = []
         for item in report.by_status(Status.RESOLVED):
@@ -437,17 +451,18 @@ class ModelHub:
         return jobs
 
     def _fetch_item(self, item: Any, progress: Callable[[int, int], None], cancel: threading.Event) -> Placed:
-        from .workflows import Resolver
+        from hubloader.workflows.resolve import Resolver
 
-        placed = place.fetch_resolved(
-            Resolver(self.folders), item, progress=place.progress_in_bytes(progress), cancel=cancel
-        )
+        placed = fetch_resolved(Resolver(self.folders), item, progress=place.progress_in_bytes(progress), cancel=cancel)
         self._record(placed)
         return placed
 
     def _record(self, placed: Placed) -> None:
         """Describe, sidecar and register a file that landed, then let the host refresh its lists."""
-        place.record(placed)
+        from hubloader.registry import ModelRegistry
+
+        with ModelRegistry() as registry:
+            place.record(placed, registry)
         self._announce(placed.kind, placed.path)
 
     def _announce(self, kind: str, path: Path) -> None:
@@ -486,7 +501,7 @@ def version_of_label(meta: ModelMetadata, label: str) -> str:
 def card_caption(meta: ModelMetadata) -> str:
     parts = [
         meta.name,
-        f"{meta.base_model.value} {meta.type.value} · {human_size(meta.size_bytes)} · "
+        f"{meta.base_model.value} {meta.type.value} · {human_size(meta.size_bytes or None)} · "
         f"{'HF' if meta.source is Source.HUGGINGFACE else 'CivitAI'} ⬇{meta.download_count:,} ♥{meta.like_count:,}",
     ]
     if meta.trigger_words:
@@ -768,7 +783,7 @@ def _settings_tab(hub: ModelHub) -> None:
 
 
 def _shared_cache_info() -> str:
-    from .fleet import ENV_URL
+    from hubloader.sharedcache.cache import ENV_URL
 
     text = (
         "A folder or bucket the machines of a site share: each model is fetched from the internet once, "

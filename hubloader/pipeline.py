@@ -17,23 +17,35 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-from .config import civitai_endpoint, load_settings, redact_url
-from .errors import HubloaderError, InvalidReference, NotFound
-from .hosts import ModelFolders, kind_of, safe_filename
-from .refs import CIVITAI, HASH, HUGGINGFACE, ModelRef, hf_resolve_url, parse_reference
-from .types import ModelFormat, ModelMetadata, ModelType, Source
+from hubloader.core.errors import HubloaderError, InvalidReference, NotFound
+from hubloader.core.folders import ModelFolders, kind_of, safe_filename
+from hubloader.core.metadata import ModelFormat, ModelMetadata, ModelType, Source
+from hubloader.core.settings import civitai_endpoint, load_settings, redact_url
+from hubloader.sources.references import CIVITAI, HASH, HUGGINGFACE, ModelRef, hf_resolve_url, parse_reference
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .download import DownloadProgress
-    from .registry import ModelRegistry
+    from hubloader.engine.download import DownloadProgress
 
 log = logging.getLogger(__name__)
 
-#: The engine's progress events (:class:`~hubloader.download.DownloadProgress`).
+#: The engine's progress events (:class:`~hubloader.engine.download.DownloadProgress`).
 Progress = Callable[["DownloadProgress"], None]
+
+
+class ModelIndex(Protocol):
+    """What the pipeline records into: the registry's index (:class:`~hubloader.registry.ModelRegistry`)."""
+
+    def find_model(self, ref: str | int | ModelMetadata) -> ModelMetadata | None: ...
+    def mark_used(self, model: str | ModelMetadata) -> ModelMetadata: ...
+    def register_model(self, metadata: ModelMetadata, *, managed: bool = False) -> ModelMetadata: ...
+    def set_paths(
+        self, model: str | ModelMetadata, *, sidecar_path: Path | None = None, preview_path: Path | None = None
+    ) -> ModelMetadata: ...
+
+
 #: Largest preview image taken from a source: a preview is a thumbnail, not a download.
 MAX_PREVIEW_BYTES = 16 * 1024 * 1024
 
@@ -65,12 +77,12 @@ def fetch(
 ) -> Placed:
     """Make the model ``what`` names present in its folder; download only what is missing or different.
 
-    ``what``: anything :func:`~hubloader.refs.parse_reference` reads, a plain http(s) URL (needs
+    ``what``: anything :func:`~hubloader.sources.references.parse_reference` reads, a plain http(s) URL (needs
     ``kind``), a search result with ``file`` naming which of its files, or a registry row of a plain
     URL (fetched from its ``remote_url``, checked against its SHA256). ``folders``: the host's
     folders (the folder of ``kind``, else of the source's type, receives the file) or one folder for
     everything. ``save_as`` keeps the name a workflow uses. ``allow_pickle`` None means the setting.
-    ``shared_cache`` (a site cache, :mod:`hubloader.fleet`, or its URL; None: the configured one) applies
+    ``shared_cache`` (a site cache, :mod:`hubloader.sharedcache.cache`, or its URL; None: the configured one) applies
     to CivitAI files and HuggingFace LFS files.
     """
     folder_kind = kind_of(kind) if isinstance(kind, ModelType) else kind
@@ -146,9 +158,9 @@ def _fetch_huggingface(
     """Into the HuggingFace cache (shared with diffusers and every HF tool), then linked into the folder.
 
     ``options`` (progress, cancel, shared_cache) go to :meth:`HuggingFaceHubService.download_model`."""
-    from .download import file_hashes
-    from .errors import PickleNotAllowed
-    from .huggingface import HuggingFaceHubService, link_into
+    from hubloader.core.errors import PickleNotAllowed
+    from hubloader.engine.download import file_hashes
+    from hubloader.sources.huggingface import HuggingFaceHubService, link_into
 
     service = HuggingFaceHubService()
     revision = ref.revision or "main"
@@ -198,7 +210,7 @@ def _fetch_civitai(
     options: dict[str, Any],
 ) -> Placed:
     """CivitAIService picks the file (or takes the one named), verifies its SHA256 and names it; we give the folder."""
-    from .civitai import CivitAIService
+    from hubloader.sources.civitai import CivitAIService
 
     service = CivitAIService()
     if ref.kind == HASH:  # CivitAI's by-hash lookup names the version; keep the very file with that hash
@@ -265,7 +277,7 @@ def _fetch_url(
 ) -> Placed:
     """Any other http(s) address: the engine downloads it (checked against ``known``'s SHA256 when it
     has one, else only the sniff refuses HTML); ``known`` stays the description of what came."""
-    from .download import download_file
+    from hubloader.engine.download import download_file
 
     if kind is None:
         raise InvalidReference(
@@ -291,44 +303,13 @@ def _fetch_url(
     return Placed(result.path, kind, source, reused=result.reused, url=source.remote_url, sha256=result.sha256)
 
 
-# --- a model a workflow resolver resolved ----------------------------------------------------------
-
-
-def fetch_resolved(
-    resolver: Any, item: Any, *, progress: Progress | None = None, cancel: threading.Event | None = None
-) -> Placed:
-    """Download one RESOLVED item of a :class:`~hubloader.workflows.Resolver` report (into the folder the
-    workflow names, checked against the hashes it gives); its failure is raised, not only recorded."""
-    from .workflows import ResolutionReport, Status
-
-    report = ResolutionReport(items=[item])
-    resolver.fetch(report, progress=(lambda _item, event: progress(event)) if progress else None, cancel=cancel)
-    if item.status is not Status.FETCHED:
-        raise HubloaderError(item.reason or f"Could not fetch {item.reference.name}.")
-    kind = item.reference.kind or item.chosen.kind
-    return Placed(Path(item.path), kind, _civitai_source(item), url=item.chosen.url, sha256=item.sha256)
-
-
-def _civitai_source(item: Any) -> ModelMetadata | None:
-    """What CivitAI says about a file the resolver fetched from it (triggers, weight, hashes for the sidecar)."""
-    if item.chosen is None or item.chosen.source != "civitai" or not item.sha256:
-        return None
-    from .civitai import CivitAIService
-
-    try:
-        return CivitAIService().find_by_hash(item.sha256)
-    except HubloaderError as exc:
-        log.info("hubloader: no CivitAI description of %s (%s)", item.path, exc)
-        return None
-
-
 # --- describe, sidecars, registry ----------------------------------------------------------------------
 
 
 def describe_and_register(
     path: Path,
     source: ModelMetadata | None,
-    registry: ModelRegistry,
+    registry: ModelIndex,
     *,
     raw: dict[str, Any] | None = None,
     preview: bytes | None = None,
@@ -344,8 +325,8 @@ def describe_and_register(
     ``model_type`` overrides what the header and source say. Sidecars that cannot be written lose
     nothing: the model is registered all the same.
     """
-    from .download import file_hashes
-    from .scan import describe_file
+    from hubloader.engine.download import file_hashes
+    from hubloader.library.scan import describe_file
 
     path = Path(path)
     sha = source.sha256 if source is not None else ""
@@ -364,20 +345,13 @@ def describe_and_register(
     registered = registry.register_model(meta, managed=not reused)
     if not written:
         return registered
-    from .sidecars import find_preview, sidecar_path
+    from hubloader.library.sidecars import find_preview, sidecar_path
 
     return registry.set_paths(registered, sidecar_path=sidecar_path(path, ".json"), preview_path=find_preview(path))
 
 
-def record(
-    placed: Placed, registry: ModelRegistry | None = None, *, model_type: ModelType | None = None
-) -> ModelMetadata:
-    """:func:`describe_and_register` what :func:`fetch` placed, in ``registry`` (default: this machine's)."""
-    if registry is None:
-        from .registry import ModelRegistry
-
-        with ModelRegistry() as own:
-            return record(placed, own, model_type=model_type)
+def record(placed: Placed, registry: ModelIndex, *, model_type: ModelType | None = None) -> ModelMetadata:
+    """:func:`describe_and_register` what :func:`fetch` placed, in ``registry``."""
     return describe_and_register(placed.path, placed.source, registry, reused=placed.reused, model_type=model_type)
 
 
@@ -385,7 +359,7 @@ def _write_sidecars(
     path: Path, meta: ModelMetadata, source: ModelMetadata | None, raw: dict[str, Any] | None, preview: bytes | None
 ) -> bool:
     """True when the sidecars were written (a failure is logged: the model is registered all the same)."""
-    from . import sidecars
+    from hubloader.library import sidecars
 
     try:
         if preview is None and source is not None and source.preview_urls and sidecars.find_preview(path) is None:
@@ -402,10 +376,10 @@ def fetch_preview(url: str) -> bytes | None:
     """A source's preview image (capped in size); None when it cannot be had: a preview never fails a download."""
     import requests
 
-    from . import __version__
+    from hubloader.core.version import USER_AGENT
 
     try:
-        with requests.get(url, timeout=(10, 30), stream=True, headers={"User-Agent": f"hubloader/{__version__}"}) as r:
+        with requests.get(url, timeout=(10, 30), stream=True, headers={"User-Agent": USER_AGENT}) as r:
             r.raise_for_status()
             data = r.raw.read(MAX_PREVIEW_BYTES + 1, decode_content=True)
     except (requests.RequestException, OSError) as exc:

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, HubloaderError
+from hubloader.core.errors import ConfigError, HubloaderError
 
 SUFFIX = ".zst"
 LEVEL = 3  # zstd's default: past it, ratios on weights improve by tenths of a percent at several times the cost

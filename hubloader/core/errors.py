@@ -1,7 +1,7 @@
 """One exception tree. Every message says what happened and what the user can do about it.
 
 No message ever contains a token: build them from names, ids and redacted URLs only
-(see ``hubloader.config.redact_url``).
+(see ``hubloader.core.settings.redact_url``).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import Cancelled, HubloaderError
+from hubloader.core.errors import Cancelled, HubloaderError
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""What is on disk: the SQLite index, file recognisers, trigger words, sidecars, folder scans and archives."""

@@ -1,0 +1,1 @@
+"""A shared cache many machines fetch through (a network folder or an S3-compatible store)."""

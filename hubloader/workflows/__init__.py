@@ -1,0 +1,1 @@
+"""Workflows, images and lockfiles: which models they need, and resolving those to files."""
