@@ -343,7 +343,11 @@ def test_find_by_hashes_batches(service, hub_env):
     assert {h: m.model_id for h, m in found.items() if h in known} == known
     assert found[autov2].model_id == known[next(iter(known))]
     assert "f" * 64 not in found
-    assert len(api_requests(hub_env, "/by-hash", method="POST")) == 4  # 7 hashes, 2 per request
+    # 6 SHA256s, 2 per batch; the AutoV2 alone (the batch endpoint takes SHA256s only)
+    assert len(api_requests(hub_env, "/by-hash", method="POST")) == 3
+    assert [r.path for r in api_requests(hub_env, "/by-hash/", method="GET")] == [
+        f"/api/v1/model-versions/by-hash/{autov2.upper()}"
+    ]
     assert len(api_requests(hub_env, "/api/v1/models", method="GET")) == 1  # the models, by ids, at once
 
 
@@ -606,3 +610,23 @@ def test_no_error_message_contains_the_key(hub_env, tmp_path, monkeypatch, caplo
 
 def test_reference_parsing_is_shared_with_refs():
     assert parse_reference("civitai:1@2").model_id == 1  # the id scheme in ModelMetadata.model_id
+
+
+def test_short_hashes_never_go_into_a_batch_and_a_refused_batch_falls_back_to_single_lookups(service, hub_env):
+    """CivitAI's batch by-hash takes SHA256s only (≤ 100): an AutoV2 from an A1111 infotext is asked alone,
+    and a batch the server refuses as a whole (here: over its cap) is asked hash by hash instead of lost."""
+    data = b"inkwash lora " * 2000
+    model_id, version_id = hub_env.add_civitai_model("Inkwash", files=[{"name": "ink.safetensors", "data": data}])
+    sha = hashlib.sha256(data).hexdigest()
+    autov2 = sha[:10]
+    short = service.find_by_hashes([autov2])
+    assert short[autov2].model_id == f"civitai:{model_id}@{version_id}"
+    assert api_requests(hub_env, "/by-hash", method="POST") == []
+
+    hub_env.requests.clear()
+    service.hash_batch = 101  # more than the server takes in one request
+    unknown = [f"{i:064x}" for i in range(100)]
+    found = service.find_by_hashes([sha, *unknown])
+    assert found[sha].model_id == f"civitai:{model_id}@{version_id}" and len(found) == 1
+    (refused,) = api_requests(hub_env, "/by-hash", method="POST")
+    assert len(api_requests(hub_env, "/by-hash/", method="GET")) == 101  # every hash of the refused batch, alone

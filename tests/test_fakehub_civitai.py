@@ -135,8 +135,9 @@ def test_batch_by_hash(fakehub: FakeHub):
     _, version_id = fakehub.add_civitai_model("Batch")
     sha = api(fakehub, f"model-versions/{version_id}").json()["files"][0]["hashes"]["SHA256"]
     url = f"{fakehub.civitai_url}/api/v1/model-versions/by-hash"
-    docs = requests.post(url, json=[sha.lower(), "9753338AB6", "00000000"]).json()
-    assert [d["id"] for d in docs] == [version_id, 1387174]
+    docs = requests.post(url, json=[sha.lower(), "0" * 64]).json()  # SHA256s only; unknown ones are absent
+    assert [d["id"] for d in docs] == [version_id]
+    assert requests.get(f"{url}/9753338AB6").json()["id"] == 1387174  # a short hash is asked alone
     assert requests.post(url, json={"not": "a list"}).status_code == 400
 
 
@@ -277,3 +278,14 @@ def test_admin_can_add_models(fakehub: FakeHub):
     created = requests.post(f"{fakehub.civitai_url}/_fake/civitai_models", json={"name": "Remote", "type": "LORA"})
     version_id = created.json()["version_id"]
     assert api(fakehub, f"model-versions/{version_id}").json()["model"]["name"] == "Remote"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [["4EAC8949BE"], ["A" * 64, "4EAC8949BE"], ["A" * 64] * 101, "A" * 64, [64]],
+    ids=["autov2", "one-short-sinks-all", "over-100", "not-a-list", "not-strings"],
+)
+def test_batch_by_hash_takes_only_sha256s_as_civitai_does(fakehub, body):
+    answer = requests.post(f"{fakehub.civitai_url}/api/v1/model-versions/by-hash", json=body)
+    assert answer.status_code == 400
+    assert "SHA256" in answer.json()["error"]

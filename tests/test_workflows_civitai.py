@@ -115,9 +115,11 @@ def test_ui_workflow_resolves_by_hash_in_one_batched_request_and_fetches_verifie
     resolver = resolver_for(root, search=False)
     report = resolver.resolve(graph)
 
-    # Three hashes, one POST; never one GET per hash.
+    # The two SHA256s in one POST; the AutoV2 alone (CivitAI's batch takes SHA256s only, and one short hash
+    # would make it refuse the whole request).
     assert len(civitai_calls(hub, "/api/v1/model-versions/by-hash", "POST")) == 1
-    assert civitai_calls(hub, "/api/v1/model-versions/by-hash/") == []
+    singles = civitai_calls(hub, "/api/v1/model-versions/by-hash/")
+    assert [c.path for c in singles] == [f"/api/v1/model-versions/by-hash/{autov2(CHECKPOINT).upper()}"]
 
     checkpoint, lora = item_named(report, "sdxl/juggernaut.safetensors"), item_named(report, "ink.safetensors")
     for item, data, (model_id, version_id) in (
@@ -164,7 +166,9 @@ def test_a1111_infotext_resolves_by_hash_and_fetches(hub, tmp_path: Path):
     root = tmp_path / "models"
     resolver = resolver_for(root)
     report = resolver.resolve(INFOTEXT)
-    assert len(civitai_calls(hub, "/api/v1/model-versions/by-hash", "POST")) == 1
+    # An infotext carries short hashes only (AutoV2): CivitAI's batch refuses them, so each is asked alone.
+    assert civitai_calls(hub, "/api/v1/model-versions/by-hash", "POST") == []
+    assert len(civitai_calls(hub, "/api/v1/model-versions/by-hash/")) == 3
 
     checkpoint, lora, ti = (item_named(report, n) for n in ("juggernaut_xl", "ink_style", "easynegative"))
     assert checkpoint.reference.kind == "checkpoints" and checkpoint.reference.hashes == {"AutoV2": autov2(CHECKPOINT)}
@@ -433,4 +437,4 @@ def test_cli_resolves_and_downloads_the_models_of_an_a1111_png(hub, tmp_path: Pa
         if line.split()[1:2] in (["checkpoints"], ["loras"])
     }
     assert rows == {"juggernaut_xl": "fetched", "ink_style": "fetched"}, done.stdout
-    assert len(civitai_calls(hub, "/api/v1/model-versions/by-hash", "POST")) == 1
+    assert civitai_calls(hub, "/api/v1/model-versions/by-hash", "POST") == []  # short hashes: asked one by one

@@ -892,17 +892,10 @@ def cmd_ui(args: argparse.Namespace, out: Output) -> int:
         raise MissingDependency(
             "The web UI needs gradio, which is not installed.", hint="Install it with: pip install 'hubloader[ui]'"
         )
-    if importlib.util.find_spec(f"{__package__}.ui") is None:
-        raise MissingDependency(
-            "The web UI is not part of this build of Hubloader.", hint="Upgrade: pip install -U 'hubloader[ui]'"
-        )
     from hubloader.faces import app as ui
 
     folders = host_folders(args)
-    if hasattr(ui, "launch"):
-        ui.launch(folders=folders, host=args.host, port=args.port, share=args.share)
-    else:
-        ui.build_blocks(ui.ModelHub(folders)).launch(server_name=args.host, server_port=args.port, share=args.share)
+    ui.launch(folders=folders, host=args.host, port=args.port, share=args.share)
     return EXIT_OK
 
 

@@ -12,6 +12,7 @@ the API key only as an ``Authorization`` header to that host, never in a URL.
 from __future__ import annotations
 
 import html
+import logging
 import re
 import threading
 import time
@@ -52,6 +53,8 @@ from hubloader.core.version import USER_AGENT
 from hubloader.engine.hashing import verify_checksum
 from hubloader.engine.ratelimit import RateLimiter, limiter_for, retry_after_seconds
 from hubloader.sources.references import CIVITAI, HASH, ModelRef, civitai_id, format_air, parse_hash, parse_reference
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from hubloader.engine.download import DownloadProgress
@@ -232,30 +235,57 @@ class CivitAIService:
         The metadata describes the matching file (``sha256``, ``hashes``, ``size_bytes``), not the primary one.
         """
         ref = parse_hash(file_hash)
+        version = self._version_by_hash(ref.hash or "")
+        return self._with_model(version, file_hash=ref.hash) if version is not None else None
+
+    def _version_by_hash(self, value: str) -> dict[str, Any] | None:
+        """The version document of the file with this hash (any kind CivitAI stores), None if it has none."""
         try:
-            version = self._get(f"model-versions/by-hash/{ref.hash.upper()}", what=f"hash {ref.hash}")  # type: ignore[union-attr]
+            return self._get(f"model-versions/by-hash/{value.upper()}", what=f"hash {value}")
         except NotFound:
             return None
-        return self._with_model(version, file_hash=ref.hash)
 
     def find_by_hashes(self, hashes: Iterable[str]) -> dict[str, ModelMetadata]:
-        """Look many hashes up in batches of ``hash_batch``: ``{hash (lower-case): metadata}``, unknown ones absent."""
+        """Look many hashes up: ``{hash (lower-case): metadata}``, unknown ones absent.
+
+        CivitAI's batch endpoint takes SHA256s only (64 hex, at most 100 a request) and refuses a whole request
+        with any other element, so SHA256s go in batches of ``hash_batch`` and shorter hashes (AutoV2 from an A1111
+        infotext, AutoV3, CRC32 …) one ``GET …/by-hash/{hash}`` each, as does every hash of a batch it refused.
+        """
         wanted = list(dict.fromkeys(parse_hash(h).hash for h in hashes))  # type: ignore[misc]
+        full = [h for h in wanted if len(h) == 64]
         found: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}  # hash → (version doc, matched file)
-        for start in range(0, len(wanted), self.hash_batch):
-            batch = wanted[start : start + self.hash_batch]
-            answer = self._request("POST", "model-versions/by-hash", json=[h.upper() for h in batch], what="hashes")
-            batch_set = set(batch)
-            for version in answer if isinstance(answer, list) else []:
-                for file in version.get("files") or []:
-                    for value in (file.get("hashes") or {}).values():
-                        if str(value).lower() in batch_set:
-                            found.setdefault(str(value).lower(), (version, file))
+        singles = [h for h in wanted if len(h) != 64]
+        for start in range(0, len(full), self.hash_batch):
+            batch = full[start : start + self.hash_batch]
+            answer = self._batch_by_hash(batch)
+            if answer is None:
+                singles += batch
+                continue
+            found.update(_files_with_hashes(answer, set(batch)))
+        for value in singles:
+            version = self._version_by_hash(value)
+            found.update(_files_with_hashes([version] if version else [], {value}))
         models = self._models_by_id({v.get("modelId") for v, _ in found.values()})
         return {
             h: self._from_version_document(version, models.get(version.get("modelId")), file)
             for h, (version, file) in found.items()
         }
+
+    def _batch_by_hash(self, batch: list[str]) -> list[dict[str, Any]] | None:
+        """The version documents the batch endpoint finds for these SHA256s; None when it refuses the request
+        (a 400, 404 or 405 from a CivitAI that changed the route): the caller then asks for each hash alone."""
+        try:
+            answer = self._request("POST", "model-versions/by-hash", json=[h.upper() for h in batch], what="hashes")
+        except (AuthRequired, RateLimited):
+            raise
+        except (NotFound, NetworkError) as exc:
+            log.info("hubloader: CivitAI's batch by-hash lookup failed (%s); asking hash by hash", exc)
+            return None
+        except HubloaderError as exc:  # 400: the batch was refused as a whole
+            log.info("hubloader: CivitAI refused a batch by-hash lookup (%s); asking hash by hash", exc)
+            return None
+        return answer if isinstance(answer, list) else []
 
     def lookup(self, reference: str | ModelRef) -> ModelMetadata:
         """Any CivitAI reference or hash (id, AIR, URL, ``civitai:M@V``) → metadata; NotFound if unknown."""
@@ -695,6 +725,19 @@ def _search_hit(
     if not versions:
         return None
     return metadata_from_civitai(model, versions[0], site_url=site_url)
+
+
+def _files_with_hashes(
+    versions: list[dict[str, Any]], wanted: set[str]
+) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """``{hash: (version, file)}`` for each wanted hash some file of these version documents carries."""
+    found: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    for version in versions:
+        for file in version.get("files") or []:
+            for value in (file.get("hashes") or {}).values():
+                if str(value).lower() in wanted:
+                    found.setdefault(str(value).lower(), (version, file))
+    return found
 
 
 def _pick_version(model: dict[str, Any], version_id: int | None) -> dict[str, Any]:

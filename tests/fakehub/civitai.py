@@ -584,8 +584,9 @@ class CivitaiCatalog:
             hashes = await request.json()
         except ValueError:
             hashes = None
-        if not isinstance(hashes, list) or not all(isinstance(h, str) for h in hashes):
-            return _error(400, "Expected a JSON array of hash strings")
+        # CivitAI's own schema: array(string().refine(len == 64)).max(100) — SHA256s only, one bad element sinks all.
+        if not isinstance(hashes, list) or len(hashes) > 100 or not all(_is_sha256(h) for h in hashes):
+            return _error(400, "Request must include an array of SHA256 Hashes. Max 100 hashes per request.")
         docs: list[dict] = []
         for value in hashes:
             doc = self._by_hash(value)
@@ -698,3 +699,7 @@ def _tiny_jpeg() -> bytes:
         Image.new("RGB", (64, 64), (200, 120, 40)).save(out, "JPEG")
         _JPEG.append(out.getvalue())
     return _JPEG[0]
+
+
+def _is_sha256(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdefABCDEF" for c in value)
