@@ -13,10 +13,17 @@ PORT ?= 7860
 
 .PHONY: run test lint test-newest test-hf-oldest test-gradio3 browser screenshots clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+# The app alone (`make run`): Hubloader with its [ui] extra, pip's progress shown; no test tooling.
+$(VENV)/.app-installed: requirements.txt pyproject.toml
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@echo "Installing Hubloader and its app into $(VENV) (the first time takes a few minutes)..."
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -r requirements-dev.txt -e ".[ui]"
+	$(VENV)/bin/python -m pip install --progress-bar on -e ".[ui]"
+	touch $@
+
+# The same virtualenv plus the test and lint tooling (`make test`, `make lint`).
+$(VENV)/.installed: $(VENV)/.app-installed requirements-dev.txt
+	$(VENV)/bin/python -m pip install -q -r requirements-dev.txt
 	touch $@
 
 $(OLDEST_VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -31,7 +38,7 @@ $(GRADIO3_VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(GRADIO3_VENV)/bin/python -m pip install -q -r requirements.txt pytest pytest-timeout safetensors numpy pillow $(GRADIO3_PINS)
 	touch $@
 
-run: $(VENV)/.installed
+run: $(VENV)/.app-installed
 	$(VENV)/bin/python -m hubloader ui --host $(HOST) --port $(PORT)
 
 # Headless Chromium for the browser tests: Debian's package (never `playwright install`).

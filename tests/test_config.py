@@ -80,3 +80,23 @@ def test_redact_text():
 def test_gated_error_tells_what_to_do():
     message = str(GatedModel("org/gated", endpoint="http://hub"))
     assert "org/gated" in message and "accept" in message and "HF_TOKEN" in message
+
+
+@pytest.mark.parametrize("content", ['{"civitai_token": "kept-tok', "[1, 2]"], ids=["truncated", "not-an-object"])
+def test_a_save_never_overwrites_a_settings_file_it_cannot_read(isolated_home, content):
+    """A truncated or hand-broken settings file still holds the user's tokens: a save stops instead of dropping them."""
+    path = config.settings_path()
+    path.parent.mkdir(parents=True)
+    path.write_text(content)
+    with pytest.raises(ConfigError) as caught:
+        config.save_settings({"nsfw": True})
+    assert str(path) in str(caught.value) and "nothing was saved" in str(caught.value)
+    assert "kept-tok" not in str(caught.value)  # never echo what the file holds
+    assert path.read_text() == content
+
+
+def test_settings_save_works_without_os_fchmod(isolated_home, monkeypatch):
+    """Windows Pythons before 3.13 have no os.fchmod: saving must not depend on it."""
+    monkeypatch.delattr(os, "fchmod", raising=False)
+    config.save_settings({"nsfw": True})
+    assert config.load_settings()["nsfw"] is True

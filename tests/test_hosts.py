@@ -107,3 +107,14 @@ def test_existing_dirs_lists_each_folder_on_disk_once(tmp_path):
     (tmp_path / "models" / "Stable-diffusion").mkdir(parents=True)  # checkpoints and diffusion models share it
     (tmp_path / "models" / "Lora").mkdir()
     assert folders.existing_dirs() == [tmp_path / "models" / "Stable-diffusion", tmp_path / "models" / "Lora"]
+
+
+def test_a_malformed_extra_model_paths_yaml_is_one_line_naming_the_file_and_line(tmp_path):
+    comfy = tmp_path / "ComfyUI"
+    (comfy / "models").mkdir(parents=True)
+    (comfy / "folder_paths.py").write_text("")
+    (comfy / "extra_model_paths.yaml").write_text("a111:\n    base_path: /x\n  loras: [unclosed\n")
+    with pytest.raises(ConfigError) as caught:
+        comfyui_install(comfy)
+    message = str(caught.value)
+    assert "extra_model_paths.yaml" in message and "line 3" in message and "\n" not in message

@@ -130,7 +130,20 @@ def _extra_model_paths(yaml_path: Path) -> list[tuple[str, Path, bool]]:
         raise ConfigError(
             f"{yaml_path} needs PyYAML to be read.", hint="Install it with `pip install pyyaml`."
         ) from exc
-    config = yaml.safe_load(yaml_path.read_text(encoding="utf-8")) or {}
+    try:
+        config = yaml.safe_load(yaml_path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ConfigError(
+            f"{yaml_path} is not valid YAML{where}: {problem}.",
+            hint="Fix that line (ComfyUI cannot read the file either), then try again.",
+        ) from None
+    if not isinstance(config, dict):
+        raise ConfigError(
+            f"{yaml_path} is not a mapping of sections.", hint="See ComfyUI's extra_model_paths.yaml.example."
+        )
     entries = []
     for section in config.values():
         if not isinstance(section, dict):

@@ -92,19 +92,17 @@ def save_settings(changes: dict[str, Any]) -> Path:
         raise ConfigError(f"Unknown setting(s): {', '.join(sorted(unknown))}.", hint=f"Known: {', '.join(DEFAULTS)}.")
     path = settings_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        current = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        current = {}
+    current = _stored_settings(path)
     for key, value in changes.items():
         value = value.reveal() if isinstance(value, Secret) else value
         if value is None or value == "":
             current.pop(key, None)
         else:
             current[key] = value
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".settings-", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".settings-", suffix=".tmp")  # 0600 where POSIX
     try:
-        os.fchmod(fd, 0o600)
+        if hasattr(os, "fchmod"):  # POSIX; Windows Pythons before 3.13 lack it (and have no such mode bits)
+            os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(current, fh, indent=2, sort_keys=True)
         os.replace(tmp, path)
@@ -112,6 +110,28 @@ def save_settings(changes: dict[str, Any]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _stored_settings(path: Path) -> dict[str, Any]:
+    """What the settings file holds now. A file that cannot be read as settings stops the save: overwriting it
+    would silently drop the tokens in it (a truncated write, a hand edit gone wrong)."""
+    from hubloader.core.errors import ConfigError
+
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"The settings file {path} cannot be read ({exc}); nothing was saved, so what it holds is kept.",
+            hint="Fix the file (it is JSON) or move it away, then save again.",
+        ) from None
+    if not isinstance(stored, dict):
+        raise ConfigError(
+            f"The settings file {path} holds a JSON {type(stored).__name__}, not an object; nothing was saved.",
+            hint="Fix the file (a JSON object of settings) or move it away, then save again.",
+        )
+    return stored
 
 
 def public_settings() -> dict[str, Any]:
