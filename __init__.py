@@ -40,6 +40,12 @@ if __name__ == "hubloader":
             return getattr(nodes, name)
         return _hub_getattr(name)
 
+elif not __package__:
+    # Imported as a lone module, not as a package, so no relative import can work. pytest does this to the
+    # rootdir's __init__.py when the folder's name is no Python name (a `hubloader-main` zip, a `wt-x`
+    # worktree): it falls back to the module name ``__init__``. Nothing there needs the nodes.
+    __all__ = ["WEB_DIRECTORY"]
+
 else:
     # ComfyUI imports this folder under a path-derived name and does not put custom_nodes on sys.path, so
     # make the hub layer findable as top-level ``hubloader``. Appended, not prepended: ComfyUI's own
