@@ -5,7 +5,7 @@ layer is the ``hubloader/`` package inside it, imported as top-level ``hubloader
 usually *named* ``hubloader`` too, so the root itself can end up imported under that name: by a ComfyUI that
 registers a custom node under its folder's name, by a test runner, or by anything that puts the folder above
 the clone on ``sys.path``. Then this module is ``hubloader`` for the whole process, and it serves the hub
-layer rather than shadowing it (see ``_serve_as_hub_layer``).
+layer rather than shadowing it (the ``__name__ == "hubloader"`` branch below).
 """
 
 from __future__ import annotations
