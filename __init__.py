@@ -5,7 +5,7 @@ layer is the ``hubloader/`` package inside it, imported as top-level ``hubloader
 usually *named* ``hubloader`` too, so the root itself can end up imported under that name: by a ComfyUI that
 registers a custom node under its folder's name, by a test runner, or by anything that puts the folder above
 the clone on ``sys.path``. Then this module is ``hubloader`` for the whole process, and it serves the hub
-layer rather than shadowing it (see ``_serve_as_hub_layer``).
+layer rather than shadowing it (the ``__name__ == "hubloader"`` branch below).
 """
 
 from __future__ import annotations
@@ -39,6 +39,12 @@ if __name__ == "hubloader":
 
             return getattr(nodes, name)
         return _hub_getattr(name)
+
+elif not __package__:
+    # Imported as a lone module, not as a package, so no relative import can work. pytest does this to the
+    # rootdir's __init__.py when the folder's name is no Python name (a `hubloader-main` zip, a `wt-x`
+    # worktree): it falls back to the module name ``__init__``. Nothing there needs the nodes.
+    __all__ = ["WEB_DIRECTORY"]
 
 else:
     # ComfyUI imports this folder under a path-derived name and does not put custom_nodes on sys.path, so

@@ -122,3 +122,28 @@ def test_the_a1111_glue_imports_the_hub_layer_from_an_extension_named_hubloader(
     """A1111 puts the extension root on sys.path while it loads scripts/: ``import hubloader`` is the layer."""
     code = f"import sys; sys.path.insert(0, {str(custom_nodes / 'hubloader')!r})\n" + _HUB_LAYER_CHECK
     _assert_hub_layer(_run(code, custom_nodes.parent))
+
+
+_LONE_MODULE_LOAD = """
+import importlib.machinery, importlib.util, json, sys
+spec = importlib.machinery.PathFinder.find_spec("__init__", [{pack!r}])
+module = importlib.util.module_from_spec(spec)
+sys.modules["__init__"] = module
+spec.loader.exec_module(module)
+print(json.dumps({{
+    "package": module.__package__,
+    "web": module.WEB_DIRECTORY,
+    "heavy": [m for m in {heavy!r} if m in sys.modules],
+}}))
+"""
+
+
+def test_a_test_runner_may_import_the_root_of_a_clone_with_no_python_name_as_a_lone_module(tmp_path: Path):
+    """pytest imports the rootdir's ``__init__.py`` as a plain module named ``__init__`` when the folder's name
+    is no Python name (a ``hubloader-main`` zip, a ``wt-x`` worktree): no package, so no relative import."""
+    pack = tmp_path / "hubloader-main"
+    pack.symlink_to(ROOT, target_is_directory=True)
+    result = _run(_LONE_MODULE_LOAD.format(pack=str(pack), heavy=HEAVY), tmp_path)
+    assert result["package"] == ""
+    assert (ROOT / result["web"] / "hubloader.js").is_file()
+    assert result["heavy"] == []

@@ -4,6 +4,11 @@ Model Hub sidebar searches and downloads in headless Chromium.
 Needs a ComfyUI checkout (COMFYUI_DIR) and a Python with its requirements (COMFYUI_PYTHON, default: this
 one); the browser part also needs Playwright (pip) and Debian's chromium (CHROMIUM, default /usr/bin/chromium).
 Skipped, with the reason, when COMFYUI_DIR is not set.
+
+Every test runs twice, against two ComfyUI processes in turn, the pack being ``custom_nodes/hubloader`` (a link
+to this checkout) in both: as ComfyUI loads it by itself, and with ``custom_nodes`` also on the process's
+``sys.path`` (PYTHONPATH), as a launcher or a manager may set it, so that ``import hubloader`` finds the pack's
+root folder before the hub layer inside it.
 """
 
 from __future__ import annotations
@@ -60,8 +65,11 @@ class Comfy:
         self.url, self.log, self.base, self.hub = url, log, base, hub
 
 
-@pytest.fixture(scope="module")
-def comfy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Comfy]:
+CUSTOM_NODES_ON_PATH = "custom_nodes-on-sys-path"
+
+
+@pytest.fixture(scope="module", params=["pack-folder", CUSTOM_NODES_ON_PATH])
+def comfy(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Comfy]:
     from tests.fakehub import FakeHub
 
     hub = FakeHub()
@@ -85,6 +93,8 @@ def comfy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Comfy]:
     }
     for name in ("HF_TOKEN", "CIVITAI_API_TOKEN", "CIVITAI_API_KEY"):
         env.pop(name, None)
+    if request.param == CUSTOM_NODES_ON_PATH:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(base / "custom_nodes"), env.get("PYTHONPATH")]))
     log = base / "comfyui.log"
     command = [COMFYUI_PYTHON, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port)]
     command += ["--base-directory", str(base), "--disable-auto-launch"]
