@@ -642,10 +642,7 @@ class ModelDatabase:
         stored = conn.execute("SELECT value FROM model_hashes WHERE model_pk = ? AND kind = 'SHA256'", (pk,)).fetchone()
         if stored and hashes.get("SHA256") and stored[0] != hashes["SHA256"]:
             conn.execute("DELETE FROM model_hashes WHERE model_pk = ?", (pk,))  # a different file now
-        conn.executemany(
-            "INSERT OR REPLACE INTO model_hashes (model_pk, kind, value) VALUES (?, ?, ?)",
-            [(pk, kind, value) for kind, value in hashes.items()],
-        )
+        self.store_hashes(conn, pk, hashes)
         return pk
 
     def models(
@@ -685,12 +682,12 @@ class ModelDatabase:
             hashes.setdefault(pk, {})[kind] = value
         return [row_to_metadata(rows[pk], hashes.get(pk, {})) for pk in pks if pk in rows]
 
-    def set_hashes(self, pk: int, hashes: dict[str, str]) -> None:
-        with self.write() as conn:
-            conn.executemany(
-                "INSERT OR REPLACE INTO model_hashes (model_pk, kind, value) VALUES (?, ?, ?)",
-                [(pk, canonical_hash_kind(k), str(v).lower()) for k, v in hashes.items() if v],
-            )
+    def store_hashes(self, conn: sqlite3.Connection, pk: int, hashes: dict[str, str]) -> None:
+        """Record every hash row ``pk``'s file is known by (inside the caller's transaction); empty ones are skipped."""
+        conn.executemany(
+            "INSERT OR REPLACE INTO model_hashes (model_pk, kind, value) VALUES (?, ?, ?)",
+            [(pk, canonical_hash_kind(k), str(v).lower()) for k, v in hashes.items() if v],
+        )
 
     # -- hash cache --
 
