@@ -224,7 +224,7 @@ def test_local_search_covers_name_tags_triggers_description_and_stays_in_sync():
 
 
 def test_ranking_prefers_name_then_triggers_then_tags_and_common_words_list_newest(monkeypatch):
-    from hubloader import registry as registry_module
+    from hubloader.library import index as index_module
 
     registry = ModelRegistry()
     registry.register_model(meta("civitai:1@1", name="one", tags=["ink"], download_count=5))
@@ -233,7 +233,7 @@ def test_ranking_prefers_name_then_triggers_then_tags_and_common_words_list_newe
     registry.register_model(meta("civitai:4@4", name="four", tags=["ink"], download_count=9))
     ranked = [m.model_id for m in registry.search("ink", local_only=True, limit=3)]
     assert ranked == ["civitai:2@2", "civitai:3@3", "civitai:4@4"]  # name, trigger, then the most downloaded tag
-    monkeypatch.setattr(registry_module, "RANK_CAP", 3)
+    monkeypatch.setattr(index_module, "RANK_CAP", 3)
     newest = [m.model_id for m in registry.search("ink", local_only=True, limit=3)]
     assert newest == ["civitai:4@4", "civitai:3@3", "civitai:2@2"]
 
