@@ -37,7 +37,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hubloader.core.errors import HubloaderError, NotFound
-from hubloader.core.metadata import BaseModel, CacheCleanupReport, ModelMetadata, ModelType, SortBy, Source
+from hubloader.core.metadata import (
+    BaseModel,
+    CacheCleanupReport,
+    ModelFilter,
+    ModelMetadata,
+    ModelType,
+    SortBy,
+    Source,
+)
 from hubloader.core.settings import hubloader_home, redact_text
 from hubloader.library import database as _db
 from hubloader.library.eviction import CachePolicy
@@ -230,6 +238,7 @@ class ModelRegistry:
         return self.cache.archive(model)
 
     # -- registration from the sources --
+    # The pipeline and the scan are imported on use (about 0.1 s and 0.3 s): every command opens the registry.
 
     def register_from_huggingface(self, model_id: str, revision: str = "main") -> ModelMetadata:
         """Download a HuggingFace repo (or one file of it, ``owner/repo/file``) and register it.
@@ -419,27 +428,12 @@ class ModelRegistry:
         local = [] if remote_only else self.index.search(query, wanted, model_type, base_model, limit)
         results = SearchResults(local)
         remotes = [] if local_only else [s for s in wanted if s in REMOTE_SOURCES]
-        if remotes:
-            seen_ids = {(m.source, m.model_id) for m in results}
-            seen_hashes = {h for m in results for h in _db.hashes_of(m).values() if len(h) == 64}
-            asked = dict(model_type=model_type, base_model=base_model, limit=limit, sort=sort, nsfw=nsfw)
-            for source, found, error in self._search_remote(remotes, query, **asked):
-                if error is not None:
-                    message = f"{source} search failed: {_failure_text(error)}"
-                    log.warning("%s", message)
-                    results.warnings.append(message)
-                    results.failures[source] = error
-                    continue
-                if nsfw is False:
-                    found = [m for m in found if not m.nsfw]
-                for meta in found:
-                    hashes = {h for h in _db.hashes_of(meta).values() if len(h) == 64}
-                    if (meta.source, meta.model_id) in seen_ids or hashes & seen_hashes:
-                        continue
-                    seen_ids.add((meta.source, meta.model_id))
-                    seen_hashes |= hashes
-                    meta.extra["where"] = "local" if meta.local_path else "remote"
-                    results.append(meta)
+        asked = dict(model_type=model_type, base_model=base_model, limit=limit, sort=sort, nsfw=nsfw)
+        for source, found, error in self._search_remote(remotes, query, **asked) if remotes else ():
+            if error is not None:
+                _report_failure(results, source, error)
+            else:
+                _merge(results, [m for m in found if nsfw is not False or not m.nsfw])
         return results
 
     def _search_remote(
@@ -453,30 +447,43 @@ class ModelRegistry:
         sort: SortBy | None,
         nsfw: bool | None,
     ) -> list[tuple[Source, list[ModelMetadata], Exception | None]]:
+        """Each hub's answer, asked in parallel: ``(source, results, None)`` or ``(source, [], the error)``."""
+
         def one(source: Source) -> tuple[Source, list[ModelMetadata], Exception | None]:
             # A remote source must never break the answer the others (and the local index) give.
             try:
-                if source is Source.HUGGINGFACE:
-                    from hubloader.core.metadata import ModelFilter
-
-                    wanted = ModelFilter(model_type=model_type, base_model=base_model, sort=sort)
-                    found = self.hf_service.search_models(query or "", filter=wanted, limit=limit)
-                else:
-                    found = self.civitai_service.search_models(
-                        query=query or None,
-                        type=model_type,
-                        base_model=base_model,
-                        sort=sort or SortBy.POPULARITY,
-                        limit=limit,
-                        nsfw=nsfw,
-                    )
-                return source, list(found), None
+                return source, self._ask_hub(source, query, model_type, base_model, limit, sort, nsfw), None
             except Exception as exc:  # reported to the caller as a warning
                 log.debug("%s search failed", source, exc_info=True)
                 return source, [], exc
 
         with ThreadPoolExecutor(max_workers=len(sources), thread_name_prefix="hubloader-search") as pool:
             return list(pool.map(one, sources))
+
+    def _ask_hub(
+        self,
+        source: Source,
+        query: str | None,
+        model_type: ModelType | None,
+        base_model: BaseModel | None,
+        limit: int,
+        sort: SortBy | None,
+        nsfw: bool | None,
+    ) -> list[ModelMetadata]:
+        """One hub's search results (HuggingFace or CivitAI); raises what the hub's service raises."""
+        if source is Source.HUGGINGFACE:
+            wanted = ModelFilter(model_type=model_type, base_model=base_model, sort=sort)
+            return list(self.hf_service.search_models(query or "", filter=wanted, limit=limit))
+        return list(
+            self.civitai_service.search_models(
+                query=query or None,
+                type=model_type,
+                base_model=base_model,
+                sort=sort or SortBy.POPULARITY,
+                limit=limit,
+                nsfw=nsfw,
+            )
+        )
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -485,6 +492,32 @@ class ModelRegistry:
 def _failure_text(exc: Exception) -> str:
     """Our errors say what to do already; anything else is named by its type."""
     return redact_text(str(exc) if isinstance(exc, HubloaderError) else f"{type(exc).__name__}: {exc}")
+
+
+def _report_failure(results: SearchResults, source: Source, error: Exception) -> None:
+    """Note in ``results`` (and the log) that ``source`` could not answer."""
+    message = f"{source} search failed: {_failure_text(error)}"
+    log.warning("%s", message)
+    results.warnings.append(message)
+    results.failures[source] = error
+
+
+def _merge(results: SearchResults, found: list[ModelMetadata]) -> None:
+    """Append a hub's results not already in ``results`` (same source id or same SHA256: the first one kept)."""
+    seen_ids = {(m.source, m.model_id) for m in results}
+    seen_hashes = {h for m in results for h in _sha256s(m)}
+    for meta in found:
+        hashes = _sha256s(meta)
+        if (meta.source, meta.model_id) in seen_ids or hashes & seen_hashes:
+            continue
+        seen_ids.add((meta.source, meta.model_id))
+        seen_hashes |= hashes
+        meta.extra["where"] = "local" if meta.local_path else "remote"
+        results.append(meta)
+
+
+def _sha256s(meta: ModelMetadata) -> set[str]:
+    return {h for h in _db.hashes_of(meta).values() if len(h) == 64}
 
 
 def _source_list(sources: Iterable[Source] | None) -> list[Source]:
