@@ -380,6 +380,8 @@ class ModelRegistry:
         report.looked_up = len(pending)
         for sha, key in pending.items():
             local = self.index.by_key(key)
+            if local.local_path is None:  # gone since it was hashed
+                continue
             if sha in found:
                 report.matched += 1
                 self.index.register_model(describe_file(local.local_path, source=found[sha]))
@@ -428,8 +430,8 @@ class ModelRegistry:
         local = [] if remote_only else self.index.search(query, wanted, model_type, base_model, limit)
         results = SearchResults(local)
         remotes = [] if local_only else [s for s in wanted if s in REMOTE_SOURCES]
-        asked = dict(model_type=model_type, base_model=base_model, limit=limit, sort=sort, nsfw=nsfw)
-        for source, found, error in self._search_remote(remotes, query, **asked) if remotes else ():
+        answers = self._search_remote(remotes, query, model_type, base_model, limit, sort, nsfw) if remotes else []
+        for source, found, error in answers:
             if error is not None:
                 _report_failure(results, source, error)
             else:
@@ -440,7 +442,6 @@ class ModelRegistry:
         self,
         sources: list[Source],
         query: str | None,
-        *,
         model_type: ModelType | None,
         base_model: BaseModel | None,
         limit: int,

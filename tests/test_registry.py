@@ -379,6 +379,26 @@ def test_pinned_downloading_in_use_and_user_files_are_never_evicted(tmp_path):
     ]
 
 
+def test_a_file_that_will_not_go_is_kept_and_reported(tmp_path, monkeypatch):
+    from hubloader.library import eviction
+
+    registry = ModelRegistry()
+    stuck, free = fill_cache(registry, tmp_path, 2)
+    remove = eviction.remove_path
+
+    def refuse_stuck(path: Path | None) -> None:
+        if path == stuck.local_path:
+            raise PermissionError(f"cannot delete {path}")
+        remove(path)
+
+    monkeypatch.setattr(eviction, "remove_path", refuse_stuck)
+    report = registry.cleanup_cache(keep_recent=0, max_size_gb=0.0)
+    assert [m.model_id for m in report.deleted_models] == [free.model_id]
+    assert report.errors == [f"could not delete {stuck.local_path}"]
+    assert [m.model_id for m in report.kept_models] == [stuck.model_id]
+    assert registry.get_model(stuck.model_id).local_path == stuck.local_path
+
+
 def test_lease_of_a_dead_process_does_not_block_eviction(tmp_path):
     registry = ModelRegistry()
     (model,) = fill_cache(registry, tmp_path, 1)

@@ -205,7 +205,8 @@ class LibraryIndex:
         return self.by_key(key)
 
     def set_location(self, pk: int, *, status: str, local_path: Path | None, archive_path: Path | None) -> None:
-        """Record where row ``pk``'s file is now: evicted (no path), archived (its ``.zst``) or in place."""
+        """Record where row ``pk``'s file is now: archived (``archive_path``, its ``.zst``; the place it is
+        restored to stays) or back in place at ``local_path``."""
         with self.db.write() as conn:
             conn.execute(
                 "UPDATE models SET status = ?, local_path = COALESCE(?, local_path), archive_path = ? WHERE pk = ?",
