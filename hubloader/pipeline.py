@@ -36,7 +36,8 @@ Progress = Callable[["DownloadProgress"], None]
 
 
 class ModelIndex(Protocol):
-    """What the pipeline records into: the registry's index (:class:`~hubloader.registry.ModelRegistry`)."""
+    """What the pipeline records into: the library index (:class:`~hubloader.library.index.LibraryIndex`),
+    or :class:`~hubloader.registry.ModelRegistry`, which offers the same methods."""
 
     def find_model(self, ref: str | int | ModelMetadata) -> ModelMetadata | None: ...
     def mark_used(self, model: str | ModelMetadata) -> ModelMetadata: ...

@@ -224,7 +224,7 @@ def test_local_search_covers_name_tags_triggers_description_and_stays_in_sync():
 
 
 def test_ranking_prefers_name_then_triggers_then_tags_and_common_words_list_newest(monkeypatch):
-    from hubloader import registry as registry_module
+    from hubloader.library import index as index_module
 
     registry = ModelRegistry()
     registry.register_model(meta("civitai:1@1", name="one", tags=["ink"], download_count=5))
@@ -233,7 +233,7 @@ def test_ranking_prefers_name_then_triggers_then_tags_and_common_words_list_newe
     registry.register_model(meta("civitai:4@4", name="four", tags=["ink"], download_count=9))
     ranked = [m.model_id for m in registry.search("ink", local_only=True, limit=3)]
     assert ranked == ["civitai:2@2", "civitai:3@3", "civitai:4@4"]  # name, trigger, then the most downloaded tag
-    monkeypatch.setattr(registry_module, "RANK_CAP", 3)
+    monkeypatch.setattr(index_module, "RANK_CAP", 3)
     newest = [m.model_id for m in registry.search("ink", local_only=True, limit=3)]
     assert newest == ["civitai:4@4", "civitai:3@3", "civitai:2@2"]
 
@@ -377,6 +377,26 @@ def test_pinned_downloading_in_use_and_user_files_are_never_evicted(tmp_path):
     assert [m.model_id for m in registry.cleanup_cache(keep_recent=0, max_size_gb=0.0).deleted_models] == [
         "civitai:2@2"
     ]
+
+
+def test_a_file_that_will_not_go_is_kept_and_reported(tmp_path, monkeypatch):
+    from hubloader.library import eviction
+
+    registry = ModelRegistry()
+    stuck, free = fill_cache(registry, tmp_path, 2)
+    remove = eviction.remove_path
+
+    def refuse_stuck(path: Path | None) -> None:
+        if path == stuck.local_path:
+            raise PermissionError(f"cannot delete {path}")
+        remove(path)
+
+    monkeypatch.setattr(eviction, "remove_path", refuse_stuck)
+    report = registry.cleanup_cache(keep_recent=0, max_size_gb=0.0)
+    assert [m.model_id for m in report.deleted_models] == [free.model_id]
+    assert report.errors == [f"could not delete {stuck.local_path}"]
+    assert [m.model_id for m in report.kept_models] == [stuck.model_id]
+    assert registry.get_model(stuck.model_id).local_path == stuck.local_path
 
 
 def test_lease_of_a_dead_process_does_not_block_eviction(tmp_path):
