@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import struct
 import threading
 import zlib
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hubloader.core.errors import Cancelled
+from hubloader.engine.sniff import safetensors_header_length
 
 CHUNK_SIZE = 16 << 20  # large reads: fewer syscalls and thread hand-offs
 AUTOV1_OFFSET, AUTOV1_LENGTH = 0x100000, 0x10000
@@ -70,10 +70,10 @@ def safetensors_data_offset(path: str | Path) -> int | None:
     with open(path, "rb") as f:
         head = f.read(9)
         size = f.seek(0, os.SEEK_END)
-    if len(head) < 9 or head[8:9] != b"{":
+    header_len = safetensors_header_length(head)
+    if header_len is None:
         return None
-    offset = 8 + struct.unpack("<Q", head[:8])[0]
-    return offset if offset <= size else None
+    return 8 + header_len if 8 + header_len <= size else None
 
 
 class _Crc32:
