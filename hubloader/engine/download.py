@@ -62,6 +62,7 @@ from hubloader.core import errors
 from hubloader.core.metadata import DownloadResult
 from hubloader.core.settings import Secret, hubloader_home, load_settings, redact_text, redact_url
 from hubloader.core.units import human_size
+from hubloader.engine.hashing import file_hashes, new_hashers, remember_hashes
 from hubloader.engine.ratelimit import limiter_for, retry_after_seconds
 from hubloader.engine.sniff import HEAD_BYTES, check_head, server_reason
 
@@ -221,23 +222,6 @@ def tqdm_progress(desc: str | None = None, **tqdm_kwargs: Any) -> TqdmProgress:
     return TqdmProgress(desc, **tqdm_kwargs)
 
 
-def file_hashes(path: Path, *, blake3: bool = False) -> dict[str, str]:
-    """SHA256 (and BLAKE3) of a file on disk, remembered for an unchanged file within this process."""
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
-    known = _hash_memo.get(key)
-    if known is not None and (not blake3 or "blake3" in known):
-        return known
-    hashers = _new_hashers(blake3)
-    with open(path, "rb") as fh:
-        while chunk := fh.read(4 * MiB):
-            for hasher in hashers.values():
-                hasher.update(chunk)
-    known = {name: hasher.hexdigest() for name, hasher in hashers.items()}
-    _hash_memo[key] = known
-    return known
-
-
 def partial_ranges(dest: Path | str) -> tuple[int | None, list[tuple[int, int]]]:
     """An unfinished download of ``dest``: the file's size (None until known) and the byte ranges of its
     ``.part`` already written, as last recorded for a resume (every ``CHECKPOINT_BYTES``). Safe to read
@@ -338,23 +322,6 @@ def _trusted_part(part: Path, meta: Path, sha256: str | None, size: int | None) 
     state.done.clip(part.stat().st_size)
     state.sha256 = state.sha256 or sha256
     return state
-
-
-_hash_memo: dict[tuple[str, int, int, int], dict[str, str]] = {}
-
-
-def _remember_hashes(path: Path, hashes: dict[str, str]) -> None:
-    stat = path.stat()
-    _hash_memo[(str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)] = dict(hashes)
-
-
-def _new_hashers(blake3: bool) -> dict[str, Any]:
-    hashers: dict[str, Any] = {"sha256": hashlib.sha256()}
-    if blake3:
-        from blake3 import blake3 as new_blake3
-
-        hashers["blake3"] = new_blake3()
-    return hashers
 
 
 def _connection_cap(service: str) -> int:
@@ -485,7 +452,7 @@ class _HashCursor:
 
     def __init__(self, fd: int, *, blake3: bool) -> None:
         self._fd = fd
-        self._hashers = _new_hashers(blake3)
+        self._hashers = new_hashers(("sha256", "blake3") if blake3 else ("sha256",))
         self._queue: deque[list[bytes] | tuple[int, int] | None] = deque()
         self._ready = threading.Condition()
         self._queued_bytes = 0
@@ -826,7 +793,7 @@ class _Download:
         os.replace(self.part, self.dest)
         self.meta_path.unlink(missing_ok=True)
         if result.sha256:
-            _remember_hashes(self.dest, result.hashes)
+            remember_hashes(self.dest, result.hashes)
         return result
 
     def _load_part(self) -> None:
