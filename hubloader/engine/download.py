@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Any
 
 from hubloader.core import errors
 from hubloader.core.metadata import DownloadResult
-from hubloader.core.settings import Secret, redact_text
+from hubloader.core.settings import Secret
 from hubloader.core.units import human_size
 from hubloader.engine.connections import Connections, Segment, connection_cap
 from hubloader.engine.failures import Expired, Restart, Transient, backoff_delay
@@ -69,8 +69,8 @@ from hubloader.engine.locks import acquire, lock_path, target_lock
 from hubloader.engine.origin import Origin, check_url
 from hubloader.engine.partfile import CHECKPOINT_BYTES, PartFile, partial_ranges, read_partial, seed_partial
 from hubloader.engine.progress import DownloadProgress, ProgressReporter, TqdmProgress, tqdm_progress
-from hubloader.engine.ratelimit import retry_after_seconds
-from hubloader.engine.sniff import HEAD_BYTES, check_head, server_reason
+from hubloader.engine.responses import ResponseCheck
+from hubloader.engine.sniff import HEAD_BYTES, check_head
 
 if TYPE_CHECKING:
     import aiohttp
@@ -96,7 +96,6 @@ READ_BUFSIZE = 1 * MiB
 #: Bytes gathered per write and hash step: few system calls and thread hand-offs per second.
 READ_BATCH = 2 * MiB
 MAX_RESTARTS = 2
-_EXPIRED = (400, 401, 403, 410)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -157,15 +156,6 @@ def download_file(url: str, dest: Path | str, **kwargs: Any) -> DownloadResult:
         return pool.submit(asyncio.run, adownload_file(url, dest, **kwargs)).result()
 
 
-def _content_range(value: str | None) -> tuple[int | None, int | None]:
-    """``bytes a-b/total`` → (a, total); ``bytes */total`` → (None, total)."""
-    if not value or not value.startswith("bytes "):
-        return None, None
-    span, _, total = value[6:].partition("/")
-    start = int(span.split("-")[0]) if span.strip() != "*" else None
-    return start, int(total) if total.strip().isdigit() else None
-
-
 # ----------------------------------------------------------------------------------------------
 # One download
 
@@ -207,6 +197,9 @@ class _Download:
         self.part = PartFile(dest)
         self.connections = Connections(max_connections, self._fetch_segment, lambda: self.ranges_ok)
         self.reporter = ProgressReporter(progress, dest, self.shown_url)
+        self.responses = ResponseCheck(
+            self.origin, expect=expect, expected_size=expected_size, file_name=dest.name, ranges_ignored=self._no_ranges
+        )
         self.ranges_ok = True
         self.sniffed = False
         self.cursor: HashCursor | None = None
@@ -436,6 +429,10 @@ class _Download:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
 
+    def _no_ranges(self) -> None:
+        """The server answered the whole file to a request from byte 0: go on in one stream."""
+        self.ranges_ok = False
+
     def _hashing_behind(self) -> bool:
         """When hashing is the bottleneck, more connections would only pile bytes up for the hasher."""
         return self.cursor is not None and self.cursor.lag() > HASH_QUEUE_BYTES
@@ -498,90 +495,8 @@ class _Download:
             if self.part.state.validator and (segment.pos > 0 or segment.end is not None):
                 headers["If-Range"] = self.part.state.validator
         response = await self.origin.open(self.session, headers)
-        await self._check_response(response, segment)
+        await self.responses.accept(response, segment, self.part.state)
         return response
-
-    async def _check_response(self, response: aiohttp.ClientResponse, segment: Segment) -> None:
-        """Accept a response for ``segment`` or raise what to do about it (retry, re-resolve, restart)."""
-        status = response.status
-        if status in (200, 206):
-            try:
-                await self._check_body_type(response)
-                self._check_position(response, segment)
-            except BaseException:
-                response.close()
-                raise
-            return
-        body = await self._error_body(response)
-        reason = server_reason(body, response.headers.get("Content-Type", "")) or response.reason or ""
-        reason = response.headers.get("X-Error-Message") or reason
-        reason = redact_text(reason, self.origin.token)
-        if status == 429:
-            raise Transient(
-                f"429 Too Many Requests: {reason}",
-                retry_after=retry_after_seconds(response.headers.get("Retry-After")),
-                status=429,
-            )
-        if status >= 500 or status == 408:
-            raise Transient(f"{status} {reason}", retry_after=retry_after_seconds(response.headers.get("Retry-After")))
-        if status == 416:
-            _, total = _content_range(response.headers.get("Content-Range"))
-            raise Restart(f"416 Range Not Satisfiable (the file has {total} bytes)", range_ignored=False)
-        if status in _EXPIRED and not (status == 401 and self.origin.at_source()):
-            raise Expired(status, reason, self.origin.file_url)
-        raise self.origin.refusal(status, reason)
-
-    async def _check_body_type(self, response: aiohttp.ClientResponse) -> None:
-        """Refuse an HTML/JSON answer at once, even mid-file (a login page served to a resumed range)."""
-        content_type = response.headers.get("Content-Type", "")
-        if self.expect == "any" or not content_type.lower().startswith(("text/html", "application/json")):
-            return
-        head = await response.content.read(HEAD_BYTES)
-        check_head(head, content_type=content_type, expect="model", where=self.origin.host)
-        raise errors.NotAModelFile(f"{self.origin.host} labels {self.dest.name} as {content_type}, not a model file.")
-
-    def _check_position(self, response: aiohttp.ClientResponse, segment: Segment) -> None:
-        """The body must start at ``segment.pos`` of the same file, else the ``.part`` is useless."""
-        etag = response.headers.get("ETag")
-        last_modified = response.headers.get("Last-Modified")
-        if response.status == 206:
-            start, total = _content_range(response.headers.get("Content-Range"))
-            if start != segment.pos:
-                raise Restart(f"asked for byte {segment.pos}, got {start}", range_ignored=True)
-        else:
-            total = response.content_length
-            if segment.pos > 0:
-                changed = bool(self.part.state.etag and etag and etag != self.part.state.etag)
-                raise Restart(
-                    "the file changed on the server" if changed else "the server ignores Range",
-                    range_ignored=not changed,
-                )
-            if self.part.state.done.total():
-                raise Restart("the server ignores Range", range_ignored=True)  # rewrite from byte 0
-            self.ranges_ok = False
-        if self.part.state.etag and etag and etag != self.part.state.etag:
-            raise Restart("the file changed on the server (new ETag)", range_ignored=False)
-        if self.part.state.size is not None and total is not None and total != self.part.state.size:
-            if self.expected_size is not None and total != self.expected_size:
-                raise errors.IntegrityError(
-                    f"{self.shown_url} serves {total} bytes; the source published {self.expected_size}.",
-                    expected=str(self.expected_size),
-                    actual=str(total),
-                )
-            raise Restart(f"the file is now {total} bytes, was {self.part.state.size}", range_ignored=False)
-        self.part.state.size = total if total is not None else self.part.state.size
-        self.part.state.etag = self.part.state.etag or etag
-        self.part.state.last_modified = self.part.state.last_modified or last_modified
-
-    async def _error_body(self, response: aiohttp.ClientResponse) -> bytes:
-        import aiohttp
-
-        try:
-            return await response.content.read(HEAD_BYTES)
-        except (aiohttp.ClientError, asyncio.TimeoutError):
-            return b""
-        finally:
-            response.close()
 
     async def _backoff(self, failures: int, exc: Transient) -> None:
         """Exponential backoff with full jitter; a server's ``Retry-After`` wins."""
