@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hubloader.core.settings import load_settings
+from hubloader.engine import MiB
 
 if TYPE_CHECKING:
     import aiohttp
 
-MiB = 1024 * 1024
 #: Below this size one stream is as fast as several and costs the server less.
 PARALLEL_MIN_SIZE = 32 * MiB
 #: A segment is split only if both halves would be at least this big.

@@ -61,6 +61,7 @@ from hubloader.core import errors
 from hubloader.core.metadata import DownloadResult
 from hubloader.core.settings import Secret
 from hubloader.core.units import human_size
+from hubloader.engine import MiB
 from hubloader.engine.connections import Connections, Segment, connection_cap
 from hubloader.engine.failures import Expired, Restart, Transient, backoff_delay
 from hubloader.engine.hashcursor import HASH_QUEUE_BYTES, HashCursor
@@ -91,7 +92,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MiB = 1024 * 1024
 READ_BUFSIZE = 1 * MiB
 #: Bytes gathered per write and hash step: few system calls and thread hand-offs per second.
 READ_BATCH = 2 * MiB

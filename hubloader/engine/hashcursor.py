@@ -7,10 +7,10 @@ import os
 import threading
 from collections import deque
 
+from hubloader.engine import MiB
 from hubloader.engine.hashing import new_hashers
 from hubloader.engine.intervals import Intervals
 
-MiB = 1024 * 1024
 #: Bytes the hashing thread may hold in memory before falling back to reading the page cache.
 HASH_QUEUE_BYTES = 32 * MiB
 

@@ -16,10 +16,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hubloader.engine import MiB
 from hubloader.engine.intervals import Intervals
 from hubloader.engine.locks import target_lock
 
-MiB = 1024 * 1024
 #: Record progress in ``.part.json`` after this many new bytes (bounds what a kill -9 costs).
 CHECKPOINT_BYTES = 8 * MiB
 
