@@ -160,7 +160,7 @@ def _fetch_huggingface(
 
     ``options`` (progress, cancel, shared_cache) go to :meth:`HuggingFaceHubService.download_model`."""
     from hubloader.core.errors import PickleNotAllowed
-    from hubloader.engine.download import file_hashes
+    from hubloader.engine.hashing import file_hashes
     from hubloader.sources.huggingface import HuggingFaceHubService, link_into
 
     service = HuggingFaceHubService()
@@ -326,7 +326,7 @@ def describe_and_register(
     ``model_type`` overrides what the header and source say. Sidecars that cannot be written lose
     nothing: the model is registered all the same.
     """
-    from hubloader.engine.download import file_hashes
+    from hubloader.engine.hashing import file_hashes
     from hubloader.library.scan import describe_file
 
     path = Path(path)

@@ -21,20 +21,31 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import struct
 import threading
 import zlib
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from hubloader.core.errors import Cancelled
+from hubloader.engine.sniff import safetensors_header_length
 
 CHUNK_SIZE = 16 << 20  # large reads: fewer syscalls and thread hand-offs
 AUTOV1_OFFSET, AUTOV1_LENGTH = 0x100000, 0x10000
 
 ProgressCallback = Callable[[int, int], None]  # (bytes hashed, total bytes)
+#: What :func:`hash_file` computes unless told fewer.
+ALL_DIGESTS = frozenset({"sha256", "blake3", "crc32", "autov1", "autov3"})
+
+
+class Hasher(Protocol):
+    """What hashlib, blake3 and the CRC32 below have in common."""
+
+    def update(self, data: bytes | memoryview, /) -> object: ...
+
+    def hexdigest(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -43,8 +54,8 @@ class FileHashes:
 
     size: int
     sha256: str
-    blake3: str
-    crc32: str
+    blake3: str = ""  # "" when not asked for
+    crc32: str = ""
     autov1: str | None = None
     autov3: str | None = None
 
@@ -70,10 +81,10 @@ def safetensors_data_offset(path: str | Path) -> int | None:
     with open(path, "rb") as f:
         head = f.read(9)
         size = f.seek(0, os.SEEK_END)
-    if len(head) < 9 or head[8:9] != b"{":
+    header_len = safetensors_header_length(head)
+    if header_len is None:
         return None
-    offset = 8 + struct.unpack("<Q", head[:8])[0]
-    return offset if offset <= size else None
+    return 8 + header_len if 8 + header_len <= size else None
 
 
 class _Crc32:
@@ -87,69 +98,127 @@ class _Crc32:
         return self.value.to_bytes(4, "little").hex()
 
 
+def new_hashers(digests: Collection[str]) -> dict[str, Hasher]:
+    """Fresh hash objects for the whole-file ``digests`` asked for (sha256, blake3, crc32), by name."""
+    hashers: dict[str, Hasher] = {}
+    if "sha256" in digests:
+        hashers["sha256"] = hashlib.sha256()
+    if "blake3" in digests:
+        from blake3 import blake3 as new_blake3
+
+        hashers["blake3"] = new_blake3()
+    if "crc32" in digests:
+        hashers["crc32"] = _Crc32()
+    return hashers
+
+
+def hash_chunks(
+    chunks: Iterable[bytes | memoryview], *, digests: Collection[str] = ALL_DIGESTS, data_offset: int | None = None
+) -> FileHashes:
+    """The ``digests`` of the bytes ``chunks`` yields in order: THE hashing loop of the hub layer.
+
+    Each chunk is hashed in worker threads while the next one is produced, so a producer may reuse a
+    chunk's memory once it is asked for the chunk after the next. ``data_offset`` is where a
+    safetensors file's tensor bytes start (AutoV3 needs it). Digests not asked for are left empty.
+    """
+    hashers = new_hashers(digests)
+    addnet = hashlib.sha256() if "autov3" in digests and data_offset is not None else None
+    autov1 = bytearray() if "autov1" in digests else None
+    done = 0
+    with ThreadPoolExecutor(4, thread_name_prefix="hubloader-hash") as pool:
+        pending: list[Future[None]] = []
+        for chunk in chunks:
+            view = memoryview(chunk)
+            for future in pending:
+                future.result()
+            start, end = done, done + len(view)
+            pending = [pool.submit(h.update, view) for h in hashers.values()]
+            if addnet is not None and end > data_offset:
+                pending.append(pool.submit(addnet.update, view[max(0, data_offset - start) :]))
+            if autov1 is not None and start < AUTOV1_OFFSET + AUTOV1_LENGTH and end > AUTOV1_OFFSET:
+                autov1 += view[max(0, AUTOV1_OFFSET - start) : AUTOV1_OFFSET + AUTOV1_LENGTH - start]
+            done = end
+        for future in pending:
+            future.result()
+    hexes = {name: hasher.hexdigest() for name, hasher in hashers.items()}
+    return FileHashes(
+        size=done,
+        sha256=hexes.get("sha256", ""),
+        blake3=hexes.get("blake3", ""),
+        crc32=hexes.get("crc32", ""),
+        autov1=hashlib.sha256(autov1).hexdigest()[:8] if autov1 is not None and done >= 2 * AUTOV1_OFFSET else None,
+        autov3=addnet.hexdigest()[:12] if addnet is not None else None,
+    )
+
+
 def hash_file(
     path: str | Path,
     *,
+    digests: Collection[str] = ALL_DIGESTS,
     chunk_size: int = CHUNK_SIZE,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
 ) -> FileHashes:
-    """SHA256, AutoV1, AutoV3, BLAKE3 and CRC32 of ``path`` in a single read pass.
+    """The ``digests`` of ``path`` (by default all: SHA256, AutoV1, AutoV3, BLAKE3, CRC32) in one read pass.
 
     Meant for a background thread: ``progress(done, total)`` after every chunk, and setting
     ``cancel`` raises ``errors.Cancelled`` at the next chunk.
     """
-    import blake3
-
     path = Path(path)
-    data_offset = safetensors_data_offset(path) if path.suffix.lower() in (".safetensors", ".sft") else None
-    sha256, addnet, b3, crc = hashlib.sha256(), hashlib.sha256(), blake3.blake3(), _Crc32()
-    autov1 = bytearray()
+    safetensors = "autov3" in digests and path.suffix.lower() in (".safetensors", ".sft")
+    data_offset = safetensors_data_offset(path) if safetensors else None
+    return hash_chunks(_read_chunks(path, chunk_size, progress, cancel), digests=digests, data_offset=data_offset)
+
+
+def _read_chunks(
+    path: Path, chunk_size: int, progress: ProgressCallback | None, cancel: threading.Event | None
+) -> Iterator[memoryview]:
+    """The file in chunks, read into two alternating buffers (one is read while the other is hashed)."""
     buffers = [bytearray(chunk_size), bytearray(chunk_size)]
-    done = 0
-    with open(path, "rb", buffering=0) as f, ThreadPoolExecutor(4, thread_name_prefix="hubloader-hash") as pool:
+    done, turn = 0, 0
+    with open(path, "rb", buffering=0) as f:
         total = os.fstat(f.fileno()).st_size
-        pending: list = []
-        turn = 0
         while True:
             if cancel is not None and cancel.is_set():
                 raise Cancelled(f"Hashing {path.name} was cancelled.", hint="Start it again to hash the file.")
-            buffer = buffers[turn]
-            count = f.readinto(buffer)  # reads the next chunk while the workers hash the previous one
-            for future in pending:
-                future.result()
+            count = f.readinto(buffers[turn])
             if not count:
-                break
-            view = memoryview(buffer)[:count]
-            start, end = done, done + count
-            pending = [pool.submit(h.update, view) for h in (sha256, b3, crc)]
-            if data_offset is not None and end > data_offset:
-                pending.append(pool.submit(addnet.update, view[max(0, data_offset - start) :]))
-            if start < AUTOV1_OFFSET + AUTOV1_LENGTH and end > AUTOV1_OFFSET:
-                autov1 += view[max(0, AUTOV1_OFFSET - start) : AUTOV1_OFFSET + AUTOV1_LENGTH - start]
-            done = end
+                return
+            yield memoryview(buffers[turn])[:count]
+            done += count
             turn ^= 1
             if progress is not None:
                 progress(done, total)
-    return FileHashes(
-        size=done,
-        sha256=sha256.hexdigest(),
-        blake3=b3.hexdigest(),
-        crc32=crc.hexdigest(),
-        autov1=hashlib.sha256(autov1).hexdigest()[:8] if done >= 2 * AUTOV1_OFFSET else None,
-        autov3=addnet.hexdigest()[:12] if data_offset is not None else None,
-    )
 
 
 def sha256_file(path: str | Path, *, chunk_size: int = CHUNK_SIZE) -> str:
     """Plain SHA-256 of a file (lower-case hex), for a quick verification."""
-    digest = hashlib.sha256()
-    buffer = bytearray(chunk_size)
-    view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as f:
-        while count := f.readinto(buffer):
-            digest.update(view[:count])
-    return digest.hexdigest()
+    return hash_file(path, digests=("sha256",), chunk_size=chunk_size).sha256
+
+
+_hash_memo: dict[tuple[str, int, int, int], dict[str, str]] = {}
+
+
+def file_hashes(path: Path, *, blake3: bool = False) -> dict[str, str]:
+    """SHA256 (and BLAKE3) of a file on disk, remembered for an unchanged file within this process."""
+    key = _memo_key(path)
+    known = _hash_memo.get(key)
+    if known is not None and (not blake3 or "blake3" in known):
+        return known
+    hashes = hash_file(path, digests=("sha256", "blake3") if blake3 else ("sha256",), chunk_size=4 << 20)
+    known = {"sha256": hashes.sha256, **({"blake3": hashes.blake3} if blake3 else {})}
+    _hash_memo[key] = known
+    return known
+
+
+def remember_hashes(path: Path, hashes: dict[str, str]) -> None:
+    """Tell :func:`file_hashes` the hashes of a file just written (computed while it was downloaded)."""
+    _hash_memo[_memo_key(path)] = dict(hashes)
+
+
+def _memo_key(path: Path) -> tuple[str, int, int, int]:
+    stat = path.stat()
+    return str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino
 
 
 _HEX = re.compile(r"[0-9a-f]+")

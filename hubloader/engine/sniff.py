@@ -18,6 +18,8 @@ from hubloader.core.metadata import ModelFormat
 
 #: How many leading bytes :func:`check_head` wants (enough for any magic and a short error page).
 HEAD_BYTES = 64 * 1024
+#: The largest safetensors JSON header accepted (the reference reader's ``MAX_HEADER_SIZE``).
+MAX_HEADER_SIZE = 100_000_000
 
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/problem+json")
 _LOGIN = re.compile(r"log(?:ged)?[ -]?in\b|sign[ -]?in\b|unauthori[sz]ed|authenticat|api[ _-]?key|token", re.IGNORECASE)
@@ -26,12 +28,19 @@ _XML_MESSAGE = re.compile(rb"<(Code|Message)>(.*?)</\1>", re.IGNORECASE | re.DOT
 _TAGS = re.compile(r"<[^>]+>")
 
 
+def safetensors_header_length(head: bytes) -> int | None:
+    """The JSON header length of a file starting with ``head`` if it starts like safetensors (a plausible
+    little-endian u64, then ``{``), else None. The one safetensors check of the hub layer."""
+    if len(head) < 9 or head[8:9] != b"{":
+        return None
+    (header_len,) = struct.unpack("<Q", head[:8])
+    return header_len if 2 <= header_len <= MAX_HEADER_SIZE else None
+
+
 def detect_format(head: bytes) -> ModelFormat:
     """The container format told by the magic bytes; ``OTHER`` when unknown (not an error by itself)."""
-    if len(head) >= 9 and head[8:9] == b"{":
-        (header_len,) = struct.unpack("<Q", head[:8])
-        if 2 <= header_len <= 100 * 1024 * 1024:
-            return ModelFormat.SAFETENSORS
+    if safetensors_header_length(head) is not None:
+        return ModelFormat.SAFETENSORS
     if head[:4] == b"GGUF":
         return ModelFormat.GGUF
     if head[:4] == b"PK\x03\x04" or (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5):

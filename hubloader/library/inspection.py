@@ -30,8 +30,8 @@ from typing import Any, BinaryIO
 
 from hubloader.core.errors import AuthRequired, InvalidFile, NetworkError, NotFound, PickleNotAllowed, UnsafeFile
 from hubloader.core.metadata import BaseModel, ModelFormat, ModelType
+from hubloader.engine.sniff import MAX_HEADER_SIZE, safetensors_header_length
 
-MAX_HEADER_SIZE = 100_000_000  # the reference reader's MAX_HEADER_SIZE
 REMOTE_FIRST_RANGE = 100_000  # bytes asked for first when reading a header over HTTP (as huggingface_hub)
 
 DTYPE_BITS = {
@@ -287,7 +287,7 @@ def sniff_format(path: str | Path) -> ModelFormat:
     path = Path(path)
     with open(path, "rb") as f:
         head = f.read(9)
-    if len(head) == 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] <= MAX_HEADER_SIZE:
+    if safetensors_header_length(head) is not None:
         return ModelFormat.SAFETENSORS
     if head.startswith(b"GGUF"):
         return ModelFormat.GGUF

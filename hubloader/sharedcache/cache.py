@@ -23,7 +23,6 @@ with a warning, or fail when ``HUBLOADER_SHARED_CACHE_FALLBACK=fail``.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import os
@@ -44,6 +43,7 @@ from typing import Any, TypeVar, cast
 from hubloader.core.errors import Cancelled, ConfigError, HubloaderError, IntegrityError, NotFound
 from hubloader.core.metadata import DownloadResult
 from hubloader.core.settings import load_settings, redact_url
+from hubloader.engine.hashing import file_hashes, hash_chunks, sha256_file
 from hubloader.sharedcache.stores import (
     ChunkStaging,
     DirectoryStore,
@@ -121,8 +121,6 @@ class SharedCache:
 
     def push(self, path: Path | str, record: dict[str, Any] | None = None) -> tuple[str, bool]:
         """Publish a local file (hashed here); returns (sha256, whether it was new to the cache)."""
-        from hubloader.engine.hashing import sha256_file
-
         path = Path(path)
         sha256 = sha256_file(path)
         if self.store.object_size(sha256) is not None:
@@ -222,8 +220,6 @@ class _Fetch:
         """A verified file already at ``dest``: no cache traffic at all."""
         if not self.dest.is_file() or (self.size is not None and self.dest.stat().st_size != self.size):
             return None
-        from hubloader.engine.download import file_hashes
-
         if file_hashes(self.dest)["sha256"] != self.sha256:
             return None
         size = self.dest.stat().st_size
@@ -384,17 +380,19 @@ class _Fetch:
 
     def _copy_parts(self, size: int, out: Any) -> str:
         """Ranged reads in parallel, written and hashed strictly in order (memory: a few parts)."""
-        sha = hashlib.sha256()
+        return hash_chunks(self._written_parts(size, out), digests=("sha256",)).sha256
+
+    def _written_parts(self, size: int, out: Any) -> Iterator[bytes]:
+        """The object's parts in order, each written to ``out`` before it is handed on to be hashed."""
         step = self.store.read_part
         ranges = [(start, min(start + step, size)) for start in range(0, size, step)]
         done = 0
         for _, chunk in _in_order(lambda r: self.store.read_range(self.sha256, *r), ranges):
             self._check_cancel()
             out.write(chunk)
-            sha.update(chunk)
+            yield chunk
             done += len(chunk)
             self._emit("downloading", done, size)
-        return sha.hexdigest()
 
     def _quarantine(self, why: str) -> None:
         place = self.store.quarantine(self.sha256, why)

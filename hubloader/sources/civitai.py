@@ -50,7 +50,7 @@ from hubloader.core.metadata import (
 from hubloader.core.settings import Secret, civitai_endpoint, civitai_token, load_settings, redact_text, redact_url
 from hubloader.core.triggers import triggers_from_civitai, weights_from_civitai
 from hubloader.core.version import USER_AGENT
-from hubloader.engine.hashing import verify_checksum
+from hubloader.engine.hashing import file_hashes, verify_checksum
 from hubloader.engine.ratelimit import RateLimiter, limiter_for, retry_after_seconds
 from hubloader.sources.references import CIVITAI, HASH, ModelRef, civitai_id, format_air, parse_hash, parse_reference
 
@@ -326,7 +326,7 @@ class CivitAIService:
         worker of a site ask CivitAI for the file.
         """
         from hubloader.core.folders import folder_for, safe_filename
-        from hubloader.engine.download import download_file, file_hashes
+        from hubloader.engine.download import download_file
 
         ref = _civitai_ref(model_id, version_id)
         meta = self.get_model_details(ref)

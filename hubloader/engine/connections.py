@@ -1,0 +1,171 @@
+"""How many ranged connections a download uses, and which bytes each one fetches.
+
+Large files start with one connection and double while total throughput keeps rising by 15% or
+more, up to the per-service cap (settings ``max_connections`` and ``max_connections_per_host``,
+CivitAI 4); idle connections steal half of the largest remaining segment. Small files and servers
+without Range use a single stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from hubloader.core.settings import load_settings
+from hubloader.engine import MiB
+
+if TYPE_CHECKING:
+    import aiohttp
+
+#: Below this size one stream is as fast as several and costs the server less.
+PARALLEL_MIN_SIZE = 32 * MiB
+#: A segment is split only if both halves would be at least this big.
+MIN_SPLIT = 8 * MiB
+#: How long the adaptive controller measures throughput before deciding to add connections.
+RAMP_WINDOW_S = 0.3
+
+
+def connection_cap(service: str) -> int:
+    """The most connections one download from ``service`` may use (settings, else 8)."""
+    settings = load_settings()
+    per_host = settings.get("max_connections_per_host") or {}
+    try:
+        return max(1, int(per_host.get(service) or settings.get("max_connections") or 8))
+    except (TypeError, ValueError):
+        return 8
+
+
+class _HostSlots:
+    """Extra (2nd, 3rd …) connections per service and host, counted across all downloads of the process,
+    so several parallel downloads from CivitAI stay within its polite cap together."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._used: dict[tuple[str, str], int] = {}
+
+    def try_take(self, key: tuple[str, str], limit: int) -> bool:
+        with self._lock:
+            if self._used.get(key, 0) >= limit:
+                return False
+            self._used[key] = self._used.get(key, 0) + 1
+            return True
+
+    def give_back(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._used[key] -= 1
+
+
+_host_slots = _HostSlots()
+
+
+@dataclass
+class Segment:
+    pos: int
+    end: int | None  # exclusive; None: until the body ends (size unknown)
+
+    @property
+    def remaining(self) -> int:
+        return (self.end - self.pos) if self.end is not None else 1 << 62
+
+
+FetchSegment = Callable[[Segment, "aiohttp.ClientResponse | None"], Awaitable[None]]
+
+
+class Connections:
+    """The workers of one transfer attempt: each fetches a segment with ``fetch`` (given an open
+    response for the first one), then takes more work while there is some."""
+
+    def __init__(self, max_connections: int, fetch: FetchSegment, ranges_ok: Callable[[], bool]) -> None:
+        self.max_connections = max_connections
+        self._fetch = fetch
+        self._ranges_ok = ranges_ok
+        self.segments: list[Segment] = []
+        self.unassigned: list[Segment] = []
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, first: Segment, response: aiohttp.ClientResponse, gaps: list[Segment]) -> None:
+        """The first worker on ``first`` (its response already open); ``gaps`` wait for more workers."""
+        self.segments = [first]
+        self.unassigned = gaps
+        self.tasks.add(asyncio.create_task(self._worker(first, response, extra=False)))
+
+    def can_grow(self, size: int | None) -> bool:
+        return self._ranges_ok() and self.max_connections > 1 and (size or 0) >= PARALLEL_MIN_SIZE
+
+    async def ramp(self, key: tuple[str, str], received: Callable[[], int], hashing_behind: Callable[[], bool]) -> None:
+        """Double the connections while the received throughput keeps rising (≥15%) and the hasher
+        keeps up, up to the cap. Received, not hashed, bytes are measured: the hasher works in file
+        order, so a new connection's bytes (from mid-file) would count only much later and the ramp
+        would never see a gain. ``key`` (service, host) shares the cap with other downloads."""
+        previous = 0.0
+        while len(self.tasks) < self.max_connections:
+            start_bytes, start_time = received(), time.monotonic()
+            await asyncio.sleep(RAMP_WINDOW_S)
+            rate = (received() - start_bytes) / (time.monotonic() - start_time)
+            if (previous and rate < previous * 1.15) or hashing_behind():
+                return
+            previous = rate
+            for _ in range(min(len(self.tasks), self.max_connections - len(self.tasks))):
+                if not _host_slots.try_take(key, self.max_connections - 1):
+                    return
+                segment = self._take_work()
+                if segment is None:
+                    _host_slots.give_back(key)
+                    return
+                self.tasks.add(asyncio.create_task(self._worker(segment, None, extra=True, slot=key)))
+
+    async def supervise(self, check_cancel: Callable[[], None], report: Callable[[], None]) -> None:
+        """Wait for the workers, cancelling promptly when asked, and report progress meanwhile."""
+        while self.tasks:
+            done, _ = await asyncio.wait(self.tasks, timeout=0.05, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                self.tasks.discard(task)
+                task.result()
+            check_cancel()
+            report()
+
+    async def stop(self, *others: asyncio.Task[None]) -> None:
+        """Cancel the workers still running (and ``others``) and wait until they are gone."""
+        for task in (*self.tasks, *others):
+            task.cancel()
+        await asyncio.gather(*self.tasks, *others, return_exceptions=True)
+        self.tasks.clear()
+
+    def _take_work(self) -> Segment | None:
+        """An unstarted gap, else the second half of the largest segment still running."""
+        if self.unassigned:
+            segment = self.unassigned.pop(0)
+        else:
+            running = [s for s in self.segments if s.end is not None and s.remaining >= 2 * MIN_SPLIT]
+            if not running or not self._ranges_ok():
+                return None
+            largest = max(running, key=lambda s: s.remaining)
+            middle = largest.pos + largest.remaining // 2
+            segment = Segment(middle, largest.end)
+            largest.end = middle
+        self.segments.append(segment)
+        return segment
+
+    async def _worker(
+        self,
+        segment: Segment | None,
+        response: aiohttp.ClientResponse | None,
+        *,
+        extra: bool,
+        slot: tuple[str, str] | None = None,
+    ) -> None:
+        try:
+            while segment is not None:
+                await self._fetch(segment, response)
+                response = None
+                self.segments.remove(segment)
+                segment = self._take_work() if extra or self._ranges_ok() else None
+        finally:
+            if response is not None:
+                response.close()
+            if slot is not None:
+                _host_slots.give_back(slot)
