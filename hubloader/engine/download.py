@@ -159,6 +159,7 @@ async def adownload_file(
     service: str = "url",
     resolve_url: Callable[[], str] | None = None,
     expect: str = "model",
+    check_url: Callable[[str], None] | None = None,
     progress: Callable[[DownloadProgress], None] | None = None,
     cancel: threading.Event | None = None,
     max_connections: int | None = None,
@@ -170,6 +171,8 @@ async def adownload_file(
     ``max_connections`` overrides the per-service cap from the settings; ``retries`` is per failure
     streak (a connection that made progress starts counting again). ``hash_while_downloading=False``
     exists for benchmarks only: the result's ``sha256`` is then empty and nothing is verified.
+    ``check_url`` is called with every URL before it is requested (each redirect hop, each re-resolved
+    URL) and refuses it by raising: the gate's host rule (:mod:`hubloader.gate`).
     """
     _check_url(url)
     job = _Download(
@@ -182,6 +185,7 @@ async def adownload_file(
         service=service,
         resolve_url=resolve_url,
         expect=expect,
+        check_url=check_url or _check_url,
         progress=progress,
         cancel=cancel or threading.Event(),
         max_connections=max_connections or _connection_cap(service),
@@ -673,6 +677,7 @@ class _Download:
         service: str,
         resolve_url: Callable[[], str] | None,
         expect: str,
+        check_url: Callable[[str], None],
         progress: Callable[[DownloadProgress], None] | None,
         cancel: threading.Event,
         max_connections: int,
@@ -690,6 +695,7 @@ class _Download:
         self.service = service
         self.resolve_url = resolve_url
         self.expect = expect
+        self.check_url = check_url
         self.callback = progress
         self.cancel = cancel
         self.max_connections = max_connections
@@ -1129,6 +1135,7 @@ class _Download:
             if _origin(url) == self.auth_origin:
                 await self.limiter.acquire()
             _check_url(url)  # a redirect or a re-resolved URL may lead anywhere
+            self.check_url(url)
             try:
                 response = await self.session.get(url, headers=headers, allow_redirects=False)
             except _invalid_url_errors(aiohttp):
