@@ -24,7 +24,7 @@ from hubloader.core.errors import HubloaderError, InvalidReference, NotFound
 from hubloader.core.folders import ModelFolders, kind_of, safe_filename
 from hubloader.core.metadata import ModelFormat, ModelMetadata, ModelType, Source
 from hubloader.core.settings import civitai_endpoint, load_settings, redact_url
-from hubloader.gate.fetch import fetch_file
+from hubloader.gate.fetch import fetch_file, fetch_preview_bytes
 from hubloader.gate.policy import check_destination
 from hubloader.gate.request import FileRequest
 from hubloader.sources.references import CIVITAI, HASH, HUGGINGFACE, ModelRef, hf_resolve_url, parse_reference
@@ -399,16 +399,11 @@ def fetch_preview(url: str) -> bytes | None:
     """A source's preview image (capped in size); None when it cannot be had: a preview never fails a download."""
     import requests
 
-    from hubloader.core.version import USER_AGENT
-
     try:
-        with requests.get(url, timeout=(10, 30), stream=True, headers={"User-Agent": USER_AGENT}) as r:
-            r.raise_for_status()
-            data = r.raw.read(MAX_PREVIEW_BYTES + 1, decode_content=True)
-    except (requests.RequestException, OSError) as exc:
+        return fetch_preview_bytes(url, MAX_PREVIEW_BYTES)
+    except (requests.RequestException, OSError, HubloaderError) as exc:
         log.info("hubloader: preview %s not fetched (%s)", redact_url(url), type(exc).__name__)
         return None
-    return data if len(data) <= MAX_PREVIEW_BYTES else None
 
 
 def progress_in_bytes(progress: Callable[[int, int], None] | None) -> Progress | None:

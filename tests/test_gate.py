@@ -199,3 +199,16 @@ def test_a_token_goes_over_https_or_loopback_only(monkeypatch, tmp_path):
     assert token_for(request("https://civitai.example/x"), "https://other.example/x") is None
     monkeypatch.setenv("CIVITAI_ENDPOINT", "http://127.0.0.1:9")
     assert token_for(request("http://127.0.0.1:9/x"), "http://127.0.0.1:9/x") == Secret(TOKEN)
+
+
+# --- previews -------------------------------------------------------------------------------------------
+
+
+def test_a_preview_comes_from_a_known_host_only(foreign_cdn, monkeypatch):
+    url = foreign_cdn.add_file("/images/p.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 64, content_type="image/png")
+
+    assert pipeline.fetch_preview(url) is None
+    assert _cdn_requests(foreign_cdn, "/images/p.png") == []
+
+    monkeypatch.setenv("HUBLOADER_ALLOWED_HOSTS", foreign_cdn.cdn_url)
+    assert pipeline.fetch_preview(url).startswith(b"\x89PNG")

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 from hubloader.core.metadata import DownloadResult
 from hubloader.engine.download import DownloadProgress, download_file
@@ -19,6 +20,8 @@ from hubloader.gate.request import FileRequest
 from hubloader.sharedcache.cache import fetch_via_shared_cache
 
 Progress = Callable[[DownloadProgress], None]
+#: Redirects a preview may take (each hop checked like a download's).
+MAX_PREVIEW_HOPS = 5
 
 
 def fetch_file(
@@ -55,11 +58,14 @@ def fetch_file(
 
 
 def _checked(request: FileRequest) -> FileRequest:
-    """The request's own data, validated: its host (a URL resolved later is checked then), its SHA256."""
-    if request.url or request.resolve is None:
-        policy.check_host(request, request.url)
+    """The request's own data, validated: its SHA256, and its host when the origin is the only way to the bytes.
+
+    A file known by its SHA256 may come from the shared cache, which never asks the origin: then the host is
+    judged by :func:`_from_origin`, before the origin is asked (a URL resolved later is judged there too)."""
     if request.sha256:
         policy.check_sha256(request.sha256)
+    elif request.url or request.resolve is None:
+        policy.check_host(request, request.url)
     return request
 
 
@@ -91,3 +97,24 @@ def _check_bytes(request: FileRequest, path: Path) -> None:
     except Exception:
         path.unlink(missing_ok=True)
         raise
+
+
+def fetch_preview_bytes(url: str, limit: int) -> bytes | None:
+    """A preview image (at most ``limit`` bytes; None: too big) from an allowed host, every redirect hop
+    checked, no token sent. Raises what :mod:`requests` raises, or :class:`~hubloader.gate.policy.DownloadRefused`."""
+    import requests
+
+    from hubloader.core.version import USER_AGENT
+
+    for _ in range(MAX_PREVIEW_HOPS + 1):
+        if not policy.host_allowed(url):
+            raise policy.DownloadRefused(f"{policy.host_of(url) or url} is not a known model host; no preview.")
+        headers = {"User-Agent": USER_AGENT}
+        with requests.get(url, timeout=(10, 30), stream=True, headers=headers, allow_redirects=False) as r:
+            if r.is_redirect:
+                url = urljoin(url, r.headers["Location"])
+                continue
+            r.raise_for_status()
+            data = r.raw.read(limit + 1, decode_content=True)
+        return data if len(data) <= limit else None
+    raise requests.TooManyRedirects(f"more than {MAX_PREVIEW_HOPS} redirects")
