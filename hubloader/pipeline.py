@@ -24,6 +24,9 @@ from hubloader.core.errors import HubloaderError, InvalidReference, NotFound
 from hubloader.core.folders import ModelFolders, kind_of, safe_filename
 from hubloader.core.metadata import ModelFormat, ModelMetadata, ModelType, Source
 from hubloader.core.settings import civitai_endpoint, load_settings, redact_url
+from hubloader.gate.fetch import fetch_file, fetch_preview_bytes
+from hubloader.gate.policy import check_destination
+from hubloader.gate.request import FileRequest
 from hubloader.sources.references import CIVITAI, HASH, HUGGINGFACE, ModelRef, hf_resolve_url, parse_reference
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -75,6 +78,7 @@ def fetch(
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
     shared_cache: Any = None,
+    confirmed: bool = False,
 ) -> Placed:
     """Make the model ``what`` names present in its folder; download only what is missing or different.
 
@@ -84,21 +88,24 @@ def fetch(
     folders (the folder of ``kind``, else of the source's type, receives the file) or one folder for
     everything. ``save_as`` keeps the name a workflow uses. ``allow_pickle`` None means the setting.
     ``shared_cache`` (a site cache, :mod:`hubloader.sharedcache.cache`, or its URL; None: the configured one) applies
-    to CivitAI files and HuggingFace LFS files.
+    to CivitAI files and HuggingFace LFS files. ``confirmed``: a local user confirmed a plain URL of a host
+    outside the known ones (the gate still needs its published SHA256).
     """
     folder_kind = kind_of(kind) if isinstance(kind, ModelType) else kind
     if isinstance(what, ModelMetadata):
         folder_kind = folder_kind or kind_of(what.type)
         if what.source not in (Source.HUGGINGFACE, Source.CIVITAI) and what.remote_url:
             save_as = save_as or (what.files[0].name if what.files else None)
-            return _fetch_url(what.remote_url, folders, folder_kind, save_as, progress, cancel, known=what)
+            plain = _PlainUrl(what.remote_url, save_as, allow_pickle, confirmed, known=what)
+            return _fetch_url(plain, folders, folder_kind, progress, cancel)
         ref = reference_of(what, file)
     elif isinstance(what, ModelRef):
         ref = what
     else:
         ref = _parse_or_url(what)
         if ref is None:
-            return _fetch_url(str(what).strip(), folders, folder_kind, save_as, progress, cancel)
+            plain = _PlainUrl(str(what).strip(), save_as, allow_pickle, confirmed)
+            return _fetch_url(plain, folders, folder_kind, progress, cancel)
     if ref.kind == HUGGINGFACE:
         if revision and not ref.revision:
             ref = dataclasses.replace(ref, revision=revision)
@@ -160,7 +167,6 @@ def _fetch_huggingface(
 
     ``options`` (progress, cancel, shared_cache) go to :meth:`HuggingFaceHubService.download_model`."""
     from hubloader.core.errors import PickleNotAllowed
-    from hubloader.engine.hashing import file_hashes
     from hubloader.sources.huggingface import HuggingFaceHubService, link_into
 
     service = HuggingFaceHubService()
@@ -184,10 +190,12 @@ def _fetch_huggingface(
     if source.format.is_pickle and not _pickle_allowed(allow_pickle):
         raise PickleNotAllowed(f"{ref.filename} in {ref.repo_id} is a pickle file ({source.format.value}).")
     kind = kind or kind_of(source.type)
-    dest = _folder(folders, kind) / safe_filename(save_as or Path(ref.filename).name)
     url = hf_resolve_url(ref)
-    if dest.is_file() and source.sha256 and file_hashes(dest)["sha256"] == source.sha256:
-        return Placed(dest, kind, source, reused=True, url=url, sha256=source.sha256)
+    dest = _folder(folders, kind) / safe_filename(save_as or Path(ref.filename).name)
+    if source.sha256:  # the gate's destination rule before any byte; link_into judges a small git file
+        request = FileRequest(url=url, folder=dest.parent, name=dest.name, sha256=source.sha256.lower())
+        if check_destination(request) is not None:
+            return Placed(dest, kind, source, reused=True, url=url, sha256=source.sha256)
     cached = service.download_model(str(ref), revision=revision, **options)
     return Placed(Path(link_into(cached, dest)), kind, source, url=url, sha256=source.sha256)
 
@@ -267,27 +275,42 @@ def _version_id(revision: str | None) -> int | None:
 # --- a plain URL ---------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _PlainUrl:
+    """A plain URL to fetch and what the caller said about it."""
+
+    url: str
+    save_as: str | None
+    allow_pickle: bool | None
+    confirmed: bool
+    known: ModelMetadata | None = None
+
+
 def _fetch_url(
-    url: str,
+    plain: _PlainUrl,
     folders: ModelFolders | Path,
     kind: str | None,
-    save_as: str | None,
     progress: Progress | None,
     cancel: threading.Event | None,
-    known: ModelMetadata | None = None,
 ) -> Placed:
-    """Any other http(s) address: the engine downloads it (checked against ``known``'s SHA256 when it
-    has one, else only the sniff refuses HTML); ``known`` stays the description of what came."""
-    from hubloader.engine.download import download_file
-
+    """Any other http(s) address, through the gate: checked against ``known``'s SHA256 when it has one (a host
+    outside the known ones needs it, and ``confirmed``); ``known`` stays the description of what came."""
+    url, known = plain.url, plain.known
     if kind is None:
         raise InvalidReference(
             f"{redact_url(url)} is neither a HuggingFace nor a CivitAI address, so nothing says what kind of model it is.",
             hint="Say which type (folder) it is.",
         )
-    dest = _folder(folders, kind) / safe_filename(save_as or Path(urlsplit(url).path).name)
-    expected = known.sha256 if known is not None else None
-    result = download_file(url, dest, expected_sha256=expected or None, service="url", progress=progress, cancel=cancel)
+    request = FileRequest(
+        url=url,
+        folder=_folder(folders, kind),
+        name=safe_filename(plain.save_as or Path(urlsplit(url).path).name),
+        sha256=(known.sha256 if known is not None else "").lower(),
+        allow_pickle=plain.allow_pickle,
+        confirmed=plain.confirmed,
+    )
+    result = fetch_file(request, progress=progress, cancel=cancel)
+    dest = request.dest
     if known is not None:
         source = dataclasses.replace(known, sha256=result.sha256, size_bytes=result.size_bytes)
         source.hashes = dict(known.hashes)
@@ -377,16 +400,11 @@ def fetch_preview(url: str) -> bytes | None:
     """A source's preview image (capped in size); None when it cannot be had: a preview never fails a download."""
     import requests
 
-    from hubloader.core.version import USER_AGENT
-
     try:
-        with requests.get(url, timeout=(10, 30), stream=True, headers={"User-Agent": USER_AGENT}) as r:
-            r.raise_for_status()
-            data = r.raw.read(MAX_PREVIEW_BYTES + 1, decode_content=True)
-    except (requests.RequestException, OSError) as exc:
+        return fetch_preview_bytes(url, MAX_PREVIEW_BYTES)
+    except (requests.RequestException, OSError, HubloaderError) as exc:
         log.info("hubloader: preview %s not fetched (%s)", redact_url(url), type(exc).__name__)
         return None
-    return data if len(data) <= MAX_PREVIEW_BYTES else None
 
 
 def progress_in_bytes(progress: Callable[[int, int], None] | None) -> Progress | None:

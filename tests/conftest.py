@@ -21,6 +21,7 @@ _ISOLATED_ENV = (
     "CIVITAI_API_KEY",
     "CIVITAI_ENDPOINT",
     "HUBLOADER_SHARED_CACHE",
+    "HUBLOADER_ALLOWED_HOSTS",
 )
 
 
@@ -79,7 +80,9 @@ def fakehub(_fakehub_server: FakeHub) -> FakeHub:
 
 @pytest.fixture
 def hub_env(fakehub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> FakeHub:
-    """``fakehub`` with HF_ENDPOINT and CIVITAI_ENDPOINT pointing at it (read at call time by hubloader.core.settings)."""
+    """``fakehub`` with HF_ENDPOINT and CIVITAI_ENDPOINT pointing at it (read at call time by hubloader.core.settings),
+    and its CDN allowed as their storage host (the gate's ``allowed_hosts``, as a mirror's storage would be)."""
     monkeypatch.setenv("HF_ENDPOINT", fakehub.hf_url)
     monkeypatch.setenv("CIVITAI_ENDPOINT", fakehub.civitai_url)
+    monkeypatch.setenv("HUBLOADER_ALLOWED_HOSTS", fakehub.cdn_url)
     return fakehub

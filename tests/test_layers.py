@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("core",),  # types, errors, settings, host folder layouts
     ("engine",),  # transfers, rate limits, sniffing, hashing
     ("sharedcache",),  # folder and S3 stores many machines fetch through
+    ("gate",),  # the one entry point of every download: hosts, destination, trust, then cache and engine
     ("sources",),  # HuggingFace, CivitAI, references
     ("library",),  # the index, recognisers, triggers, sidecars, scans
     ("pipeline",),  # the one install pipeline every download passes

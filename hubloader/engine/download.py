@@ -67,7 +67,7 @@ from hubloader.engine.failures import Expired, Restart, Transient, backoff_delay
 from hubloader.engine.hashcursor import HASH_QUEUE_BYTES, HashCursor
 from hubloader.engine.hashing import file_hashes, remember_hashes
 from hubloader.engine.locks import acquire, lock_path, target_lock
-from hubloader.engine.origin import Origin, check_url
+from hubloader.engine.origin import Origin, refuse_non_http
 from hubloader.engine.partfile import CHECKPOINT_BYTES, PartFile, partial_ranges, read_partial, seed_partial
 from hubloader.engine.progress import DownloadProgress, ProgressReporter, TqdmProgress, tqdm_progress
 from hubloader.engine.responses import ResponseCheck
@@ -113,6 +113,7 @@ async def adownload_file(
     service: str = "url",
     resolve_url: Callable[[], str] | None = None,
     expect: str = "model",
+    check_url: Callable[[str], None] | None = None,
     progress: Callable[[DownloadProgress], None] | None = None,
     cancel: threading.Event | None = None,
     max_connections: int | None = None,
@@ -124,8 +125,12 @@ async def adownload_file(
     ``max_connections`` overrides the per-service cap from the settings; ``retries`` is per failure
     streak (a connection that made progress starts counting again). ``hash_while_downloading=False``
     exists for benchmarks only: the result's ``sha256`` is then empty and nothing is verified.
+    ``check_url`` is called with every URL before it is requested (each redirect hop, each re-resolved
+    URL) and refuses it by raising: the gate's host rule (:mod:`hubloader.gate`).
     """
-    check_url(url)
+    refuse_non_http(url)
+    if check_url is not None:
+        check_url(url)
     job = _Download(
         url=url,
         dest=Path(dest),
@@ -136,6 +141,7 @@ async def adownload_file(
         service=service,
         resolve_url=resolve_url,
         expect=expect,
+        check_url=check_url,
         progress=progress,
         cancel=cancel or threading.Event(),
         max_connections=max_connections or connection_cap(service),
@@ -177,6 +183,7 @@ class _Download:
         service: str,
         resolve_url: Callable[[], str] | None,
         expect: str,
+        check_url: Callable[[str], None] | None,
         progress: Callable[[DownloadProgress], None] | None,
         cancel: threading.Event,
         max_connections: int,
@@ -192,7 +199,7 @@ class _Download:
         self.cancel = cancel
         self.retries = retries
         self.hashing = hashing or bool(expected_sha256 or expected_blake3)
-        self.origin = Origin(url, token=token, service=service, resolve_url=resolve_url)
+        self.origin = Origin(url, token=token, service=service, resolve_url=resolve_url, check_url=check_url)
         self.shown_url = self.origin.shown_url
         self.part = PartFile(dest)
         self.connections = Connections(max_connections, self._fetch_segment, lambda: self.ranges_ok)

@@ -28,7 +28,7 @@ MAX_RESOLVES = 3
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
-def check_url(url: str) -> None:
+def refuse_non_http(url: str) -> None:
     """Refuse at once what is not an http(s) address (aiohttp would fail it as a network error, retried)."""
     parts = urlsplit(str(url).strip())
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
@@ -56,8 +56,17 @@ class Origin:
     gave since); ``file_url`` is where the bytes are after redirects, with ``file_token`` the token it
     may receive (None once a redirect left the source's origin)."""
 
-    def __init__(self, url: str, *, token: Secret | None, service: str, resolve_url: Callable[[], str] | None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: Secret | None,
+        service: str,
+        resolve_url: Callable[[], str] | None,
+        check_url: Callable[[str], None] | None = None,
+    ) -> None:
         self.token = token
+        self.check_url = check_url  # the gate's rule for every hop (hubloader.gate); raises to refuse
         self.resolve_url = resolve_url
         self.shown_url = redact_url(url)
         self.auth_origin = origin_of(url)
@@ -89,7 +98,9 @@ class Origin:
                 sent["Authorization"] = f"Bearer {token.reveal()}"
             if origin_of(url) == self.auth_origin:
                 await self.limiter.acquire()
-            check_url(url)  # a redirect or a re-resolved URL may lead anywhere
+            refuse_non_http(url)  # a redirect or a re-resolved URL may lead anywhere
+            if self.check_url is not None:
+                self.check_url(url)
             try:
                 response = await session.get(url, headers=sent, allow_redirects=False)
             except _invalid_url_errors(aiohttp):

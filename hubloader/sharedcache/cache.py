@@ -166,8 +166,9 @@ def fetch_via_shared_cache(
     cache: SharedCache | str | None = None,
     **options: Any,
 ) -> DownloadResult:
-    """The download path's one hook: with a shared cache configured (``cache``, else the env/setting)
-    and a full SHA256, go through it; otherwise just ``origin_fetch(dest)``."""
+    """The gate's shared-cache step (:func:`hubloader.gate.fetch.fetch_file` calls it, after its host,
+    destination and trust checks): with a shared cache configured (``cache``, else the env/setting) and a
+    full SHA256, go through it; otherwise just ``origin_fetch(dest)``."""
     shared = resolve_shared_cache(cache)
     if shared is None or len(expected_sha256 or "") != 64:
         return origin_fetch(Path(dest))

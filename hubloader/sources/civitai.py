@@ -33,7 +33,6 @@ from hubloader.core.errors import (
     InvalidReference,
     NetworkError,
     NotFound,
-    PickleNotAllowed,
     RateLimited,
     network_reason,
 )
@@ -50,8 +49,10 @@ from hubloader.core.metadata import (
 from hubloader.core.settings import Secret, civitai_endpoint, civitai_token, load_settings, redact_text, redact_url
 from hubloader.core.triggers import triggers_from_civitai, weights_from_civitai
 from hubloader.core.version import USER_AGENT
-from hubloader.engine.hashing import file_hashes, verify_checksum
+from hubloader.engine.hashing import verify_checksum
 from hubloader.engine.ratelimit import RateLimiter, limiter_for, retry_after_seconds
+from hubloader.gate.fetch import fetch_file
+from hubloader.gate.request import FileRequest
 from hubloader.sources.references import CIVITAI, HASH, ModelRef, civitai_id, format_air, parse_hash, parse_reference
 
 log = logging.getLogger(__name__)
@@ -326,7 +327,6 @@ class CivitAIService:
         worker of a site ask CivitAI for the file.
         """
         from hubloader.core.folders import folder_for, safe_filename
-        from hubloader.engine.download import download_file
 
         ref = _civitai_ref(model_id, version_id)
         meta = self.get_model_details(ref)
@@ -339,48 +339,25 @@ class CivitAIService:
                 hint="It may be archived, or the file asked for does not exist; pick another on its page.",
             )
         file = _describe_file(chosen)
-        if file.format.is_pickle and not (
-            load_settings().get("allow_pickle") if allow_pickle is None else allow_pickle
-        ):
-            raise PickleNotAllowed(f"{meta.name!r} {meta.version!r} is only available as {file.name!r}, a pickle file.")
-        folder = Path(download_dir).expanduser() if download_dir is not None else folder_for(meta.type)
-        dest = folder / safe_filename(file.name or f"{meta.name}-{meta.version_id}")
         version = int(meta.version_id)
 
         def resolve() -> str:
             return self._signed_url(version, chosen.get("id"))
 
-        if file.sha256 and dest.is_file() and file_hashes(dest)["sha256"] == file.sha256:
-            result = DownloadResult(path=dest, sha256=file.sha256, size_bytes=dest.stat().st_size, reused=True)
-        else:
-            from hubloader.sharedcache.cache import fetch_via_shared_cache
-
-            def from_origin(target: Path) -> DownloadResult:
-                url = resolve()
-                return download_file(
-                    url,
-                    target,
-                    expected_sha256=file.sha256 or None,
-                    # A signed storage URL authorises itself; only a mirror serving the file from the API host needs the key.
-                    token=self.api_key if self._auth_headers(url) else None,
-                    service="civitai",
-                    resolve_url=resolve,
-                    expect="model",
-                    progress=progress,
-                    cancel=cancel,
-                )
-
-            # With HUBLOADER_SHARED_CACHE set, only the worker the site elects asks CivitAI (fleet.py).
-            record = {"file_name": dest.name, "source": "civitai", "air": meta.air}
-            result = fetch_via_shared_cache(
-                file.sha256 or "",
-                dest,
-                from_origin,
-                cache=shared_cache,
-                record=record,
-                progress=progress,
-                cancel=cancel,
-            )
+        request = FileRequest(
+            url="",  # the signed storage URL, asked for only when the bytes come from CivitAI
+            folder=Path(download_dir).expanduser() if download_dir is not None else folder_for(meta.type),
+            name=safe_filename(file.name or f"{meta.name}-{meta.version_id}"),
+            sha256=(file.sha256 or "").lower(),
+            token_service="civitai",
+            token=self.api_key,
+            source="civitai",
+            allow_pickle=allow_pickle,
+            resolve=resolve,
+            # With a shared cache only the worker the site elects asks CivitAI (sharedcache).
+            record={"source": "civitai", "air": meta.air},
+        )
+        result = fetch_file(request, progress=progress, cancel=cancel, shared_cache=shared_cache)
         meta.sha256 = result.sha256
         meta.hashes = {**file.hashes, "SHA256": result.sha256}
         meta.size_bytes = result.size_bytes

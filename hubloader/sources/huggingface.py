@@ -67,7 +67,6 @@ from hubloader.core.errors import (
 )
 from hubloader.core.metadata import (
     BaseModel,
-    DownloadResult,
     ModelFile,
     ModelFilter,
     ModelFormat,
@@ -76,6 +75,9 @@ from hubloader.core.metadata import (
     Source,
 )
 from hubloader.core.settings import Secret
+from hubloader.gate.fetch import fetch_file
+from hubloader.gate.policy import check_commit, check_repo_path, check_sha256
+from hubloader.gate.request import FileRequest
 from hubloader.sources.references import HUGGINGFACE, ModelRef, parse_reference
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -218,6 +220,11 @@ def _link_pointer(blob: Path, pointer: Path) -> None:
         os.replace(tmp, pointer)
     except OSError:  # no symlinks here (Windows without developer mode): fall back like the library does
         link_into(blob, pointer)
+
+
+def _snapshot_file(repo_folder: Path, commit: str, path: str) -> Path:
+    """Where a repository file lands in the cache, once the server's commit id and file name are checked."""
+    return repo_folder / "snapshots" / check_commit(commit) / check_repo_path(path)
 
 
 def _write_ref(repo_folder: Path, revision: str, commit: str) -> None:
@@ -514,6 +521,7 @@ class HuggingFaceHubService:
         )
         if not meta.commit_hash or not meta.etag:
             raise NetworkError(f"{endpoint} did not answer like a HuggingFace Hub for {repo_id}/{path}.")
+        check_commit(meta.commit_hash)
         if _SHA256.fullmatch(meta.etag):
             pointer = self._fetch_lfs(
                 repo_id, path, meta.commit_hash, meta.etag, meta.size, cache, progress, cancel, shared_cache
@@ -535,52 +543,37 @@ class HuggingFaceHubService:
         cancel: threading.Event | None,
         shared_cache: SharedCache | str | None,
     ) -> Path:
-        """Put one LFS file into the cache with the resumable engine: ``blobs/<sha256>`` + snapshot link.
+        """Put one LFS file into the cache through the gate: ``blobs/<sha256>`` + snapshot link.
 
-        Through the site's shared cache when there is one (:func:`~hubloader.sharedcache.cache.fetch_via_shared_cache`):
-        the blob is copied from it, or this worker is elected to download it and publish it there.
+        Through the site's shared cache when there is one: the blob is copied from it, or this worker is
+        elected to download it and publish it there.
         """
         from huggingface_hub import hf_hub_url
 
-        from hubloader.engine.download import download_file
-        from hubloader.sharedcache.cache import fetch_via_shared_cache
-
         folder = _repo_folder(cache, repo_id)
-        pointer = folder / "snapshots" / commit / path
+        pointer = _snapshot_file(folder, commit, path)
         if pointer.exists():
             return pointer
-        blob = folder / "blobs" / sha256
+        blob = folder / "blobs" / check_sha256(sha256)
         if not blob.exists():
-            blob.parent.mkdir(parents=True, exist_ok=True)
             # The resolve URL pinned to the commit (not the CDN location): it redirects to a fresh
             # signed URL on every attempt, so a resume days later still works.
             url = hf_hub_url(repo_id, path, revision=commit, endpoint=config.hf_endpoint())
-
-            def from_origin(target: Path) -> DownloadResult:
-                return download_file(
-                    url,
-                    target,
-                    expected_sha256=sha256,
-                    expected_size=size,
-                    token=self._token,
-                    service="huggingface",
-                    expect="model" if ModelFormat.from_filename(path) is not ModelFormat.OTHER else "any",
-                    progress=progress,
-                    cancel=cancel,
-                )
-
-            # The blob is named by its hash: the record keeps the file's own name, and where to get it again.
-            record = {"file_name": posixpath.basename(path), "source": "huggingface", "url": url}
-            fetch_via_shared_cache(
-                sha256,
-                blob,
-                from_origin,
-                cache=shared_cache,
+            request = FileRequest(
+                url=url,
+                folder=blob.parent,
+                name=blob.name,  # the blob is named by its hash; the record keeps the file's own name
+                sha256=blob.name,
                 size=size,
-                record=record,
-                progress=progress,
-                cancel=cancel,
+                token_service="huggingface",
+                token=self._token,
+                source="huggingface",
+                format_name=posixpath.basename(path),
+                allow_pickle=True,  # which pickles to take is the caller's choice, made on the file's name
+                expect="model" if ModelFormat.from_filename(path) is not ModelFormat.OTHER else "any",
+                record={"source": "huggingface", "url": url},
             )
+            fetch_file(request, progress=progress, cancel=cancel, shared_cache=shared_cache)
         _link_pointer(blob, pointer)
         return pointer
 
@@ -590,6 +583,7 @@ class HuggingFaceHubService:
 
         if cancel is not None and cancel.is_set():
             raise Cancelled(f"Download of {repo_id} cancelled before {path}.")
+        _snapshot_file(_repo_folder(cache, repo_id), commit, path)  # the gate's checks on what the server named
         return Path(
             hf_hub_download(
                 repo_id, path, revision=commit, cache_dir=cache, endpoint=config.hf_endpoint(), token=self._hf_token()
@@ -627,8 +621,8 @@ class HuggingFaceHubService:
                     )
                 )
         info = self.client.model_info(repo_id, revision=revision, files_metadata=True, token=self._hf_token())
-        commit: str = info.sha
-        siblings = {s.rfilename: s for s in info.siblings or []}
+        commit: str = check_commit(info.sha)
+        siblings = {check_repo_path(s.rfilename): s for s in info.siblings or []}
         wanted = select(list(siblings))
         if not wanted:
             raise FileNotFoundOnHub(

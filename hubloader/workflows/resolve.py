@@ -37,7 +37,6 @@ from hubloader.core.settings import (
     DEFAULT_CIVITAI_ENDPOINT,
     DEFAULT_HF_ENDPOINT,
     civitai_endpoint,
-    civitai_token,
     hf_endpoint,
     hf_token,
     redact_url,
@@ -1166,41 +1165,22 @@ def _download(
     cancel: Any = None,
     shared_cache: Any = None,
 ) -> Any:
-    from hubloader.engine.download import download_file
-    from hubloader.sharedcache.cache import fetch_via_shared_cache
+    """The resolved file, through the gate (host, destination, trust, shared cache, engine)."""
+    from hubloader.gate.fetch import fetch_file
+    from hubloader.gate.request import FileRequest
 
     service = candidate.source if candidate.source in ("civitai", "huggingface") else "url"
-
-    def from_origin(target: Path) -> Any:
-        token = {"civitai": civitai_token, "huggingface": hf_token}.get(service, lambda: None)()
-        return download_file(
-            candidate.url,
-            target,
-            expected_sha256=expected_sha256 or None,
-            expected_size=candidate.size_bytes or None,
-            token=token,
-            service=service,
-            progress=progress,
-            cancel=cancel,
-        )
-
-    # With a shared cache (fleet.py) the origin is asked only by the one worker the site elects.
-    record = {
-        "file_name": dest.name,
-        "source": candidate.source,
-        "url": canonical_url(candidate.url),
-        "air": candidate.air,
-    }
-    return fetch_via_shared_cache(
-        expected_sha256,
-        dest,
-        from_origin,
-        cache=shared_cache,
+    request = FileRequest(
+        url=candidate.url,
+        folder=dest.parent,
+        name=dest.name,
+        sha256=expected_sha256.lower(),
         size=candidate.size_bytes or None,
-        record=record,
-        progress=progress,
-        cancel=cancel,
+        token_service=service if service != "url" else None,
+        source=service,
+        record={"source": candidate.source, "url": canonical_url(candidate.url), "air": candidate.air},
     )
+    return fetch_file(request, progress=progress, cancel=cancel, shared_cache=shared_cache)
 
 
 def _check_short_hashes(ref: ModelReference, sha256: str, path: Path) -> None:

@@ -1,0 +1,120 @@
+"""The one entry point of every download: :func:`fetch_file`.
+
+In this order, in one place: the source's host (and every redirect hop's), the destination (a plain name
+inside its folder, never over a different file), trust (the published SHA256, the pickle policy on the name
+and on the bytes), the shared cache, then the engine.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin
+
+from hubloader.core.metadata import DownloadResult
+from hubloader.engine.download import DownloadProgress, download_file
+from hubloader.gate import policy
+from hubloader.gate.request import FileRequest
+from hubloader.sharedcache.cache import fetch_via_shared_cache
+
+Progress = Callable[[DownloadProgress], None]
+#: Redirects a preview may take (each hop checked like a download's).
+MAX_PREVIEW_HOPS = 5
+
+
+def fetch_file(
+    request: FileRequest,
+    *,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    shared_cache: Any = None,
+) -> DownloadResult:
+    """Fetch what ``request`` describes to ``request.dest`` (or reuse the same file there), or refuse it
+    before the first byte. ``shared_cache``: a site cache or its URL (None: the configured one)."""
+    request = _checked(request)
+    reused = policy.check_destination(request)
+    if reused is not None:
+        return reused
+    policy.check_pickle_name(request)
+    request.folder.mkdir(parents=True, exist_ok=True)
+
+    def from_origin(target: Path) -> DownloadResult:
+        return _from_origin(request, target, progress, cancel)
+
+    result = fetch_via_shared_cache(
+        request.sha256,
+        request.dest,
+        from_origin,
+        cache=shared_cache,
+        size=request.size,
+        record={"file_name": Path(request.shown_name).name, **request.record},
+        progress=progress,
+        cancel=cancel,
+    )
+    _check_bytes(request, result.path)
+    return result
+
+
+def _checked(request: FileRequest) -> FileRequest:
+    """The request's own data, validated: its SHA256, and its host when the origin is the only way to the bytes.
+
+    A file known by its SHA256 may come from the shared cache, which never asks the origin: then the host is
+    judged by :func:`_from_origin`, before the origin is asked (a URL resolved later is judged there too)."""
+    if request.sha256:
+        policy.check_sha256(request.sha256)
+    elif request.url or request.resolve is None:
+        policy.check_host(request, request.url)
+    return request
+
+
+def _from_origin(
+    request: FileRequest, target: Path, progress: Progress | None, cancel: threading.Event | None
+) -> DownloadResult:
+    """The engine, with the host rule applied at every redirect hop and the token only where it belongs."""
+    url = request.url or request.resolve()  # type: ignore[misc]  # _checked: one of them is given
+    policy.check_host(request, url)
+    return download_file(
+        url,
+        target,
+        expected_sha256=request.sha256 or None,
+        expected_size=request.size,
+        token=policy.token_for(request, url),
+        service=request.source,
+        resolve_url=request.resolve,
+        expect=request.expect,
+        check_url=lambda hop: policy.check_host(request, hop),
+        progress=progress,
+        cancel=cancel,
+    )
+
+
+def _check_bytes(request: FileRequest, path: Path) -> None:
+    """The pickle policy on what arrived; a refused file is removed, not left under its name."""
+    try:
+        policy.check_saved_bytes(request, path)
+    except Exception:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def fetch_preview_bytes(url: str, limit: int) -> bytes | None:
+    """A preview image (at most ``limit`` bytes; None: too big) from an allowed host, every redirect hop
+    checked, no token sent. Raises what :mod:`requests` raises, or :class:`~hubloader.gate.policy.DownloadRefused`."""
+    import requests
+
+    from hubloader.core.version import USER_AGENT
+
+    for _ in range(MAX_PREVIEW_HOPS + 1):
+        if not policy.host_allowed(url):
+            raise policy.DownloadRefused(f"{policy.host_of(url) or url} is not a known model host; no preview.")
+        headers = {"User-Agent": USER_AGENT}
+        with requests.get(url, timeout=(10, 30), stream=True, headers=headers, allow_redirects=False) as r:
+            if r.is_redirect:
+                url = urljoin(url, r.headers["Location"])
+                continue
+            r.raise_for_status()
+            data = r.raw.read(limit + 1, decode_content=True)
+        return data if len(data) <= limit else None
+    raise requests.TooManyRedirects(f"more than {MAX_PREVIEW_HOPS} redirects")

@@ -1,0 +1,204 @@
+"""The gate's rules, each a small function: which hosts, which token, which destination, which bytes.
+
+Allowed hosts are the configured HuggingFace and CivitAI endpoints, the storage/CDN hosts the real services
+redirect to, and the hosts of the ``allowed_hosts`` setting (``HUBLOADER_ALLOWED_HOSTS``, comma-separated: a
+mirror's own storage). Any other host needs a published SHA256 and a local user's confirmation.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from hubloader.core.errors import InvalidReference, PickleNotAllowed, UnsafeFile
+from hubloader.core.metadata import DownloadResult, ModelFormat
+from hubloader.core.settings import (
+    Secret,
+    civitai_endpoint,
+    civitai_token,
+    hf_endpoint,
+    hf_token,
+    load_settings,
+    redact_url,
+)
+from hubloader.engine.download import file_hashes
+from hubloader.gate.request import FileRequest
+
+ENV_ALLOWED_HOSTS = "HUBLOADER_ALLOWED_HOSTS"
+#: Where huggingface.co and civitai.com send the bytes (LFS/Xet CDNs, CivitAI's storage buckets).
+KNOWN_STORAGE_SUFFIXES = ("huggingface.co", "hf.co", "civitai.com")
+CIVITAI_BUCKET = re.compile(r"civitai-[a-z0-9-]+\.[a-z0-9]+\.r2\.cloudflarestorage\.com")
+_HEX40 = re.compile(r"[0-9a-f]{40}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+class DownloadRefused(UnsafeFile):
+    """The gate refused a download before fetching a byte of it."""
+
+
+# --- hosts -----------------------------------------------------------------------------------------
+
+
+def host_of(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), host_of(url), parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def endpoints() -> dict[str, str]:
+    """The configured endpoint of each token service."""
+    return {"huggingface": hf_endpoint(), "civitai": civitai_endpoint()}
+
+
+def _configured_hosts() -> set[str]:
+    """Hosts (``host`` or ``host:port``) of the endpoints and the ``allowed_hosts`` setting."""
+    extra = os.environ.get(ENV_ALLOWED_HOSTS) or load_settings().get("allowed_hosts") or ""
+    names = extra if isinstance(extra, list) else str(extra).split(",")
+    hosts = {urlsplit(n.strip()).netloc or n.strip() for n in names if n.strip()}
+    return {h.lower() for h in hosts} | {urlsplit(e).netloc.lower() for e in endpoints().values()}
+
+
+def host_allowed(url: str) -> bool:
+    """True for the configured endpoints and extra hosts (with their port) and the services' known storage."""
+    parts = urlsplit(url)
+    host = host_of(url)
+    if parts.netloc.rsplit("@", 1)[-1].lower() in _configured_hosts():
+        return True
+    if parts.scheme.lower() != "https":
+        return False
+    return any(host == s or host.endswith("." + s) for s in KNOWN_STORAGE_SUFFIXES) or bool(
+        CIVITAI_BUCKET.fullmatch(host)
+    )
+
+
+def check_host(request: FileRequest, url: str) -> None:
+    """Refuse ``url`` (the request's or a redirect hop's) unless its host is allowed or a user confirmed it."""
+    if urlsplit(url).scheme.lower() not in ("http", "https"):
+        raise InvalidReference(f"Not an http(s) download URL: {redact_url(url)}.")
+    if host_allowed(url) or (request.confirmed and request.sha256):
+        return
+    raise DownloadRefused(
+        f"{host_of(url) or redact_url(url)} is not a known model host; {request.name} was not downloaded.",
+        hint="Downloads from other hosts need the file's published SHA256 and your confirmation.",
+    )
+
+
+# --- tokens ----------------------------------------------------------------------------------------
+
+
+def token_for(request: FileRequest, url: str) -> Secret | None:
+    """The service's token, only for its own endpoint, only over https (or loopback); else None."""
+    service = request.token_service
+    if service not in endpoints():
+        return None
+    scheme, host, port = _origin(url)
+    if (scheme, host, port) != _origin(endpoints()[service]):
+        return None
+    if scheme != "https" and not is_loopback(host):
+        return None
+    return request.token or (hf_token() if service == "huggingface" else civitai_token())
+
+
+# --- server data used in paths ---------------------------------------------------------------------
+
+
+def check_commit(commit: str) -> str:
+    """A HuggingFace commit id is 40 lowercase hex digits, nothing else."""
+    if not _HEX40.fullmatch(commit or ""):
+        raise DownloadRefused(f"The server gave {commit!r} as a commit id; not a commit hash.")
+    return commit
+
+
+def check_sha256(sha256: str) -> str:
+    """A SHA256 used as a file name or a check: 64 hex digits (returned lowercase)."""
+    value = (sha256 or "").lower()
+    if not _HEX64.fullmatch(value):
+        raise DownloadRefused(f"The server gave {sha256!r} as a SHA256; not 64 hex digits.")
+    return value
+
+
+def check_repo_path(path: str) -> str:
+    """A repository file name (``dir/file.ext``) that stays inside its folder: relative, no ``..``, no ``\\``."""
+    parts = (path or "").split("/")
+    if "\\" in path or ":" in parts[0] or any(p in ("..", ".", "") for p in parts):
+        raise DownloadRefused(f"The server named a file {path!r}, which would land outside its folder.")
+    return path
+
+
+def check_name(name: str) -> str:
+    """A plain file name: no folder part, not ``.``/``..``, not empty."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise DownloadRefused(f"{name!r} is not a plain file name.")
+    return name
+
+
+# --- destination -----------------------------------------------------------------------------------
+
+
+def check_destination(request: FileRequest) -> DownloadResult | None:
+    """The same file already at the destination (reused), else None; a different file there is refused."""
+    dest = request.folder.resolve() / check_name(request.name)
+    if dest.parent != request.folder.resolve():
+        raise DownloadRefused(f"{request.name} would land outside {request.folder}.")
+    if not dest.exists() and not dest.is_symlink():
+        return None
+    if not dest.is_file():
+        raise DownloadRefused(f"{dest} exists and is not a file; nothing was downloaded.")
+    size = dest.stat().st_size
+    same = bool(request.sha256) and (request.size is None or request.size == size)
+    if same and file_hashes(dest)["sha256"] == request.sha256:
+        return DownloadResult(path=request.dest, sha256=request.sha256, size_bytes=size, reused=True)
+    raise DownloadRefused(
+        f"A different file already exists at {dest}; it was kept and nothing was downloaded.",
+        hint="Move or delete it, or save the download under another name.",
+    )
+
+
+# --- trust -----------------------------------------------------------------------------------------
+
+
+def pickle_allowed(request: FileRequest) -> bool:
+    return bool(load_settings().get("allow_pickle")) if request.allow_pickle is None else request.allow_pickle
+
+
+def check_pickle_name(request: FileRequest) -> None:
+    """The pickle policy on the name, before any byte: a pickle name needs pickles allowed."""
+    if ModelFormat.from_filename(request.shown_name).is_pickle and not pickle_allowed(request):
+        raise PickleNotAllowed(f"{request.shown_name} is a pickle file and pickles are not allowed.")
+
+
+def check_saved_bytes(request: FileRequest, path: Path) -> None:
+    """The pickle policy on the bytes themselves: pickle bytes need a pickle name, permission and a clean
+    picklescan (a pickle under a .safetensors name would be loaded by whatever trusts the name)."""
+    from hubloader.engine.sniff import HEAD_BYTES, detect_format
+
+    with open(path, "rb") as fh:
+        if detect_format(fh.read(HEAD_BYTES)) is not ModelFormat.PICKLE:
+            return
+    name = request.shown_name
+    if not ModelFormat.from_filename(name).is_pickle:
+        raise UnsafeFile(f"{name} holds pickle bytes under a name that promises no pickle; it was removed.")
+    if not pickle_allowed(request):
+        raise PickleNotAllowed(f"{name} holds pickle bytes and pickles are not allowed.")
+    from picklescan.scanner import SafetyLevel, scan_bytes
+
+    with open(path, "rb") as fh:
+        result = scan_bytes(fh, name, file_ext=Path(name).suffix.lower())
+    dangerous = [f"{g.module}.{g.name}" for g in result.globals if g.safety == SafetyLevel.Dangerous]
+    if dangerous:
+        raise UnsafeFile(f"{name} would run code when loaded: it imports {', '.join(dangerous)}.")

@@ -1,0 +1,214 @@
+"""The gate every download passes (hubloader/gate): hosts, redirects, destinations, server-named paths,
+pickle bytes and tokens, against the loopback fake servers. Each case is one a download took before the gate."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from pathlib import Path
+
+import pytest
+
+from hubloader import pipeline
+from hubloader.core.errors import UnsafeFile
+from hubloader.core.metadata import ModelMetadata, Source
+from hubloader.core.settings import Secret
+from hubloader.gate.fetch import fetch_file
+from hubloader.gate.policy import DownloadRefused, check_commit, check_repo_path, check_sha256, token_for
+from hubloader.gate.request import FileRequest
+from hubloader.sources.civitai import CivitAIService
+from hubloader.sources.huggingface import HuggingFaceHubService
+from tests.fakehub.modelfiles import safetensors_bytes
+
+TOKEN = "civitai-gate-test-key-0123456789"
+
+
+@pytest.fixture
+def foreign_cdn(hub_env, monkeypatch):
+    """The fake hubs with their endpoints configured, and the CDN host *not* allowed: a host like any other."""
+    monkeypatch.delenv("HUBLOADER_ALLOWED_HOSTS", raising=False)
+    return hub_env
+
+
+def _lora_bytes(seed: int = 0) -> bytes:
+    return safetensors_bytes({"lora_up.weight": ("F16", [4, 4])}, seed=seed)
+
+
+def _cdn_requests(hub, path: str) -> list:
+    return [r for r in hub.requests if r.host == "cdn" and r.path == path]
+
+
+# --- hosts ---------------------------------------------------------------------------------------------
+
+
+def test_a_foreign_host_without_a_hash_is_refused_before_any_request_reaches_it(foreign_cdn, tmp_path):
+    url = foreign_cdn.add_file("/files/any.safetensors", _lora_bytes())
+
+    with pytest.raises(DownloadRefused, match="not a known model host"):
+        pipeline.fetch(url, tmp_path, kind="loras")
+
+    assert _cdn_requests(foreign_cdn, "/files/any.safetensors") == []
+    assert not (tmp_path / "any.safetensors").exists()
+
+
+def test_a_foreign_host_needs_both_the_published_hash_and_a_confirmation(foreign_cdn, tmp_path):
+    data = _lora_bytes()
+    url = foreign_cdn.add_file("/files/known.safetensors", data)
+    known = ModelMetadata(
+        model_id=url, name="known", source=Source.URL, remote_url=url, sha256=hashlib.sha256(data).hexdigest()
+    )
+
+    with pytest.raises(DownloadRefused):
+        pipeline.fetch(known, tmp_path, kind="loras")  # a hash, but nobody confirmed the host
+    assert _cdn_requests(foreign_cdn, "/files/known.safetensors") == []
+
+    placed = pipeline.fetch(known, tmp_path, kind="loras", confirmed=True)
+    assert placed.path.read_bytes() == data
+
+
+def test_a_redirect_to_a_foreign_host_is_refused_at_that_hop(hub_env, tmp_path):
+    hub_env.add_file("/files/elsewhere.safetensors", _lora_bytes())
+    # The same fake server under another name: a host the gate has never been told about.
+    foreign = f"http://localhost:{hub_env.ports['cdn']}/files/elsewhere.safetensors"
+    url = hub_env.add_redirect("/go/elsewhere.safetensors", foreign)
+
+    with pytest.raises(DownloadRefused, match="localhost"):
+        pipeline.fetch(url, tmp_path, kind="loras")
+
+    assert _cdn_requests(hub_env, "/go/elsewhere.safetensors")  # the allowed hop was asked…
+    assert _cdn_requests(hub_env, "/files/elsewhere.safetensors") == []  # …the foreign one never
+    assert not (tmp_path / "elsewhere.safetensors").exists()
+
+
+# --- server data used in paths --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("hostile", ["../x.pth", "weights/../../x.pth"])
+def test_a_hostile_hf_sibling_name_is_refused(hub_env, hostile):
+    """(An absolute name cannot be served by the fake, which keys files by path; check_repo_path's test has it.)"""
+    hub_env.add_hf_repo("acme/hostile", {"model.safetensors": _lora_bytes(), hostile: b"\x80\x04K\x01."})
+    service = HuggingFaceHubService()
+
+    with pytest.raises(DownloadRefused, match="outside its folder"):
+        service.download_model("acme/hostile", prefer_safetensors=False)
+
+    assert not any(p.suffix == ".pth" for p in Path(service._cache()).rglob("*"))
+
+
+def test_server_data_used_in_paths_is_checked():
+    assert check_commit("a" * 40) == "a" * 40
+    assert check_sha256("AB" * 32) == "ab" * 32
+    assert check_repo_path("unet/diffusion_pytorch_model.safetensors")
+    for bad_commit in ("main", "../" + "a" * 37, "A" * 40):
+        with pytest.raises(DownloadRefused):
+            check_commit(bad_commit)
+    with pytest.raises(DownloadRefused):
+        check_sha256("../blobs")
+    for bad_path in ("../x.pth", "/etc/x.pth", "a/../../x.pth", "a\\..\\x.pth", "C:x.pth", "a//b.pth"):
+        with pytest.raises(DownloadRefused):
+            check_repo_path(bad_path)
+
+
+# --- destination ----------------------------------------------------------------------------------------
+
+
+def test_an_existing_different_file_is_never_overwritten_and_no_byte_is_fetched(hub_env, tmp_path):
+    model_id, version_id = hub_env.add_civitai_model("Kept", files=[{"name": "kept.safetensors"}])
+    mine = tmp_path / "kept.safetensors"
+    mine.write_bytes(b"the user's own file")
+
+    with pytest.raises(DownloadRefused, match="kept.safetensors"):
+        CivitAIService(rate_limit=200).download_model(model_id, version_id, tmp_path)
+
+    assert mine.read_bytes() == b"the user's own file"
+    assert hub_env.bytes_sent.total() == 0
+
+
+def test_a_plain_url_never_overwrites_a_different_file(hub_env, tmp_path):
+    url = hub_env.add_file("/files/mine.safetensors", _lora_bytes())
+    mine = tmp_path / "mine.safetensors"
+    mine.write_bytes(b"something else")
+
+    with pytest.raises(DownloadRefused, match="mine.safetensors"):
+        pipeline.fetch(url, tmp_path, kind="loras")
+
+    assert mine.read_bytes() == b"something else"
+    assert hub_env.bytes_sent.total() == 0
+
+
+def test_the_same_file_is_reused_without_a_byte(hub_env, tmp_path):
+    data = _lora_bytes(seed=3)
+    model_id, version_id = hub_env.add_civitai_model("Same", files=[{"name": "same.safetensors", "data": data}])
+    (tmp_path / "same.safetensors").write_bytes(data)
+
+    result = CivitAIService(rate_limit=200).download_model(model_id, version_id, tmp_path)
+
+    assert result.reused and hub_env.bytes_sent.total() == 0
+
+
+@pytest.mark.parametrize("name", ["../escape.safetensors", "sub/dir.safetensors", "..", ""])
+def test_a_destination_name_must_be_a_plain_file_name(hub_env, tmp_path, name):
+    url = hub_env.add_file("/files/n.safetensors", _lora_bytes())
+    with pytest.raises(DownloadRefused):
+        fetch_file(FileRequest(url=url, folder=tmp_path / "loras", name=name))
+    assert _cdn_requests(hub_env, "/files/n.safetensors") == []
+
+
+# --- trust ----------------------------------------------------------------------------------------------
+
+
+def test_pickle_bytes_under_a_safetensors_name_are_refused(hub_env, tmp_path):
+    url = hub_env.add_file("/files/sneaky.safetensors", pickle.dumps({"weights": [1, 2, 3]}, protocol=4))
+
+    with pytest.raises(UnsafeFile, match="pickle"):
+        pipeline.fetch(url, tmp_path, kind="loras", allow_pickle=True)
+
+    assert not (tmp_path / "sneaky.safetensors").exists()
+
+
+# --- tokens ---------------------------------------------------------------------------------------------
+
+
+def test_a_token_is_never_sent_to_a_foreign_host(foreign_cdn, tmp_path):
+    data = _lora_bytes()
+    url = foreign_cdn.add_file("/files/tokened.safetensors", data)
+    request = FileRequest(
+        url=url,
+        folder=tmp_path,
+        name="tokened.safetensors",
+        sha256=hashlib.sha256(data).hexdigest(),
+        token_service="civitai",
+        token=Secret(TOKEN),
+        confirmed=True,
+    )
+
+    fetch_file(request)
+
+    seen = _cdn_requests(foreign_cdn, "/files/tokened.safetensors")
+    assert seen and not any("Authorization" in r.headers or TOKEN in r.query for r in seen)
+
+
+def test_a_token_goes_over_https_or_loopback_only(monkeypatch, tmp_path):
+    def request(url: str) -> FileRequest:
+        return FileRequest(url=url, folder=tmp_path, name="m.safetensors", token_service="civitai", token=Secret(TOKEN))
+
+    monkeypatch.setenv("CIVITAI_ENDPOINT", "http://civitai.example")
+    assert token_for(request("http://civitai.example/api/download/models/1"), "http://civitai.example/x") is None
+    monkeypatch.setenv("CIVITAI_ENDPOINT", "https://civitai.example")
+    assert token_for(request("https://civitai.example/x"), "https://civitai.example/x") == Secret(TOKEN)
+    assert token_for(request("https://civitai.example/x"), "https://other.example/x") is None
+    monkeypatch.setenv("CIVITAI_ENDPOINT", "http://127.0.0.1:9")
+    assert token_for(request("http://127.0.0.1:9/x"), "http://127.0.0.1:9/x") == Secret(TOKEN)
+
+
+# --- previews -------------------------------------------------------------------------------------------
+
+
+def test_a_preview_comes_from_a_known_host_only(foreign_cdn, monkeypatch):
+    url = foreign_cdn.add_file("/images/p.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 64, content_type="image/png")
+
+    assert pipeline.fetch_preview(url) is None
+    assert _cdn_requests(foreign_cdn, "/images/p.png") == []
+
+    monkeypatch.setenv("HUBLOADER_ALLOWED_HOSTS", foreign_cdn.cdn_url)
+    assert pipeline.fetch_preview(url).startswith(b"\x89PNG")
