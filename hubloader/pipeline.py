@@ -23,8 +23,16 @@ from urllib.parse import urlsplit
 from hubloader.core.errors import HubloaderError, InvalidReference, NotFound
 from hubloader.core.folders import ModelFolders, kind_of, safe_filename
 from hubloader.core.metadata import ModelFormat, ModelMetadata, ModelType, Source
-from hubloader.core.settings import civitai_endpoint, load_settings, redact_url
-from hubloader.sources.references import CIVITAI, HASH, HUGGINGFACE, ModelRef, hf_resolve_url, parse_reference
+from hubloader.core.settings import load_settings, redact_url
+from hubloader.sources.references import (
+    CIVITAI,
+    HASH,
+    HUGGINGFACE,
+    ModelRef,
+    civitai_download_url,
+    hf_resolve_url,
+    parse_reference,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from hubloader.engine.download import DownloadProgress
@@ -120,7 +128,7 @@ def reference_of(meta: ModelMetadata, file: str | None = None) -> ModelRef:
 def download_url(meta: ModelMetadata) -> str:
     """The URL that downloads a model's file again: a CivitAI version's download link, else its remote URL."""
     if meta.source is Source.CIVITAI and meta.version_id:
-        return f"{civitai_endpoint()}/api/download/models/{meta.version_id}"
+        return civitai_download_url(meta.version_id)
     return meta.remote_url
 
 

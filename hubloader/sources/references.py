@@ -30,7 +30,13 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from hubloader.core.errors import InvalidReference
 from hubloader.core.metadata import BaseModel, ModelType, Source
-from hubloader.core.settings import civitai_endpoint, hf_endpoint, redact_url
+from hubloader.core.settings import (
+    DEFAULT_CIVITAI_ENDPOINT,
+    DEFAULT_HF_ENDPOINT,
+    civitai_endpoint,
+    hf_endpoint,
+    redact_url,
+)
 
 CIVITAI = "civitai"
 HUGGINGFACE = "huggingface"
@@ -454,3 +460,37 @@ def hf_resolve_url(ref: ModelRef, endpoint: str | None = None) -> str:
     base = (endpoint or hf_endpoint()).rstrip("/")
     revision = quote(ref.revision or "main", safe="")
     return f"{base}/{prefix}{ref.repo_id}/resolve/{revision}/{quote(ref.filename)}"
+
+
+def civitai_download_url(version_id: int | str, file_id: int | None = None, endpoint: str | None = None) -> str:
+    """CivitAI's download route for a model version (its primary file, or the file ``file_id`` names)."""
+    suffix = f"?fileId={file_id}" if file_id else ""
+    return f"{(endpoint or civitai_endpoint()).rstrip('/')}/api/download/models/{version_id}{suffix}"
+
+
+def canonical_url(url: str) -> str:
+    """The URL a lockfile keeps: public hosts instead of the configured endpoints, and a HuggingFace file as
+    the ``/resolve/`` link the resolver fetches (its ``/blob/`` web page would 404 on another machine)."""
+    try:
+        parsed = parse_url(url)
+    except InvalidReference:
+        parsed = None
+    if parsed is not None and parsed.kind == HUGGINGFACE and parsed.filename:
+        return hf_resolve_url(parsed, DEFAULT_HF_ENDPOINT)
+    for endpoint, public in _endpoints():
+        if endpoint != public and url.startswith(endpoint + "/"):
+            return public + url[len(endpoint) :]
+    return url
+
+
+def endpoint_url(url: str) -> str:
+    """The inverse of :func:`canonical_url`: public hosts rewritten to the configured endpoints (mirrors)."""
+    for endpoint, public in _endpoints():
+        if endpoint != public and url.startswith(public + "/"):
+            return endpoint + url[len(public) :]
+    return url
+
+
+def _endpoints() -> tuple[tuple[str, str], ...]:
+    """(configured endpoint, public host) of each source, read now: a mirror may be set at any time."""
+    return (hf_endpoint(), DEFAULT_HF_ENDPOINT), (civitai_endpoint(), DEFAULT_CIVITAI_ENDPOINT)
