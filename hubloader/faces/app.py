@@ -31,6 +31,7 @@ from hubloader.core.folders import (
     a1111_install,
     active_folders,
     comfyui_install,
+    kind_of,
     standalone_folders,
 )
 from hubloader.core.metadata import BaseModel, ModelFile, ModelMetadata, ModelType, SortBy, Source
@@ -78,7 +79,7 @@ def _message(exc: Exception) -> str:
 
 
 def folder_kind(meta: ModelMetadata) -> str:
-    return KIND_BY_TYPE.get(meta.type, "other")
+    return kind_of(meta.type)
 
 
 def weight_files(meta: ModelMetadata) -> list[ModelFile]:
@@ -275,7 +276,7 @@ class ModelHub:
             cached = registry.list_cached_models()
             limit = registry.cache_limit_gb
         if wanted:
-            models = [m for m in models if KIND_BY_TYPE.get(m.type) == wanted]
+            models = [m for m in models if kind_of(m.type) == wanted]
         if query:
             needle = query.lower()
             models = [m for m in models if needle in f"{m.name} {m.local_path} {' '.join(m.trigger_words)}".lower()]
