@@ -339,7 +339,7 @@ def _public_settings() -> dict[str, Any]:
 
 def _resolver() -> Any:
     from hubloader.core.folders import active_folders
-    from hubloader.workflows.resolve import Resolver
+    from hubloader.workflows import Resolver
 
     return Resolver(active_folders())
 

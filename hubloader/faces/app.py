@@ -397,7 +397,7 @@ class ModelHub:
     # -- missing models ---------------------------------------------------------------------------------
     def missing(self, infotext: str = "", image: bytes | None = None) -> Any:
         """Read infotext (or an image carrying it, or a workflow) and resolve what is missing."""
-        from hubloader.workflows.resolve import Resolver, read_workflow
+        from hubloader.workflows import Resolver, read_workflow
 
         if image:
             suffix = ".png" if image[:4] == b"\x89PNG" else ".webp" if image[8:12] == b"WEBP" else ".jpg"
@@ -436,7 +436,7 @@ class ModelHub:
     def fetch_missing(self, report: Any) -> list[dict[str, Any]]:
         """Queue one download per resolved item; each is verified against the hash the source/infotext gives."""
         self._check_writes()
-        from hubloader.workflows.resolve import Status
+        from hubloader.workflows import Status
 
         jobs = []
         for item in report.by_status(Status.RESOLVED):
@@ -452,7 +452,7 @@ class ModelHub:
         return jobs
 
     def _fetch_item(self, item: Any, progress: Callable[[int, int], None], cancel: threading.Event) -> Placed:
-        from hubloader.workflows.resolve import Resolver
+        from hubloader.workflows import Resolver
 
         placed = fetch_resolved(Resolver(self.folders), item, progress=place.progress_in_bytes(progress), cancel=cancel)
         self._record(placed)

@@ -1,0 +1,85 @@
+"""Downloading a resolved item: the SHA256 its bytes must have, the transfer (through the site's shared
+cache when there is one), and the check of a short hash the workflow gives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hubloader.core.errors import IntegrityError
+from hubloader.core.settings import civitai_token, hf_token
+from hubloader.sources.references import canonical_url
+from hubloader.workflows.finding import ModelReference
+from hubloader.workflows.report import Candidate
+
+
+def expected_sha256(ref: ModelReference, candidate: Candidate) -> str:
+    """The SHA256 the bytes must have; a workflow and a source that disagree stop the download."""
+    source, wanted = candidate.sha256.lower(), ref.sha256.lower()
+    if source and wanted and source != wanted:
+        raise IntegrityError(
+            f"{ref.name}: the workflow says SHA256 {wanted[:12]}…, the source's file is {source[:12]}…; not downloaded.",
+            expected=wanted,
+            actual=source,
+            hint="The source file changed or the workflow points at another version; check it by hand.",
+        )
+    return wanted or source
+
+
+def download_candidate(
+    candidate: Candidate,
+    dest: Path,
+    expected_sha256: str,
+    *,
+    progress: Any = None,
+    cancel: Any = None,
+    shared_cache: Any = None,
+) -> Any:
+    from hubloader.engine.download import download_file
+    from hubloader.sharedcache.cache import fetch_via_shared_cache
+
+    service = candidate.source if candidate.source in ("civitai", "huggingface") else "url"
+
+    def from_origin(target: Path) -> Any:
+        token = {"civitai": civitai_token, "huggingface": hf_token}.get(service, lambda: None)()
+        return download_file(
+            candidate.url,
+            target,
+            expected_sha256=expected_sha256 or None,
+            expected_size=candidate.size_bytes or None,
+            token=token,
+            service=service,
+            progress=progress,
+            cancel=cancel,
+        )
+
+    # With a shared cache (fleet.py) the origin is asked only by the one worker the site elects.
+    record = {
+        "file_name": dest.name,
+        "source": candidate.source,
+        "url": canonical_url(candidate.url),
+        "air": candidate.air,
+    }
+    return fetch_via_shared_cache(
+        expected_sha256,
+        dest,
+        from_origin,
+        cache=shared_cache,
+        size=candidate.size_bytes or None,
+        record=record,
+        progress=progress,
+        cancel=cancel,
+    )
+
+
+def check_short_hashes(ref: ModelReference, sha256: str, path: Path) -> None:
+    """A workflow may give only an AutoV2 (SHA256 prefix) or a short SHA256: check it after the fact."""
+    for name, digest in ref.hashes.items():
+        if name in ("SHA256", "AutoV2") and len(digest) < 64 and not sha256.lower().startswith(digest):
+            path.unlink(missing_ok=True)
+            raise IntegrityError(
+                f"{ref.name}: the downloaded file's SHA256 {sha256[:12]}… does not start with the workflow's "
+                f"{name} {digest}; it was deleted.",
+                expected=digest,
+                actual=sha256,
+            )
