@@ -53,7 +53,8 @@ HASH_TYPES_BY_LENGTH: dict[int, tuple[str, ...]] = {
     10: ("AutoV2",),
     8: ("AutoV1", "CRC32"),
 }
-_HASH_NAMES = {name.lower(): name for names in HASH_TYPES_BY_LENGTH.values() for name in names}
+#: Hash names by their lower-case spelling (``sha256`` → ``SHA256``).
+HASH_NAMES = {name.lower(): name for names in HASH_TYPES_BY_LENGTH.values() for name in names}
 _HEX = re.compile(r"[0-9a-fA-F]+")
 
 #: CivitAI download-route selectors (``/api/download/models/V?type=..``) worth keeping on a reference.
@@ -276,7 +277,7 @@ def parse_hash(text: str) -> ModelRef:
             hint="Give 64 hex (SHA256), 12 (AutoV3), 10 (AutoV2) or 8 (AutoV1/CRC32) characters.",
         )
     if name:
-        chosen = _HASH_NAMES.get(name.lower())
+        chosen = HASH_NAMES.get(name.lower())
         if chosen not in candidates:
             raise InvalidReference(f"{raw!r}: a {name} hash is not {len(digest)} hex characters long.")
         candidates = (chosen,)
@@ -286,7 +287,7 @@ def parse_hash(text: str) -> ModelRef:
 def _looks_like_hash(text: str) -> bool:
     name, _, digest = text.rpartition(":")
     return (
-        (not name or name.lower() in _HASH_NAMES)
+        (not name or name.lower() in HASH_NAMES)
         and bool(_HEX.fullmatch(digest))
         and len(digest) in HASH_TYPES_BY_LENGTH
     )

@@ -14,7 +14,8 @@ from typing import Any
 
 from hubloader.core.folders import KIND_BY_INPUT, LEGACY_KINDS
 from hubloader.core.metadata import MODEL_EXTENSIONS
-from hubloader.workflows.infotext import infotext_models, parse_infotext
+from hubloader.sources.references import HASH_NAMES
+from hubloader.workflows.infotext import hash_label, infotext_models, parse_infotext
 from hubloader.workflows.reading import Workflow, read_workflow
 
 # --- what the built-in loaders take --------------------------------------------------------------
@@ -197,10 +198,8 @@ def _model_entry(entry: Any) -> tuple[str, str, str, dict[str, str]] | None:
 
 
 def _hash_name(hash_type: str, digest: str) -> str:
-    names = {"sha256": "SHA256", "autov1": "AutoV1", "autov2": "AutoV2", "autov3": "AutoV3", "blake3": "BLAKE3"}
-    if hash_type.lower() in names:
-        return names[hash_type.lower()]
-    return {8: "AutoV1", 10: "AutoV2", 12: "AutoV3"}.get(len(digest), "SHA256")
+    """The name of a ``models`` entry's hash: its ``hash_type`` when it gives a known one, else by length."""
+    return HASH_NAMES.get(hash_type.lower()) or hash_label(digest)
 
 
 def _scan_ui(graph: dict[str, Any], found: _Collector) -> None:
