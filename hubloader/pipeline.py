@@ -23,11 +23,19 @@ from urllib.parse import urlsplit
 from hubloader.core.errors import HubloaderError, InvalidReference, NotFound
 from hubloader.core.folders import ModelFolders, kind_of, safe_filename
 from hubloader.core.metadata import ModelFormat, ModelMetadata, ModelType, Source
-from hubloader.core.settings import civitai_endpoint, load_settings, redact_url
+from hubloader.core.settings import load_settings, redact_url
 from hubloader.gate.fetch import fetch_file, fetch_preview_bytes
 from hubloader.gate.policy import check_destination
 from hubloader.gate.request import FileRequest
-from hubloader.sources.references import CIVITAI, HASH, HUGGINGFACE, ModelRef, hf_resolve_url, parse_reference
+from hubloader.sources.references import (
+    CIVITAI,
+    HASH,
+    HUGGINGFACE,
+    ModelRef,
+    civitai_download_url,
+    hf_resolve_url,
+    parse_reference,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from hubloader.engine.download import DownloadProgress
@@ -128,7 +136,7 @@ def reference_of(meta: ModelMetadata, file: str | None = None) -> ModelRef:
 def download_url(meta: ModelMetadata) -> str:
     """The URL that downloads a model's file again: a CivitAI version's download link, else its remote URL."""
     if meta.source is Source.CIVITAI and meta.version_id:
-        return f"{civitai_endpoint()}/api/download/models/{meta.version_id}"
+        return civitai_download_url(meta.version_id)
     return meta.remote_url
 
 

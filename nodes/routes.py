@@ -17,7 +17,7 @@ from aiohttp import web
 
 from hubloader.core import settings as config
 from hubloader.core.errors import ConfigError, HubloaderError, InvalidReference, NotFound
-from hubloader.core.folders import KIND_BY_TYPE
+from hubloader.core.folders import kind_of
 from hubloader.core.metadata import BaseModel, ModelType, SortBy, Source
 from hubloader.faces.jobs import DONE, JobManager
 from hubloader.sharedcache.cache import check_shared_cache, shared_cache_status
@@ -53,7 +53,7 @@ async def _blocking(function: Callable[..., Any], *args: Any, **kwargs: Any) -> 
 
 
 def _kind_of_type(model_type: ModelType) -> str:
-    return KIND_BY_TYPE.get(model_type, "")
+    return kind_of(model_type)
 
 
 def _card(meta: Any) -> dict[str, Any]:
@@ -339,7 +339,7 @@ def _public_settings() -> dict[str, Any]:
 
 def _resolver() -> Any:
     from hubloader.core.folders import active_folders
-    from hubloader.workflows.resolve import Resolver
+    from hubloader.workflows import Resolver
 
     return Resolver(active_folders())
 

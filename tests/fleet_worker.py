@@ -14,8 +14,8 @@ from pathlib import Path
 
 def main(argv: list[str]) -> int:
     from hubloader.core.folders import standalone_folders
+    from hubloader.workflows import Resolver, Status
     from hubloader.workflows.lockfile import resolve_lockfile
-    from hubloader.workflows.resolve import Resolver, Status
 
     lockfile, models = argv[0], Path(argv[1])
     cache = argv[2] if len(argv) > 2 and argv[2] else None

@@ -328,8 +328,8 @@ def test_comfyui_cancel_stops_a_node_download_and_the_next_run_resumes(
 
 
 def test_missing_models_reader_knows_our_nodes_widget_order(nodes):
-    """hubloader.workflows.resolve reads UI-format widgets_values by position: its table must follow our INPUT_TYPES."""
-    from hubloader.workflows.resolve import LOADER_WIDGETS
+    """hubloader.workflows.finding reads UI-format widgets_values by position: its table must follow our INPUT_TYPES."""
+    from hubloader.workflows.finding import LOADER_WIDGETS
 
     for node_id, cls in nodes.NODE_CLASS_MAPPINGS.items():
         inputs = cls.INPUT_TYPES()

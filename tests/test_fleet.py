@@ -29,8 +29,8 @@ from hubloader.sharedcache.cache import (
     push_paths,
 )
 from hubloader.sharedcache.stores import SharedCacheUnavailable, object_key
+from hubloader.workflows import Resolver, Status
 from hubloader.workflows.lockfile import LockedModel, Lockfile, pull_lockfile, resolve_lockfile
-from hubloader.workflows.resolve import Resolver, Status
 
 pytest.importorskip("boto3")
 MiB = 1024 * 1024

@@ -12,6 +12,7 @@ from hubloader.core.errors import HubloaderError, InvalidFile
 from hubloader.core.folders import standalone_folders
 from hubloader.core.metadata import ModelFile, ModelMetadata, Source
 from hubloader.registry import ModelRegistry
+from hubloader.workflows import Resolver, Status
 from hubloader.workflows.lockfile import (
     LOCKFILE_VERSION,
     Lockfile,
@@ -20,7 +21,6 @@ from hubloader.workflows.lockfile import (
     resolve_lockfile,
     write_lockfile,
 )
-from hubloader.workflows.resolve import Resolver, Status
 from tests.fakehub.modelfiles import kohya_lora, safetensors_bytes, sd15_checkpoint
 from tests.workflow_samples import node, ui_workflow
 
@@ -154,8 +154,8 @@ def test_lock_refuses_missing_models_it_cannot_pin(tmp_path: Path):
 
 
 class _NoRegistry:
-    def get_model(self, key: str):
-        raise KeyError(key)
+    def find_model(self, key: str):
+        return None
 
 
 def test_bad_lockfiles_are_refused_clearly(tmp_path: Path):

@@ -141,7 +141,7 @@ def test_bad_references_fail_before_anything_is_written(hub_env, tmp_path):
 
 
 def test_a_resolved_workflow_model_that_cannot_be_fetched_raises_its_reason(hub_env, tmp_path):
-    from hubloader.workflows.resolve import Candidate, ModelReference, ModelStatus, Resolver, Status
+    from hubloader.workflows import Candidate, ModelReference, ModelStatus, Resolver, Status
 
     url = hub_env.add_file("files/wrong.safetensors", LORA)
     item = ModelStatus(

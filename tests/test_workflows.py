@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from pathlib import Path
 
@@ -10,8 +11,7 @@ import pytest
 
 from hubloader.core.errors import InvalidFile
 from hubloader.core.folders import ModelFolders, standalone_folders
-from hubloader.workflows.infotext import infotext_models, lora_tokens, parse_hash_list, parse_infotext
-from hubloader.workflows.resolve import (
+from hubloader.workflows import (
     Candidate,
     ModelReference,
     Resolver,
@@ -19,6 +19,7 @@ from hubloader.workflows.resolve import (
     find_references,
     read_workflow,
 )
+from hubloader.workflows.infotext import infotext_models, lora_tokens, parse_hash_list, parse_infotext
 from tests.workflow_samples import (
     INFOTEXT,
     SUBGRAPH_ID,
@@ -43,8 +44,8 @@ class Untouchable:
 class EmptyRegistry:
     """A registry that knows no file (the real one is exercised in test_workflows_resolve.py)."""
 
-    def get_model(self, key: str):
-        raise KeyError(key)
+    def find_model(self, key: str):
+        return None
 
 
 def by_name(refs: list[ModelReference]) -> dict[str, ModelReference]:
@@ -340,3 +341,27 @@ def test_same_hash_in_the_registry_is_found_without_network(tmp_path: Path):
     assert item.status is Status.FOUND_BY_HASH
     assert item.path == stored and item.use_as == str(Path("renamed") / "whatever.safetensors")
     registry.close()
+
+
+# --- the services the resolver asks --------------------------------------------------------------
+
+
+def _real_services() -> list[tuple[type, type]]:
+    from hubloader.registry import ModelRegistry
+    from hubloader.sources.civitai import CivitAIService
+    from hubloader.sources.huggingface import HuggingFaceHubService
+    from hubloader.workflows.services import CivitAISource, HuggingFaceSource, ModelLookup
+
+    return [(ModelLookup, ModelRegistry), (CivitAISource, CivitAIService), (HuggingFaceSource, HuggingFaceHubService)]
+
+
+@pytest.mark.parametrize(("protocol", "real"), _real_services(), ids=lambda c: c.__name__)
+def test_the_real_services_take_every_call_the_resolver_makes(protocol: type, real: type):
+    """Each method a protocol names exists on the real class and accepts the protocol's arguments as named."""
+    methods = {name: m for name, m in vars(protocol).items() if not name.startswith("_") and callable(m)}
+    assert methods
+    for name, method in methods.items():
+        params = list(inspect.signature(method).parameters.values())[1:]
+        positional = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
+        keywords = {p.name: None for p in params if p.kind is p.KEYWORD_ONLY}
+        inspect.signature(getattr(real, name)).bind(None, *positional, **keywords)  # TypeError if it does not fit

@@ -19,8 +19,8 @@ import pytest
 from hubloader.core.folders import standalone_folders
 from hubloader.engine import ratelimit
 from hubloader.sources.civitai import CivitAIService
+from hubloader.workflows import Resolver, Status
 from hubloader.workflows.lockfile import lock, resolve_lockfile
-from hubloader.workflows.resolve import Resolver, Status
 from tests.fakehub.modelfiles import embedding, kohya_lora, kohya_metadata, safetensors_bytes, sdxl_checkpoint
 from tests.workflow_samples import node, save_png, ui_workflow
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from hubloader.core.folders import standalone_folders
+from hubloader.workflows import Resolver, Status
 from hubloader.workflows.lockfile import lock, resolve_lockfile
-from hubloader.workflows.resolve import Resolver, Status
 from tests.fakehub.modelfiles import kohya_lora, safetensors_bytes, sd15_checkpoint
 from tests.workflow_samples import node, template, ui_workflow
 

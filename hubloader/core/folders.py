@@ -41,6 +41,24 @@ KINDS: tuple[str, ...] = tuple(dict.fromkeys(KIND_BY_TYPE.values())) + COMFYUI_O
 # ComfyUI's legacy folder names, still found in workflows and extra_model_paths.yaml.
 LEGACY_KINDS = {"unet": "diffusion_models", "clip": "text_encoders"}
 
+#: ComfyUI loader inputs whose name says the folder kind on any node (ours name inputs like the built-ins).
+KIND_BY_INPUT: dict[str, str] = {
+    "ckpt_name": "checkpoints",
+    "lora_name": "loras",
+    "vae_name": "vae",
+    "control_net_name": "controlnet",
+    "unet_name": "diffusion_models",
+    "clip_name": "text_encoders",
+    "clip_name1": "text_encoders",
+    "clip_name2": "text_encoders",
+    "clip_name3": "text_encoders",
+    "clip_name4": "text_encoders",
+    "clip_vision_name": "clip_vision",
+    "upscale_model_name": "upscale_models",
+    "embedding_name": "embeddings",
+    "hypernetwork_name": "hypernetworks",
+}
+
 # A1111/Forge: kind -> (directory relative to the models dir, or to the data dir when marked, cmd_opts attribute).
 A1111_LAYOUT: dict[str, tuple[str, str | None]] = {
     "checkpoints": ("models/Stable-diffusion", "ckpt_dir"),
@@ -69,6 +87,11 @@ def kind_of(value: ModelType | str) -> str:
         return KIND_BY_TYPE[ModelType.parse(text)]
     except ValueError:
         raise ConfigError(f"Unknown model folder kind {value!r}.", hint=f"Use one of: {', '.join(KINDS)}.") from None
+
+
+def type_of_kind(kind: str) -> ModelType | None:
+    """The ModelType whose files a folder kind holds (LORA for "loras"); None for a ComfyUI-only kind."""
+    return next((t for t, k in KIND_BY_TYPE.items() if k == kind and t is not ModelType.LYCORIS), None)
 
 
 class ModelFolders:

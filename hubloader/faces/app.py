@@ -31,6 +31,7 @@ from hubloader.core.folders import (
     a1111_install,
     active_folders,
     comfyui_install,
+    kind_of,
     standalone_folders,
 )
 from hubloader.core.metadata import BaseModel, ModelFile, ModelMetadata, ModelType, SortBy, Source
@@ -78,7 +79,7 @@ def _message(exc: Exception) -> str:
 
 
 def folder_kind(meta: ModelMetadata) -> str:
-    return KIND_BY_TYPE.get(meta.type, "other")
+    return kind_of(meta.type)
 
 
 def weight_files(meta: ModelMetadata) -> list[ModelFile]:
@@ -275,7 +276,7 @@ class ModelHub:
             cached = registry.list_cached_models()
             limit = registry.cache_limit_gb
         if wanted:
-            models = [m for m in models if KIND_BY_TYPE.get(m.type) == wanted]
+            models = [m for m in models if kind_of(m.type) == wanted]
         if query:
             needle = query.lower()
             models = [m for m in models if needle in f"{m.name} {m.local_path} {' '.join(m.trigger_words)}".lower()]
@@ -396,7 +397,7 @@ class ModelHub:
     # -- missing models ---------------------------------------------------------------------------------
     def missing(self, infotext: str = "", image: bytes | None = None) -> Any:
         """Read infotext (or an image carrying it, or a workflow) and resolve what is missing."""
-        from hubloader.workflows.resolve import Resolver, read_workflow
+        from hubloader.workflows import Resolver, read_workflow
 
         if image:
             suffix = ".png" if image[:4] == b"\x89PNG" else ".webp" if image[8:12] == b"WEBP" else ".jpg"
@@ -435,7 +436,7 @@ class ModelHub:
     def fetch_missing(self, report: Any) -> list[dict[str, Any]]:
         """Queue one download per resolved item; each is verified against the hash the source/infotext gives."""
         self._check_writes()
-        from hubloader.workflows.resolve import Status
+        from hubloader.workflows import Status
 
         jobs = []
         for item in report.by_status(Status.RESOLVED):
@@ -451,7 +452,7 @@ class ModelHub:
         return jobs
 
     def _fetch_item(self, item: Any, progress: Callable[[int, int], None], cancel: threading.Event) -> Placed:
-        from hubloader.workflows.resolve import Resolver
+        from hubloader.workflows import Resolver
 
         placed = fetch_resolved(Resolver(self.folders), item, progress=place.progress_in_bytes(progress), cancel=cancel)
         self._record(placed)

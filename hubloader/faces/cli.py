@@ -43,7 +43,7 @@ from hubloader.core.version import __version__
 if TYPE_CHECKING:  # pragma: no cover
     from hubloader.core.folders import ModelFolders
     from hubloader.registry import ModelRegistry
-    from hubloader.workflows.resolve import ModelStatus, ResolutionReport
+    from hubloader.workflows import ModelStatus, ResolutionReport
 
 log = logging.getLogger("hubloader")
 
@@ -583,8 +583,8 @@ def cmd_scan(args: argparse.Namespace, out: Output) -> int:
 
 def cmd_resolve(args: argparse.Namespace, out: Output) -> int:
     """A workflow, image, infotext or lockfile → what is present, what can be fetched, what cannot."""
+    from hubloader.workflows import Resolver
     from hubloader.workflows.lockfile import resolve_lockfile
-    from hubloader.workflows.resolve import Resolver
 
     path = _existing_file(args.file)
     resolver = Resolver(host_folders(args), shared_cache=args.shared_cache)
@@ -649,7 +649,7 @@ class _ItemBars:
 
 
 def _print_report(report: ResolutionReport, out: Output, *, downloaded: bool) -> None:
-    from hubloader.workflows.resolve import Status
+    from hubloader.workflows import Status
 
     if out.json:
         out.record(report.to_dict())
@@ -679,7 +679,7 @@ def _print_report(report: ResolutionReport, out: Output, *, downloaded: bool) ->
 
 
 def _resolve_exit(report: ResolutionReport, *, download: bool, out: Output) -> int:
-    from hubloader.workflows.resolve import Status
+    from hubloader.workflows import Status
 
     failed = report.by_status(Status.FAILED)
     unresolved = report.by_status(Status.UNRESOLVED)

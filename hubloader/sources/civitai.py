@@ -53,7 +53,16 @@ from hubloader.engine.hashing import verify_checksum
 from hubloader.engine.ratelimit import RateLimiter, limiter_for, retry_after_seconds
 from hubloader.gate.fetch import fetch_file
 from hubloader.gate.request import FileRequest
-from hubloader.sources.references import CIVITAI, HASH, ModelRef, civitai_id, format_air, parse_hash, parse_reference
+from hubloader.sources.references import (
+    CIVITAI,
+    HASH,
+    ModelRef,
+    civitai_download_url,
+    civitai_id,
+    format_air,
+    parse_hash,
+    parse_reference,
+)
 
 log = logging.getLogger(__name__)
 
@@ -368,7 +377,7 @@ class CivitAIService:
 
     def _signed_url(self, version_id: int, file_id: int | None) -> str:
         """Ask the download route for the file's short-lived storage URL (a 307), raising its reason."""
-        url = f"{self.site_url}/api/download/models/{version_id}"
+        url = civitai_download_url(version_id, endpoint=self.site_url)
         params = {"fileId": file_id} if file_id else None
         response = self._send("GET", url, params=params, allow_redirects=False, stream=True)
         with response:

@@ -381,6 +381,26 @@ class HuggingFaceHubService:
         meta = self._metadata_from_info(info)
         return _narrow_to_file(meta, ref.filename) if ref.filename else meta
 
+    def repo_files(self, repo_id: str, revision: str = "main") -> list[str]:
+        """The path of every file in a repository, from one light request (no per-file metadata)."""
+        with self._hub_errors(repo_id, revision=revision):
+            info = self.client.model_info(repo_id, revision=revision, token=self._hf_token())
+        return [s.rfilename for s in info.siblings or []]
+
+    def file_size_and_sha256(
+        self, repo_id: str, path: str, revision: str = "main", repo_type: str = "model"
+    ) -> tuple[int, str]:
+        """(size, SHA256 or "") of one file, from one HEAD request: an LFS file's ETag is its SHA256."""
+        from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+        endpoint = config.hf_endpoint()
+        extra = {"endpoint": endpoint} if _hub_compat().metadata_takes_endpoint else {}
+        with self._hub_errors(repo_id, path=path, revision=revision):
+            url = hf_hub_url(repo_id, path, repo_type=repo_type, revision=revision, endpoint=endpoint)
+            meta = get_hf_file_metadata(url, token=self._hf_token(), **extra)
+        etag = (meta.etag or "").strip('"').lower()
+        return int(meta.size or 0), etag if _SHA256.fullmatch(etag) else ""
+
     def _metadata_from_info(self, info: Any) -> ModelMetadata:
         """Map a huggingface_hub ``ModelInfo`` (any version) to our :class:`ModelMetadata`."""
         repo_id: str = info.id

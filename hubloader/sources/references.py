@@ -30,7 +30,13 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from hubloader.core.errors import InvalidReference
 from hubloader.core.metadata import BaseModel, ModelType, Source
-from hubloader.core.settings import civitai_endpoint, hf_endpoint, redact_url
+from hubloader.core.settings import (
+    DEFAULT_CIVITAI_ENDPOINT,
+    DEFAULT_HF_ENDPOINT,
+    civitai_endpoint,
+    hf_endpoint,
+    redact_url,
+)
 
 CIVITAI = "civitai"
 HUGGINGFACE = "huggingface"
@@ -47,7 +53,8 @@ HASH_TYPES_BY_LENGTH: dict[int, tuple[str, ...]] = {
     10: ("AutoV2",),
     8: ("AutoV1", "CRC32"),
 }
-_HASH_NAMES = {name.lower(): name for names in HASH_TYPES_BY_LENGTH.values() for name in names}
+#: Hash names by their lower-case spelling (``sha256`` → ``SHA256``).
+HASH_NAMES = {name.lower(): name for names in HASH_TYPES_BY_LENGTH.values() for name in names}
 _HEX = re.compile(r"[0-9a-fA-F]+")
 
 #: CivitAI download-route selectors (``/api/download/models/V?type=..``) worth keeping on a reference.
@@ -270,7 +277,7 @@ def parse_hash(text: str) -> ModelRef:
             hint="Give 64 hex (SHA256), 12 (AutoV3), 10 (AutoV2) or 8 (AutoV1/CRC32) characters.",
         )
     if name:
-        chosen = _HASH_NAMES.get(name.lower())
+        chosen = HASH_NAMES.get(name.lower())
         if chosen not in candidates:
             raise InvalidReference(f"{raw!r}: a {name} hash is not {len(digest)} hex characters long.")
         candidates = (chosen,)
@@ -280,7 +287,7 @@ def parse_hash(text: str) -> ModelRef:
 def _looks_like_hash(text: str) -> bool:
     name, _, digest = text.rpartition(":")
     return (
-        (not name or name.lower() in _HASH_NAMES)
+        (not name or name.lower() in HASH_NAMES)
         and bool(_HEX.fullmatch(digest))
         and len(digest) in HASH_TYPES_BY_LENGTH
     )
@@ -454,3 +461,37 @@ def hf_resolve_url(ref: ModelRef, endpoint: str | None = None) -> str:
     base = (endpoint or hf_endpoint()).rstrip("/")
     revision = quote(ref.revision or "main", safe="")
     return f"{base}/{prefix}{ref.repo_id}/resolve/{revision}/{quote(ref.filename)}"
+
+
+def civitai_download_url(version_id: int | str, file_id: int | None = None, endpoint: str | None = None) -> str:
+    """CivitAI's download route for a model version (its primary file, or the file ``file_id`` names)."""
+    suffix = f"?fileId={file_id}" if file_id else ""
+    return f"{(endpoint or civitai_endpoint()).rstrip('/')}/api/download/models/{version_id}{suffix}"
+
+
+def canonical_url(url: str) -> str:
+    """The URL a lockfile keeps: public hosts instead of the configured endpoints, and a HuggingFace file as
+    the ``/resolve/`` link the resolver fetches (its ``/blob/`` web page would 404 on another machine)."""
+    try:
+        parsed = parse_url(url)
+    except InvalidReference:
+        parsed = None
+    if parsed is not None and parsed.kind == HUGGINGFACE and parsed.filename:
+        return hf_resolve_url(parsed, DEFAULT_HF_ENDPOINT)
+    for endpoint, public in _endpoints():
+        if endpoint != public and url.startswith(endpoint + "/"):
+            return public + url[len(endpoint) :]
+    return url
+
+
+def endpoint_url(url: str) -> str:
+    """The inverse of :func:`canonical_url`: public hosts rewritten to the configured endpoints (mirrors)."""
+    for endpoint, public in _endpoints():
+        if endpoint != public and url.startswith(public + "/"):
+            return endpoint + url[len(public) :]
+    return url
+
+
+def _endpoints() -> tuple[tuple[str, str], ...]:
+    """(configured endpoint, public host) of each source, read now: a mirror may be set at any time."""
+    return (hf_endpoint(), DEFAULT_HF_ENDPOINT), (civitai_endpoint(), DEFAULT_CIVITAI_ENDPOINT)

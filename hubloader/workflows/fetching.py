@@ -10,7 +10,8 @@ from hubloader.core.errors import HubloaderError
 from hubloader.core.metadata import ModelMetadata
 from hubloader.pipeline import Placed, Progress
 from hubloader.sources.civitai import CivitAIService
-from hubloader.workflows.resolve import ModelStatus, ResolutionReport, Resolver, Status
+from hubloader.workflows.report import ModelStatus, ResolutionReport, Status
+from hubloader.workflows.resolver import Resolver
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 def fetch_resolved(
     resolver: Resolver, item: ModelStatus, *, progress: Progress | None = None, cancel: threading.Event | None = None
 ) -> Placed:
-    """Download one RESOLVED item of a :class:`~hubloader.workflows.resolve.Resolver` report (into the folder the
+    """Download one RESOLVED item of a :class:`~hubloader.workflows.resolver.Resolver` report (into the folder the
     workflow names, checked against the hashes it gives); its failure is raised, not only recorded."""
     report = ResolutionReport(items=[item])
     resolver.fetch(report, progress=(lambda _item, event: progress(event)) if progress else None, cancel=cancel)

@@ -99,13 +99,18 @@ def parse_hash_list(value: str) -> dict[str, str]:
     return result
 
 
-def _short_hash(digest: str, long_name: str) -> dict[str, str]:
-    """Label a hex digest by its length the way CivitAI names them."""
+def hash_label(digest: str, twelve: str = "AutoV3") -> str:
+    """The name CivitAI gives a hex digest of this length; 12 hex is AutoV3 unless the context says otherwise
+    (A1111's ``TI hashes`` are SHA256 prefixes of any length)."""
+    return {8: "AutoV1", 10: "AutoV2", 12: twelve}.get(len(digest), "SHA256")
+
+
+def _short_hash(digest: str, twelve: str) -> dict[str, str]:
+    """A hex digest labelled by :func:`hash_label`; nothing when it is not hex."""
     digest = digest.strip().lower()
     if not _HEX.match(digest):
         return {}
-    label = {8: "AutoV1", 10: "AutoV2", 12: long_name, 64: "SHA256"}.get(len(digest), "SHA256")
-    return {label: digest}
+    return {hash_label(digest, twelve): digest}
 
 
 def infotext_models(info: Infotext) -> list[InfotextModel]:

@@ -40,22 +40,21 @@ from typing import Any
 
 from hubloader.core.errors import HubloaderError, InvalidFile
 from hubloader.core.folders import ModelFolders, active_folders
-from hubloader.core.settings import civitai_endpoint
 from hubloader.core.version import __version__
 from hubloader.engine.hashing import sha256_file
 from hubloader.sharedcache.cache import SharedCache
-from hubloader.workflows.resolve import (
-    Candidate,
-    ModelReference,
-    ModelStatus,
-    ResolutionReport,
-    Resolver,
-    Status,
-    Workflow,
+from hubloader.sources.references import (
+    CIVITAI,
     canonical_url,
+    civitai_download_url,
     endpoint_url,
-    read_workflow,
+    parse_reference,
+    parse_url,
 )
+from hubloader.workflows.finding import ModelReference
+from hubloader.workflows.reading import Workflow, read_workflow
+from hubloader.workflows.report import Candidate, ModelStatus, ResolutionReport, Status
+from hubloader.workflows.resolver import Resolver
 
 LOCKFILE_VERSION = 1
 SUFFIX = ".lock.json"
@@ -319,21 +318,16 @@ def _civitai_download_url(reference: str) -> str:
     """The download URL of the version a CivitAI AIR or URL names; "" for anything else."""
     if not reference:
         return ""
-    from hubloader.sources.references import CIVITAI, parse_reference
-
     try:
         ref = parse_reference(reference)
     except HubloaderError:
         return ""
     if ref.kind != CIVITAI or ref.version_id is None:
         return ""
-    suffix = f"?fileId={ref.file_id}" if ref.file_id else ""
-    return f"{civitai_endpoint()}/api/download/models/{ref.version_id}{suffix}"
+    return civitai_download_url(ref.version_id, ref.file_id)
 
 
 def _source_of(url: str) -> str:
-    from hubloader.sources.references import parse_url
-
     try:
         return parse_url(url).kind
     except HubloaderError:

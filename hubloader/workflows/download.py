@@ -1,0 +1,64 @@
+"""Downloading a resolved item: the SHA256 its bytes must have, the transfer (through the site's shared
+cache when there is one), and the check of a short hash the workflow gives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hubloader.core.errors import IntegrityError
+from hubloader.gate.fetch import fetch_file
+from hubloader.gate.request import FileRequest
+from hubloader.sources.references import canonical_url
+from hubloader.workflows.finding import ModelReference
+from hubloader.workflows.report import Candidate
+
+
+def expected_sha256(ref: ModelReference, candidate: Candidate) -> str:
+    """The SHA256 the bytes must have; a workflow and a source that disagree stop the download."""
+    source, wanted = candidate.sha256.lower(), ref.sha256.lower()
+    if source and wanted and source != wanted:
+        raise IntegrityError(
+            f"{ref.name}: the workflow says SHA256 {wanted[:12]}…, the source's file is {source[:12]}…; not downloaded.",
+            expected=wanted,
+            actual=source,
+            hint="The source file changed or the workflow points at another version; check it by hand.",
+        )
+    return wanted or source
+
+
+def download_candidate(
+    candidate: Candidate,
+    dest: Path,
+    expected_sha256: str,
+    *,
+    progress: Any = None,
+    cancel: Any = None,
+    shared_cache: Any = None,
+) -> Any:
+    """The resolved file, through the gate (host, destination, trust, shared cache, engine)."""
+    service = candidate.source if candidate.source in ("civitai", "huggingface") else "url"
+    request = FileRequest(
+        url=candidate.url,
+        folder=dest.parent,
+        name=dest.name,
+        sha256=expected_sha256.lower(),
+        size=candidate.size_bytes or None,
+        token_service=service if service != "url" else None,
+        source=service,
+        record={"source": candidate.source, "url": canonical_url(candidate.url), "air": candidate.air},
+    )
+    return fetch_file(request, progress=progress, cancel=cancel, shared_cache=shared_cache)
+
+
+def check_short_hashes(ref: ModelReference, sha256: str, path: Path) -> None:
+    """A workflow may give only an AutoV2 (SHA256 prefix) or a short SHA256: check it after the fact."""
+    for name, digest in ref.hashes.items():
+        if name in ("SHA256", "AutoV2") and len(digest) < 64 and not sha256.lower().startswith(digest):
+            path.unlink(missing_ok=True)
+            raise IntegrityError(
+                f"{ref.name}: the downloaded file's SHA256 {sha256[:12]}… does not start with the workflow's "
+                f"{name} {digest}; it was deleted.",
+                expected=digest,
+                actual=sha256,
+            )
