@@ -35,6 +35,7 @@ from hubloader.core.folders import (
 )
 from hubloader.core.metadata import BaseModel, ModelFile, ModelMetadata, ModelType, SortBy, Source
 from hubloader.core.units import human_size
+from hubloader.faces.advice import GRADIO, explain
 from hubloader.faces.jobs import FINISHED, JobManager
 from hubloader.pipeline import Placed
 from hubloader.sharedcache.cache import check_shared_cache, shared_cache_status
@@ -72,9 +73,8 @@ OnDownloaded = Callable[[str, Path], None]
 
 
 def _message(exc: Exception) -> str:
-    hint = getattr(exc, "hint", "")
-    text = getattr(exc, "message", None) or str(exc)
-    return config.redact_text(f"{text} {hint}".strip() if hint and hint not in text else text)
+    """The error as the app shows it: what happened, then what to do in this app."""
+    return config.redact_text(explain(exc, GRADIO))
 
 
 def folder_kind(meta: ModelMetadata) -> str:
@@ -102,7 +102,7 @@ class ModelHub:
         host: str = "standalone",
     ) -> None:
         self.folders = folders if folders is not None else active_folders()
-        self.jobs = jobs if jobs is not None else JobManager(max_workers=2)
+        self.jobs = jobs if jobs is not None else JobManager(max_workers=2, face=GRADIO)
         self.write_guard = write_guard
         self.on_downloaded = on_downloaded
         self.host = host

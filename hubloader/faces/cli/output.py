@@ -1,7 +1,7 @@
 """What every command shares: exit codes, the one-line error, and tables or JSON lines on stdout.
 
-Errors are one line on stderr (what failed, why, what to do) and an exit code per error class,
-documented in :data:`EXIT_CODES_HELP`.
+Errors are one line on stderr (what failed, why, and the command-line advice from
+:mod:`hubloader.faces.advice`) and an exit code per error class, documented in :data:`EXIT_CODES_HELP`.
 Tokens never reach the output (messages are redacted once more).
 """
 
@@ -26,6 +26,7 @@ from hubloader.core.errors import (
 )
 from hubloader.core.metadata import ModelMetadata
 from hubloader.core.settings import civitai_token, hf_token, redact_text
+from hubloader.faces.advice import CLI, explain
 
 # --- exit codes ------------------------------------------------------------------------------------
 
@@ -90,11 +91,11 @@ def exit_code_for(exc: BaseException) -> int:
 
 
 def one_line(exc: BaseException) -> str:
-    """The error as the command line says it: the OS's words for OS errors, else message and hint."""
+    """The error as the command line says it: the OS's words for OS errors, else message, hint and advice."""
     if isinstance(exc, OSError) and not isinstance(exc, HubloaderError) and exc.strerror:
         where = f": {exc.filename}" if exc.filename else ""
         return f"{exc.strerror}{where}."
-    return " ".join(str(exc).split())
+    return " ".join(explain(exc, CLI).split())
 
 
 class Output:
