@@ -20,11 +20,12 @@ def _register_routes() -> None:
     prompt_server = getattr(getattr(server, "PromptServer", None), "instance", None)
     if prompt_server is None:
         return
+    from hubloader.faces.advice import COMFYUI
     from hubloader.faces.jobs import JobManager
 
     from .routes import HubRoutes
 
-    HubRoutes(JobManager(), prompt_server.send_sync).add_to(prompt_server.routes)
+    HubRoutes(JobManager(face=COMFYUI), prompt_server.send_sync).add_to(prompt_server.routes)
 
 
 try:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hubloader.core.errors import Cancelled, HubloaderError, InvalidReference
+from hubloader.faces.advice import COMFYUI, advice
 
 from . import fetch, folders
 
@@ -135,6 +136,17 @@ def ensure_local(kind: str, name: str, source: str, unique_id: Any = None, extra
 
         comfy.model_management.throw_exception_if_processing_interrupted()
         raise
+    except HubloaderError as exc:
+        _advise(exc)
+        raise
+
+
+def _advise(exc: HubloaderError) -> None:
+    """Append the sidebar's advice to the error ComfyUI shows under the node (the type stays, for callers)."""
+    extra = advice(exc, COMFYUI)
+    if extra:
+        exc.hint = f"{exc.hint} {extra}".strip()
+        exc.args = (str(exc),)
 
 
 class _HubLoader:

@@ -19,6 +19,7 @@ from hubloader.core import settings as config
 from hubloader.core.errors import ConfigError, HubloaderError, InvalidReference, NotFound
 from hubloader.core.folders import kind_of
 from hubloader.core.metadata import BaseModel, ModelType, SortBy, Source
+from hubloader.faces.advice import COMFYUI, advice
 from hubloader.faces.jobs import DONE, JobManager
 from hubloader.sharedcache.cache import check_shared_cache, shared_cache_status
 from hubloader.workflows.fetching import fetch_resolved
@@ -35,7 +36,8 @@ Send = Callable[[str, dict[str, Any]], None]
 
 
 def _error(exc: Exception, status: int = 400) -> web.Response:
-    hint = getattr(exc, "hint", "")
+    """``{"error": what happened, "hint": what is needed, then what to do in the sidebar}``."""
+    hint = " ".join(part for part in (getattr(exc, "hint", ""), advice(exc, COMFYUI)) if part)
     message = getattr(exc, "message", str(exc))
     return web.json_response({"error": message, "hint": hint}, status=status)
 

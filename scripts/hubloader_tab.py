@@ -88,7 +88,7 @@ def model_hub() -> Any:
         from modules import paths
 
         from hubloader.core.folders import a1111_install
-        from hubloader.faces.app import ModelHub
+        from hubloader.faces.hub import ModelHub
 
         folders = a1111_install(Path(paths.data_path), shared.cmd_opts)
         _hub = ModelHub(folders, write_guard=refusal, on_downloaded=refresh_lists, host="a1111")

@@ -24,6 +24,7 @@ from hubloader.core.errors import (
     RateLimited,
 )
 from hubloader.core.folders import models_root
+from hubloader.faces.advice import CLI, explain
 from hubloader.sources.references import parse_reference
 
 TOKEN = "civitai-test-key-0123456789abcdef"
@@ -444,7 +445,8 @@ def test_login_required(service, hub_env, tmp_path):
     model_id, version_id = hub_env.add_civitai_model("Members Only", login_required=True)
     with pytest.raises(AuthRequired, match="requires you to be logged in") as caught:
         service.download_model(model_id, version_id, tmp_path)
-    assert "CIVITAI_API_TOKEN" in str(caught.value)  # says what to do
+    assert caught.value.service == "civitai"  # the fact; the command line says what to do
+    assert "CIVITAI_API_TOKEN" in explain(caught.value, CLI)
     assert not any(tmp_path.iterdir())
     hub_env.civitai_tokens.add(TOKEN)
     keyed = CivitAIService(api_key=TOKEN, rate_limit=200)

@@ -6,6 +6,7 @@ registry's contents (read back with the real ModelRegistry on the same HUBLOADER
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -97,6 +98,28 @@ def test_usage_errors_are_one_line_with_exit_code_2():
     result = hubloader("get")
     assert result.returncode == 2
     assert "required: REF" in one_error_line(result)
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every (sub)command parser below ``parser``, depth first."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                found += [sub, *_subparsers(sub)]
+    return found
+
+
+def test_every_command_has_examples_and_every_argument_a_help_text():
+    from hubloader.faces.cli import build_parser
+
+    commands = _subparsers(build_parser())
+    assert {c.prog.removeprefix("hubloader ") for c in commands} >= {"search", "get", "cache cleanup", "cache pull"}
+    for command in commands:
+        assert command.epilog and command.epilog.startswith("examples:\n  hubloader "), command.prog
+        for action in command._actions:
+            if not isinstance(action, argparse._SubParsersAction):
+                assert action.help, f"{command.prog}: {action.dest}"
 
 
 def test_importing_the_cli_loads_no_service_library():

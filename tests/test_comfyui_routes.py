@@ -336,3 +336,16 @@ def test_cancelling_a_download_keeps_the_part_and_asking_again_resumes(comfy, hu
         assert hub_env.bytes_sent.total() < len(data)  # resumed from the kept part
 
     run_app(test)
+
+
+def test_a_failed_job_carries_the_sidebars_advice():
+    from hubloader.core.errors import CIVITAI, AuthRequired
+    from hubloader.faces.advice import COMFYUI
+
+    def work(progress, cancel):
+        raise AuthRequired("civitai:42: CivitAI refused the API key (expired).", service=CIVITAI)
+
+    jobs = JobManager(face=COMFYUI)
+    job = jobs.wait(jobs.submit("x", work).id, timeout=10)
+    assert job.state == FAILED and job.error.endswith("Set the CivitAI token in the Model Hub sidebar → Settings.")
+    jobs.shutdown()

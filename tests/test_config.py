@@ -7,6 +7,7 @@ import pytest
 
 from hubloader.core import settings as config
 from hubloader.core.errors import ConfigError, GatedModel
+from hubloader.faces.advice import CLI, explain
 
 
 def test_tokens_from_environment_and_never_shown(monkeypatch):
@@ -78,8 +79,9 @@ def test_redact_text():
 
 
 def test_gated_error_tells_what_to_do():
-    message = str(GatedModel("org/gated", endpoint="http://hub"))
-    assert "org/gated" in message and "accept" in message and "HF_TOKEN" in message
+    error = GatedModel("org/gated", endpoint="http://hub")
+    assert "org/gated" in str(error) and "accept" in str(error) and error.service == "huggingface"
+    assert "HF_TOKEN" in explain(error, CLI)  # the command line says what to do
 
 
 @pytest.mark.parametrize("content", ['{"civitai_token": "kept-tok', "[1, 2]"], ids=["truncated", "not-an-object"])

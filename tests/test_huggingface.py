@@ -16,6 +16,7 @@ import pytest
 
 from hubloader.core import errors
 from hubloader.core.metadata import BaseModel, ModelFilter, ModelFormat, ModelType, Source
+from hubloader.faces.advice import CLI, explain
 from hubloader.sources.huggingface import HuggingFaceHubService, link_into
 from tests.fakehub.modelfiles import kohya_lora, kohya_metadata, safetensors_bytes, sdxl_checkpoint
 
@@ -410,7 +411,8 @@ def test_gated_repo_names_repo_and_says_what_to_do(hub_env, caplog):
 
     with pytest.raises(errors.GatedModel) as info:
         service.download_model("acme/gated-lora/pytorch_lora_weights.safetensors")
-    assert "acme/gated-lora" in str(info.value) and "accept" in str(info.value) and "HF_TOKEN" in str(info.value)
+    assert "acme/gated-lora" in str(info.value) and "accept" in str(info.value)
+    assert "HF_TOKEN" in explain(info.value, CLI)  # the command line says what to do
     with pytest.raises(errors.GatedModel):
         service.download_model("acme/gated-lora")
     _assert_no_token(info.value, caplog)
@@ -426,7 +428,7 @@ def test_missing_or_private_repo(hub_env, caplog):
     with pytest.raises(errors.NotFound) as anonymous:
         HuggingFaceHubService().download_model("acme/secret-lora")
     assert isinstance(anonymous.value, errors.AuthRequired)  # a token might help: say so
-    assert "HF_TOKEN" in str(anonymous.value)
+    assert anonymous.value.service == "huggingface" and "HF_TOKEN" in explain(anonymous.value, CLI)
 
     hub_env.valid_hf_tokens.add(TOKEN)
     with pytest.raises(errors.NotFound) as with_token:

@@ -346,3 +346,12 @@ def test_details_list_every_version_and_an_older_one_downloads(hub, hub_env, tmp
     job = _finished(hub, hub.start_download(older, ui.weight_files(older)[0].name))
     sidecar = json.loads(Path(job.path).with_suffix(".json").read_text(encoding="utf-8"))
     assert sidecar["activation text"] == "ink1"
+
+
+def test_a_download_needing_a_civitai_token_fails_with_the_apps_advice(hub, hub_env):
+    hub_env.add_civitai_model("Members Only", login_required=True)
+    (meta,), _ = hub.search("Members Only", "CivitAI")
+    job = hub.jobs.wait(hub.start_download(meta)["id"], timeout=60)
+    assert job.state == "failed"
+    assert "Set the CivitAI token in the Model Hub tab → Settings." in job.error
+    assert "hubloader login" not in job.error and "HuggingFace" not in job.error

@@ -1,10 +1,16 @@
-"""One exception tree. Every message says what happened and what the user can do about it.
+"""One exception tree. Every message states facts: what happened and what is needed.
+
+What the user should do about it (a command to run, a settings panel to open) depends on where they are:
+the faces phrase that advice (:mod:`hubloader.faces.advice`), so these messages never name a command or
+a settings screen. Errors carry the facts a face needs as attributes (``AuthRequired.service``).
 
 No message ever contains a token: build them from names, ids and redacted URLs only
 (see ``hubloader.core.settings.redact_url``).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 
 class HubloaderError(Exception):
@@ -27,30 +33,45 @@ class ConfigError(HubloaderError):
     hint = "Check the setting named above (environment variable or settings file)."
 
 
-class AuthRequired(HubloaderError):
-    """The source needs a token we do not have, or the token was refused."""
+#: The services a token can be for (:attr:`AuthRequired.service`).
+HUGGINGFACE = "huggingface"
+CIVITAI = "civitai"
 
-    hint = (
-        "Set a token: HF_TOKEN (or `hf auth login`) for HuggingFace, CIVITAI_API_TOKEN for CivitAI, "
-        "or run `hubloader login hf|civitai`."
-    )
+
+class AuthRequired(HubloaderError):
+    """The source needs a token we do not have, or the token was refused.
+
+    ``service`` is whose token is needed (:data:`HUGGINGFACE` or :data:`CIVITAI`), "" when the answer
+    does not tell (a plain URL on another host).
+    """
+
+    hint = "A token with access to it is needed."
+    service: str = ""
+
+    def __init__(self, message: str, *, service: str | None = None, hint: str | None = None) -> None:
+        if service is not None:
+            self.service = service
+        super().__init__(message, hint=hint)
 
 
 class GatedModel(AuthRequired):
     """A HuggingFace repo whose terms must be accepted on its page first."""
+
+    service = HUGGINGFACE
 
     def __init__(self, repo_id: str, *, endpoint: str = "https://huggingface.co") -> None:
         self.repo_id = repo_id
         super().__init__(
             f"{repo_id} is a gated repository.",
             hint=(
-                f"Open {endpoint.rstrip('/')}/{repo_id}, accept its terms with your account, "
-                "then set HF_TOKEN (or run `hubloader login hf`) and try again."
+                f"Its terms must be accepted with a HuggingFace account at {endpoint.rstrip('/')}/{repo_id}, "
+                "and the download needs that account's token."
             ),
         )
 
 
 class EarlyAccess(AuthRequired):
+    service = CIVITAI
     hint = "This version is in early access on CivitAI: buy access on its page or wait until it is public."
 
 
@@ -100,7 +121,7 @@ class IntegrityError(HubloaderError):
 class NotAModelFile(IntegrityError):
     """The server sent HTML/JSON (a login page, an error) where a model file was expected."""
 
-    hint = "Nothing was saved. If the reason mentions login, set CIVITAI_API_TOKEN and retry."
+    hint = "Nothing was saved."
 
 
 class UnsafeFile(HubloaderError):
@@ -116,11 +137,27 @@ class InvalidFile(HubloaderError):
 
 
 class PickleNotAllowed(UnsafeFile):
-    hint = "Pickle formats (.ckpt/.pt/.bin) can run code when loaded; allow them explicitly (--allow-pickle) if you trust the source."
+    hint = "Pickle formats (.ckpt/.pt/.bin) can run code when loaded; they are refused unless allowed explicitly."
 
 
 class DiskFull(HubloaderError):
-    hint = "Free some space (e.g. `hubloader cache cleanup`) or choose another folder."
+    """The disk holding ``where`` has too little space: ``needed`` more bytes, ``free`` free (None: unknown)."""
+
+    hint = "The download needs more free space there, or another folder."
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        where: Path | None = None,
+        needed: int | None = None,
+        free: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.where = where
+        self.needed = needed
+        self.free = free
+        super().__init__(message, hint=hint)
 
 
 class Cancelled(HubloaderError):

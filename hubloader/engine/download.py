@@ -335,7 +335,10 @@ class _Download:
         if needed > free:
             raise errors.DiskFull(
                 f"Not enough free space in {self.dest.parent} for {self.dest.name}: "
-                f"it needs {human_size(needed)} more, {human_size(free)} free."
+                f"it needs {human_size(needed)} more, {human_size(free)} free.",
+                where=self.dest.parent,
+                needed=needed,
+                free=free,
             )
 
     async def _verify(self) -> DownloadResult:
@@ -567,11 +570,12 @@ class _Download:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise errors.DiskFull(
                     f"The disk holding {self.dest.parent} filled up while downloading {self.dest.name}; "
-                    f"{human_size(self.bytes_done)} are kept in {self.part.path.name} for a resume."
+                    f"{human_size(self.bytes_done)} are kept in {self.part.path.name} for a resume.",
+                    where=self.dest.parent,
                 ) from None
             raise
         if written != length:  # a write to a regular file is complete unless the disk is full
-            raise errors.DiskFull(f"The disk holding {self.dest.parent} is full.")
+            raise errors.DiskFull(f"The disk holding {self.dest.parent} is full.", where=self.dest.parent)
         self.part.record(offset, written)
         if self.cursor is not None:
             self.cursor.written(offset, written, blocks)

@@ -5,46 +5,36 @@ returns, no ``.style()``, no ``js=``, no tuple choices, ``gr.File(type="binary")
 hold a Gradio event open: they run in a :class:`~hubloader.faces.jobs.JobManager` and the page polls
 (``gr.Timer`` where it exists, else the refresh button, which the A1111 script clicks while jobs run).
 
-:class:`ModelHub` holds the handlers as plain methods over the hub layer, so tests (and other faces)
-drive them without a browser; :func:`build_blocks` only wires them to components.
+:class:`~hubloader.faces.hub.ModelHub` (in :mod:`hubloader.faces.hub`) holds the handlers as plain methods
+over the hub layer, so tests (and other faces) drive them without a browser; :func:`build_blocks` here only
+wires them to components.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
 import os
-import tempfile
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from hubloader import pipeline as place
 from hubloader.core import settings as config
-from hubloader.core.errors import ConfigError, HubloaderError, InvalidReference, NotFound
+from hubloader.core.errors import HubloaderError
 from hubloader.core.folders import (
     KIND_BY_TYPE,
     ModelFolders,
     a1111_install,
     active_folders,
     comfyui_install,
-    kind_of,
     standalone_folders,
 )
-from hubloader.core.metadata import BaseModel, ModelFile, ModelMetadata, ModelType, SortBy, Source
+from hubloader.core.metadata import BaseModel, ModelMetadata, ModelType, SortBy, Source
 from hubloader.core.units import human_size
-from hubloader.faces.jobs import FINISHED, JobManager
-from hubloader.pipeline import Placed
-from hubloader.sharedcache.cache import check_shared_cache, shared_cache_status
-from hubloader.workflows.fetching import fetch_resolved
-
-log = logging.getLogger(__name__)
+from hubloader.faces.hub import ANY, ModelHub, folder_kind, message, weight_files
 
 SOURCE_CHOICES = ["Both", "HuggingFace", "CivitAI"]
-ANY = "Any"
 TYPE_CHOICES = [ANY] + [t.value for t in ModelType if t is not ModelType.OTHER]
 BASE_CHOICES = [ANY] + [b.value for b in BaseModel if b not in (BaseModel.OTHER, BaseModel.UNKNOWN)]
 SORT_CHOICES = [s.value for s in SortBy]
@@ -65,417 +55,6 @@ LIBRARY_HEADERS = [
 CACHE_HEADERS = ["name", "size", "path"]
 MISSING_HEADERS = ["model", "folder", "status", "source", "size", "evidence / reason"]
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-
-#: ``() -> None | reason``: why write actions (downloads, settings, deletions) are refused right now.
-WriteGuard = Callable[[], "str | None"]
-#: Called after a file lands: ``(folder kind, path)``; the A1111 glue refreshes its model lists here.
-OnDownloaded = Callable[[str, Path], None]
-
-
-def _message(exc: Exception) -> str:
-    hint = getattr(exc, "hint", "")
-    text = getattr(exc, "message", None) or str(exc)
-    return config.redact_text(f"{text} {hint}".strip() if hint and hint not in text else text)
-
-
-def folder_kind(meta: ModelMetadata) -> str:
-    return kind_of(meta.type)
-
-
-def weight_files(meta: ModelMetadata) -> list[ModelFile]:
-    """The files of a result a user would download: model weights, primary first."""
-    from hubloader.core.metadata import MODEL_EXTENSIONS
-
-    files = [f for f in meta.files if Path(f.name).suffix.lower() in MODEL_EXTENSIONS]
-    return sorted(files, key=lambda f: (not f.primary, not f.name.endswith(".safetensors"), f.name))
-
-
-class ModelHub:
-    """State and handlers of one Model Hub app: its folders, its download queue, the host's hooks."""
-
-    def __init__(
-        self,
-        folders: ModelFolders | None = None,
-        *,
-        jobs: JobManager | None = None,
-        write_guard: WriteGuard | None = None,
-        on_downloaded: OnDownloaded | None = None,
-        host: str = "standalone",
-    ) -> None:
-        self.folders = folders if folders is not None else active_folders()
-        self.jobs = jobs if jobs is not None else JobManager(max_workers=2)
-        self.write_guard = write_guard
-        self.on_downloaded = on_downloaded
-        self.host = host
-
-    def refused(self) -> str | None:
-        return self.write_guard() if self.write_guard is not None else None
-
-    def _check_writes(self) -> None:
-        reason = self.refused()
-        if reason:
-            raise ConfigError(reason)
-
-    # -- search -----------------------------------------------------------------------------------------
-    def search(
-        self,
-        query: str,
-        source: str = "Both",
-        model_type: str = ANY,
-        base: str = ANY,
-        sort: str = SortBy.POPULARITY.value,
-        nsfw: bool = False,
-        limit: int = 24,
-    ) -> tuple[list[ModelMetadata], list[str]]:
-        """Both sources at once; one that fails becomes a warning while the other answers."""
-        from hubloader.registry import ModelRegistry
-
-        sources = {"HuggingFace": [Source.HUGGINGFACE], "CivitAI": [Source.CIVITAI]}.get(
-            source, [Source.CIVITAI, Source.HUGGINGFACE]
-        )
-        with ModelRegistry() as registry:
-            results = registry.search(
-                query or None,
-                sources,
-                ModelType.parse(model_type) if model_type and model_type != ANY else None,
-                BaseModel.parse(base) if base and base != ANY else None,
-                limit=limit,
-                remote_only=True,
-                sort=SortBy.parse(sort or SortBy.POPULARITY.value),
-                nsfw=nsfw,
-            )
-        return list(results), results.warnings
-
-    # -- details ----------------------------------------------------------------------------------------
-    def versions(self, meta: ModelMetadata) -> list[tuple[str, str]]:
-        """(label, version id) of a result, newest first; HuggingFace has one: the commit searched."""
-        if meta.source is not Source.CIVITAI:
-            return [(f"main · {meta.version[:10]}" if meta.version else "main", meta.version_id or "main")]
-        from hubloader.sources.civitai import CivitAIService
-
-        model_id = meta.extra.get("civitai_model_id")
-        try:
-            # The model document lists every version; the service exposes no public call for that list.
-            model = CivitAIService()._get(f"models/{model_id}", what=f"CivitAI model {model_id}")
-        except HubloaderError:
-            return [(f"{meta.version} ({meta.base_model.value}) · {meta.version_id}", meta.version_id)]
-        return [
-            (f"{v.get('name')} ({v.get('baseModel')}) · {v.get('id')}", str(v.get("id")))
-            for v in model.get("modelVersions") or []
-            if isinstance(v, dict) and v.get("id")
-        ]
-
-    def version(self, meta: ModelMetadata, version_id: str) -> ModelMetadata:
-        """The metadata of another version of a result (CivitAI), with its files; HF repos read in full."""
-        if meta.source is Source.CIVITAI:
-            if str(version_id) == meta.version_id and meta.files:
-                return meta
-            from hubloader.sources.civitai import CivitAIService
-
-            return CivitAIService().get_model_version(int(version_id))
-        if meta.files:
-            return meta
-        from hubloader.sources.huggingface import HuggingFaceHubService
-
-        return HuggingFaceHubService().model_info(meta.model_id)
-
-    def details_markdown(self, meta: ModelMetadata) -> str:
-        stats = f"⬇ {meta.download_count:,} · ♥ {meta.like_count:,}"
-        if meta.rating:
-            stats += f" · ★ {meta.rating:.1f}"
-        lines = [
-            f"### {meta.name}",
-            f"**{meta.source.value}** · {meta.type.value} · base **{meta.base_model.value}** · "
-            f"{human_size(meta.size_bytes or None)} · {stats}",
-            f"`{meta.air or meta.model_id}` → folder **{folder_kind(meta)}** "
-            f"(`{self._target_or_blank(folder_kind(meta))}`)",
-        ]
-        if meta.trigger_words:
-            lines.append("Trigger words: " + ", ".join(f"`{w}`" for w in meta.trigger_words))
-        if meta.recommended_weight is not None:
-            lines.append(f"Recommended weight: {meta.recommended_weight:g}")
-        if meta.description:
-            text = meta.description.strip()
-            lines.append(text[:600] + ("…" if len(text) > 600 else ""))
-        return "\n\n".join(lines)
-
-    def _target_or_blank(self, kind: str) -> str:
-        try:
-            return str(self.folders.target(kind))
-        except HubloaderError:
-            return "no folder"
-
-    # -- downloads --------------------------------------------------------------------------------------
-    def start_download(self, meta: ModelMetadata, file_name: str = "") -> dict[str, Any]:
-        """Queue the download of one result (the chosen file of its version); returns the job as a dict."""
-        self._check_writes()
-        kind = folder_kind(meta)
-        self.folders.target(kind)  # fail now, not in the worker, when the host has no folder for it
-        files = weight_files(meta)
-        if meta.source is Source.HUGGINGFACE and not file_name:
-            if not files:
-                raise NotFound(f"{meta.model_id} has no single model file to download.", hint="Pick a file.")
-            file_name = files[0].name
-        reference = place.reference_of(meta, file_name or None)  # the same file queued twice is one job
-        label = f"{meta.name} · {file_name}" if file_name else meta.name
-        job = self.jobs.submit(
-            label,
-            lambda progress, cancel: self.place(meta, file_name, progress=progress, cancel=cancel),
-            kind=kind,
-            ref=f"{reference}#{file_name}",
-        )
-        return job.to_dict()
-
-    def place(
-        self,
-        meta: ModelMetadata,
-        file_name: str = "",
-        *,
-        progress: Callable[[int, int], None] | None = None,
-        cancel: threading.Event | None = None,
-    ) -> Placed:
-        """Download (or reuse) a result's file into its host folder, then describe, sidecar and register it."""
-        placed = place.fetch(
-            meta, self.folders, file=file_name or None, progress=place.progress_in_bytes(progress), cancel=cancel
-        )
-        self._record(placed)
-        return placed
-
-    def job_rows(self) -> list[list[Any]]:
-        rows = []
-        for job in reversed(self.jobs.list()):
-            percent = f"{100 * job.done_bytes / job.total_bytes:.0f}%" if job.total_bytes else ""
-            size = (
-                f"{human_size(job.done_bytes or None)} / {human_size(job.total_bytes or None)}"
-                if job.total_bytes
-                else ""
-            )
-            speed = f"{human_size(job.speed_bps or None)}/s" if job.speed_bps and job.state not in FINISHED else ""
-            rows.append([job.id, job.label, job.state, percent, size, speed, job.error or job.path])
-        return rows
-
-    def active_job_ids(self) -> list[str]:
-        return [job.id for job in self.jobs.list() if job.state not in FINISHED]
-
-    def cancel(self, job_id: str) -> str:
-        if not job_id:
-            return "Choose a download to cancel."
-        if self.jobs.cancel(job_id):
-            return f"Cancelling {job_id}: the partial file is kept, starting it again resumes."
-        return f"{job_id} is not running."
-
-    # -- library ----------------------------------------------------------------------------------------
-    def library(self, kind: str = ANY, query: str = "") -> tuple[list[list[Any]], str]:
-        """Index rows of the local models (in any folder the registry knows), with duplicates marked."""
-        from hubloader.library.scan import find_duplicates
-        from hubloader.registry import ModelRegistry
-
-        wanted = None if kind in ("", ANY) else kind
-        with ModelRegistry() as registry:
-            models = [m for m in registry.list_models(local_only=True) if m.local_path]
-            cached = registry.list_cached_models()
-            limit = registry.cache_limit_gb
-        if wanted:
-            models = [m for m in models if kind_of(m.type) == wanted]
-        if query:
-            needle = query.lower()
-            models = [m for m in models if needle in f"{m.name} {m.local_path} {' '.join(m.trigger_words)}".lower()]
-        duplicates = find_duplicates({str(m.local_path): m.sha256 for m in models})
-        twin_of = {str(p): paths for paths in duplicates.values() for p in paths}
-        rows = []
-        for m in models:
-            others = [p.name for p in twin_of.get(str(m.local_path), []) if str(p) != str(m.local_path)]
-            weight = "" if m.recommended_weight is None else f"{m.recommended_weight:g}"
-            rows.append(
-                [
-                    m.name,
-                    m.type.value,
-                    m.base_model.value,
-                    m.source.value,
-                    human_size(m.size_bytes or None),
-                    ", ".join(m.trigger_words),
-                    weight,
-                    m.sha256[:12],
-                    ", ".join(others),
-                    str(m.local_path),
-                ]
-            )
-        managed = sum(m.size_bytes for m in cached if (m.extra.get("registry") or {}).get("managed"))
-        summary = (
-            f"{len(rows)} local models · {human_size(sum(m.size_bytes for m in models) or None)} · "
-            f"{len(duplicates)} duplicate groups · downloads cache {human_size(managed or None)}"
-            + (f" of {limit:g} GB" if limit is not None else " (no limit)")
-        )
-        return rows, summary
-
-    def rescan(self) -> str:
-        """Re-read the host's model folders into the index (incremental: unchanged files are not opened)."""
-        from hubloader.registry import ModelRegistry
-
-        roots = self.folders.existing_dirs()
-        with ModelRegistry() as registry:
-            report = registry.scan(roots)
-        text = f"Scanned {len(roots)} folders: {len(report.models)} new or changed, {len(report.unchanged)} unchanged"
-        if report.removed:
-            text += f", {len(report.removed)} gone"
-        if report.errors:
-            text += f", {len(report.errors)} unreadable ({report.errors[0][0].name}: {report.errors[0][1]})"
-        return text + "."
-
-    def cleanup(self, keep_recent: int = 10, max_size_gb: float = 50.0, dry_run: bool = True) -> tuple[list, str]:
-        """What a cache cleanup deletes (``dry_run``) or deleted: only Hubloader's own, unpinned downloads."""
-        if not dry_run:
-            self._check_writes()
-        from hubloader.registry import ModelRegistry
-
-        with ModelRegistry() as registry:
-            report = registry.cleanup_cache(
-                keep_recent=int(keep_recent), max_size_gb=float(max_size_gb), dry_run=dry_run
-            )
-        rows = [[m.name, human_size(m.size_bytes or None), str(m.local_path or "")] for m in report.deleted_models]
-        verb = "Would delete" if dry_run else "Deleted"
-        text = (
-            f"{verb} {report.deleted_count} files ({report.freed_space_gb:.2f} GB); "
-            f"{len(report.kept_models)} kept, {report.total_size_gb:.2f} GB remain."
-        )
-        if report.errors:
-            text += " " + "; ".join(report.errors)
-        return rows, text
-
-    # -- settings ---------------------------------------------------------------------------------------
-    def settings_view(self) -> dict[str, Any]:
-        """What the settings panel shows: never a token, only whether one is set; where downloads come from."""
-        return {**config.public_settings(), "shared_cache_status": shared_cache_status()}
-
-    def save_settings(
-        self,
-        hf_token: str = "",
-        civitai_token: str = "",
-        *,
-        clear_hf_token: bool = False,
-        clear_civitai_token: bool = False,
-        hf_endpoint: str = "",
-        civitai_endpoint: str = "",
-        cache_limit_gb: float | None = None,
-        allow_pickle: bool = False,
-        max_connections: float | None = None,
-        nsfw: bool = False,
-        shared_cache: str | None = None,
-    ) -> str:
-        """Write the panel to the 0600 settings file. A blank token box leaves the stored token alone;
-        a blank shared cache turns it off (None, as from a caller without that box, leaves it alone)."""
-        self._check_writes()
-        changes: dict[str, Any] = {
-            "hf_endpoint": (hf_endpoint or "").strip() or None,
-            "civitai_endpoint": (civitai_endpoint or "").strip() or None,
-            "cache_limit_gb": float(cache_limit_gb)
-            if cache_limit_gb not in (None, "") and cache_limit_gb > 0
-            else None,
-            "allow_pickle": bool(allow_pickle),
-            "max_connections": int(max_connections) if max_connections else None,
-            "nsfw": bool(nsfw),
-        }
-        for key, value, clear in (
-            ("hf_token", hf_token, clear_hf_token),
-            ("civitai_token", civitai_token, clear_civitai_token),
-        ):
-            if clear:
-                changes[key] = None
-            elif (value or "").strip():
-                changes[key] = config.Secret(value.strip())
-        for key in ("hf_endpoint", "civitai_endpoint"):
-            if changes[key] and not changes[key].startswith(("http://", "https://")):
-                raise ConfigError(f"{changes[key]!r} is not a URL.", hint="Write it as https://host[:port].")
-        warnings: list[str] = []
-        if shared_cache is not None:
-            changes["shared_cache"], warnings = check_shared_cache(shared_cache)
-        path = config.save_settings(changes)
-        shown = config.public_settings()
-        text = f"Saved to `{path}` (readable by you only). HuggingFace token: {shown['hf_token']}; CivitAI token: {shown['civitai_token']}."
-        return text + "".join(f"\n\n⚠️ {w}" for w in warnings)
-
-    # -- missing models ---------------------------------------------------------------------------------
-    def missing(self, infotext: str = "", image: bytes | None = None) -> Any:
-        """Read infotext (or an image carrying it, or a workflow) and resolve what is missing."""
-        from hubloader.workflows import Resolver, read_workflow
-
-        if image:
-            suffix = ".png" if image[:4] == b"\x89PNG" else ".webp" if image[8:12] == b"WEBP" else ".jpg"
-            if image[:1] in (b"{", b"["):
-                suffix = ".json"
-            with tempfile.TemporaryDirectory(prefix="hubloader-ui-") as tmp:
-                path = Path(tmp) / f"upload{suffix}"
-                path.write_bytes(image)
-                workflow = read_workflow(path)
-        elif (infotext or "").strip():
-            workflow = read_workflow(infotext.strip())
-        else:
-            raise InvalidReference("Paste generation parameters (infotext) or drop an image that carries them.")
-        resolver = Resolver(self.folders)
-        return resolver.resolve(workflow)
-
-    @staticmethod
-    def missing_rows(report: Any) -> list[list[Any]]:
-        rows = []
-        for item in report.items:
-            chosen = item.chosen
-            source = f"{chosen.source}: {chosen.file_name}" if chosen is not None else ""
-            evidence = item.use_as if item.is_local and item.use_as else (item.reason or "")
-            rows.append(
-                [
-                    item.reference.name,
-                    item.reference.kind or (chosen.kind if chosen else ""),
-                    item.status.value,
-                    source,
-                    human_size(item.size_bytes or None),
-                    evidence,
-                ]
-            )
-        return rows
-
-    def fetch_missing(self, report: Any) -> list[dict[str, Any]]:
-        """Queue one download per resolved item; each is verified against the hash the source/infotext gives."""
-        self._check_writes()
-        from hubloader.workflows import Status
-
-        jobs = []
-        for item in report.by_status(Status.RESOLVED):
-            kind = item.reference.kind or item.chosen.kind
-            jobs.append(
-                self.jobs.submit(
-                    item.reference.name,
-                    lambda progress, cancel, item=item: self._fetch_item(item, progress, cancel),
-                    kind=kind,
-                    ref=item.chosen.url,
-                ).to_dict()
-            )
-        return jobs
-
-    def _fetch_item(self, item: Any, progress: Callable[[int, int], None], cancel: threading.Event) -> Placed:
-        from hubloader.workflows import Resolver
-
-        placed = fetch_resolved(Resolver(self.folders), item, progress=place.progress_in_bytes(progress), cancel=cancel)
-        self._record(placed)
-        return placed
-
-    def _record(self, placed: Placed) -> None:
-        """Describe, sidecar and register a file that landed, then let the host refresh its lists."""
-        from hubloader.registry import ModelRegistry
-
-        with ModelRegistry() as registry:
-            place.record(placed, registry)
-        self._announce(placed.kind, placed.path)
-
-    def _announce(self, kind: str, path: Path) -> None:
-        if self.on_downloaded is None:
-            return
-        try:
-            self.on_downloaded(kind, path)
-        except Exception:  # a host refresh that fails must not turn a good download into a failure
-            log.exception("hubloader: refreshing the host's %s list failed", kind)
-
-
-# --- the Blocks ---------------------------------------------------------------------------------------------
 
 _PLACEHOLDER: Any = None
 
@@ -529,7 +108,7 @@ def _guarded(outputs: int, status_index: int) -> Callable[[Callable[..., Any]], 
                 return function(*args, **kwargs)
             except (HubloaderError, ValueError, OSError) as exc:
                 values: list[Any] = [gr.update() for _ in range(outputs)]
-                values[status_index] = f"⚠️ {_message(exc)}"
+                values[status_index] = f"⚠️ {message(exc)}"
                 return tuple(values) if outputs > 1 else values[0]
 
         return run

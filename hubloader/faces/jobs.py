@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hubloader.core.errors import Cancelled, HubloaderError
+from hubloader.faces.advice import Face, explain
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,10 @@ class Job:
 class JobManager:
     """A bounded pool of download workers with observable, cancellable jobs."""
 
-    def __init__(self, max_workers: int = 2, *, keep_finished: int = 50) -> None:
+    def __init__(self, max_workers: int = 2, *, keep_finished: int = 50, face: Face | None = None) -> None:
+        """``face`` phrases a failed job's error with that face's advice (:mod:`hubloader.faces.advice`)."""
         self.max_workers = max_workers
+        self.face = face
         self.keep_finished = keep_finished
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
@@ -136,7 +139,7 @@ class JobManager:
         except Cancelled as exc:
             self._finish(job, CANCELLED, error=str(exc))
         except HubloaderError as exc:
-            self._finish(job, FAILED, error=str(exc))
+            self._finish(job, FAILED, error=explain(exc, self.face) if self.face else str(exc))
         except Exception as exc:  # report, never crash the worker; the message is ours or the OS's, no token
             log.exception("hubloader: download %s failed", job.label)
             self._finish(job, FAILED, error=f"{type(exc).__name__}: {exc}")

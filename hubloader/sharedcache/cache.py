@@ -412,7 +412,7 @@ class _Fetch:
     def _not_in_cache(self) -> NotFound:
         return NotFound(
             f"{self.dest.name} (SHA256 {self.sha256[:12]}…) is not in the shared cache {self.store.url}.",
-            hint="Fetch it once on any machine with `hubloader resolve LOCKFILE --download --shared-cache …`.",
+            hint="It gets there when any machine using this shared cache downloads it once.",
         )
 
     def _check_cancel(self) -> None:

@@ -460,7 +460,9 @@ class CivitAIService:
         text = f"{what}: {reason}"
         if _is_html(response):
             if status in (200, 401, 403):
-                return AuthRequired(f"{what}: CivitAI answered with a login page (HTTP {status}), not the file.")
+                return AuthRequired(
+                    f"{what}: CivitAI answered with a login page (HTTP {status}), not the file.", service=CIVITAI
+                )
             return NetworkError(f"{what}: CivitAI answered with a web page (HTTP {status}), not JSON.")
         lowered = reason.lower()
         if "disabled downloads" in lowered:
@@ -470,8 +472,12 @@ class CivitAIService:
             return EarlyAccess(f"{text}{f' (until {deadline})' if deadline else ''}")
         if status in (401, 403):
             if self.api_key and status == 401:
-                return AuthRequired(f"{what}: CivitAI refused the API key ({reason}).", hint="Check CIVITAI_API_TOKEN.")
-            return AuthRequired(text)
+                return AuthRequired(
+                    f"{what}: CivitAI refused the API key ({reason}).",
+                    service=CIVITAI,
+                    hint="The API key is invalid or expired.",
+                )
+            return AuthRequired(text, service=CIVITAI)
         if status in (404, 410):
             return NotFound(text)
         if status == 429:

@@ -305,7 +305,8 @@ class HuggingFaceHubService:
                 raise NotFound(f"{repo_id} was not found on {endpoint}, or your token cannot see it.") from exc
             raise RepoNotFoundOrPrivate(
                 f"{repo_id} was not found on {endpoint}.",
-                hint="Check the name; if the repository is private, set HF_TOKEN (or run `hubloader login hf`).",
+                service=HUGGINGFACE,
+                hint="Check the name; a private repository needs a HuggingFace token with access to it.",
             ) from exc
         except hf.RevisionNotFoundError as exc:
             raise RevisionNotFound(f"Revision {revision!r} does not exist in {repo_id}.") from exc
@@ -740,9 +741,10 @@ def _http_error(exc: Any, what: str, endpoint: str, *, has_token: bool) -> Hublo
         if has_token:
             return AuthRequired(
                 f"{endpoint} refused the HuggingFace token for {what} (HTTP {status}).",
-                hint="The token is invalid, expired or lacks read access: create a new one and set HF_TOKEN.",
+                service=HUGGINGFACE,
+                hint="The token is invalid, expired or lacks read access; a new token with read access is needed.",
             )
-        return AuthRequired(f"{endpoint} requires a token for {what} (HTTP {status}).")
+        return AuthRequired(f"{endpoint} requires a token for {what} (HTTP {status}).", service=HUGGINGFACE)
     if status == 429:
         retry_after = getattr(exc.response, "headers", {}).get("Retry-After")
         return RateLimited(

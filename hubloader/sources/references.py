@@ -364,7 +364,7 @@ def parse_url(url: str, *, hf_host: str | None = None, civitai_host: str | None 
         return _hf_url(_strip_endpoint_path(path, hf_host or hf_endpoint()), shown)
     raise InvalidReference(
         f"{shown!r} is neither a CivitAI nor a HuggingFace URL.",
-        hint="Plain file URLs can be downloaded with `hubloader download --url`.",
+        hint="Only CivitAI and HuggingFace URLs name a model; a plain file URL does not.",
     )
 
 

@@ -111,7 +111,8 @@ class Lockfile:
     def from_dict(cls, data: Any) -> Lockfile:
         if not isinstance(data, dict) or "lockfile_version" not in data:
             raise InvalidFile(
-                "This is not a Hubloader lockfile (no lockfile_version).", hint="Make one with `hubloader lock`."
+                "This is not a Hubloader lockfile (no lockfile_version).",
+                hint="Lockfiles are written by locking a workflow.",
             )
         version = data["lockfile_version"]
         if not isinstance(version, int) or version > LOCKFILE_VERSION:
@@ -150,7 +151,7 @@ class Lockfile:
             raise InvalidFile(f"{path} could not be read ({exc.strerror or exc}).") from None
         except ValueError as exc:
             raise InvalidFile(
-                f"{path} is not valid JSON ({exc}).", hint="Make it again with `hubloader lock`."
+                f"{path} is not valid JSON ({exc}).", hint="It must be written again by locking the workflow."
             ) from None
         return cls.from_dict(data)
 
@@ -188,7 +189,7 @@ def lock(
     if problems:
         raise HubloaderError(
             "Cannot lock this workflow: " + "; ".join(problems) + ".",
-            hint="Fetch the missing models first (`hubloader resolve FILE --download`), then lock again.",
+            hint="A lockfile can only list models that are present or have a known source.",
         )
     workflow_sha = sha256_file(doc.path) if doc.path and doc.path.is_file() else ""
     return Lockfile(models=models, workflow=doc.path.name if doc.path else "", workflow_sha256=workflow_sha)

@@ -1,0 +1,158 @@
+"""``hubloader resolve FILE``: a workflow's, image's, infotext's or lockfile's models, found or fetchable."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hubloader.core.settings import redact_url
+from hubloader.core.units import human_size
+from hubloader.faces.cli.options import (
+    Commands,
+    add_command,
+    add_host_options,
+    add_shared_cache_option,
+    cancel_on_sigint,
+    existing_file,
+    host_folders,
+)
+from hubloader.faces.cli.output import EXIT_ERROR, EXIT_NOT_FOUND, EXIT_OK, Output
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hubloader.workflows import ModelStatus, ResolutionReport
+
+EXAMPLES = (
+    "hubloader resolve workflow.json",
+    "hubloader resolve image.png --comfyui ~/ComfyUI --download",
+    "hubloader resolve workflow.lock.json --download --shared-cache s3://models/cache",
+    "hubloader resolve infotext.txt --json",
+)
+
+
+def register(commands: Commands, common: argparse.ArgumentParser) -> None:
+    """Add ``resolve`` to the command line."""
+    resolve = add_command(
+        commands,
+        "resolve",
+        run,
+        "find a workflow's/image's/lockfile's models: found, missing, resolvable",
+        EXAMPLES,
+        common,
+    )
+    resolve.add_argument("file", metavar="FILE", help="workflow .json, PNG/WebP image, infotext .txt or .lock.json")
+    resolve.add_argument("--download", action="store_true", help="fetch the resolved models, verified")
+    add_host_options(resolve)
+    add_shared_cache_option(resolve)
+
+
+def run(args: argparse.Namespace, out: Output) -> int:
+    """A workflow, image, infotext or lockfile → what is present, what can be fetched, what cannot."""
+    from hubloader.workflows import Resolver
+    from hubloader.workflows.lockfile import resolve_lockfile
+
+    path = existing_file(args.file)
+    resolver = Resolver(host_folders(args), shared_cache=args.shared_cache)
+    if _is_lockfile(path):
+        report = resolve_lockfile(path, download=False, resolver=resolver)
+    else:
+        report = resolver.resolve(str(path))
+    if args.download:
+        bars = _ItemBars(out)
+        with cancel_on_sigint() as cancel:
+            resolver.fetch(report, progress=bars, cancel=cancel)
+        bars.close()
+        if cancel.is_set():
+            raise KeyboardInterrupt
+    print_report(report, out, downloaded=args.download)
+    return resolve_exit(report, download=args.download, out=out)
+
+
+def _is_lockfile(path: Path) -> bool:
+    """Whether ``path`` is a lockfile: by its suffix, else by its lockfile_version key."""
+    from hubloader.workflows.lockfile import SUFFIX
+
+    if path.name.endswith(SUFFIX):
+        return True
+    if path.suffix.lower() != ".json":
+        return False
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "lockfile_version" in data
+
+
+class _ItemBars:
+    """One tqdm bar per model being fetched (the resolver reports ``(item, DownloadProgress)`` from threads)."""
+
+    def __init__(self, out: Output) -> None:
+        self.out = out
+        self.bars: dict[int, Callable[[Any], None] | None] = {}
+        self.lock = threading.Lock()
+
+    def __call__(self, item: ModelStatus, event: Any) -> None:
+        with self.lock:
+            if id(item) not in self.bars:
+                self.bars[id(item)] = self.out.progress(item.reference.file_name)
+            bar = self.bars[id(item)]
+        if bar is not None:
+            bar(event)
+
+    def close(self) -> None:
+        """Close every bar drawn."""
+        for bar in self.bars.values():
+            if bar is not None and getattr(bar, "bar", None) is not None:
+                bar.bar.close()  # type: ignore[attr-defined]
+
+
+def print_report(report: ResolutionReport, out: Output, *, downloaded: bool) -> None:
+    """One row per model of the report, then the counts (or the report as JSON)."""
+    from hubloader.workflows import Status
+
+    if out.json:
+        out.record(report.to_dict())
+        return
+    rows = []
+    for item in report.items:
+        ref, chosen = item.reference, item.chosen
+        if item.status in (Status.FOUND, Status.FETCHED):
+            detail = str(item.path)
+        elif item.status is Status.FOUND_ELSEWHERE:
+            detail = f"use {item.use_as!r} ({item.path})"
+        elif item.status is Status.FOUND_BY_HASH:
+            detail = f"same hash: {item.path}" + (f", use {item.use_as!r}" if item.use_as else "")
+        elif item.status is Status.RESOLVED and chosen is not None:
+            detail = f"{chosen.source}: {redact_url(chosen.url)} ({human_size(item.size_bytes or chosen.size_bytes or None)})"
+        else:
+            detail = item.reason
+        rows.append((item.status.value, ref.kind or "?", ref.name, detail))
+    if not rows:
+        out.line("The file names no models.")
+        return
+    out.table(("STATUS", "KIND", "MODEL", "DETAIL"), rows, widths={2: 50, 3: 100})
+    counts = {k: v for k, v in report.counts().items() if v}
+    out.line(f"{len(report.items)} model(s): " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items()))
+    if not downloaded and report.by_status(Status.RESOLVED):
+        out.line("Run again with --download to fetch the resolved ones.")
+
+
+def resolve_exit(report: ResolutionReport, *, download: bool, out: Output) -> int:
+    """The exit code of a report: 1 when a fetch failed, 3 when a model has no source, else 0."""
+    from hubloader.workflows import Status
+
+    failed = report.by_status(Status.FAILED)
+    unresolved = report.by_status(Status.UNRESOLVED)
+    if failed:
+        out.error(f"{len(failed)} model(s) could not be fetched: {failed[0].reference.name}: {failed[0].reason}")
+        return EXIT_ERROR
+    if unresolved:
+        out.error(
+            f"{len(unresolved)} model(s) have no source: {unresolved[0].reference.name} ({unresolved[0].reason}). "
+            "Find them by hand, or ask the workflow's author for links."
+        )
+        return EXIT_NOT_FOUND
+    return EXIT_OK
