@@ -2,7 +2,8 @@
 
 ComfyUI has no authentication and is often reachable from a network, so every route treats its input
 as hostile: downloads only from references the hub layer parses (HuggingFace, CivitAI, the configured
-endpoints), only into ComfyUI's model folder kinds, under sanitised names; tokens are written, never read.
+endpoints), only into ComfyUI's model folder kinds, under sanitised names; tokens are written, never read;
+settings that move bytes only from a loopback client; no route confirms an unknown host (SECURITY.md).
 Blocking hub calls run in a worker thread so the server's event loop stays responsive.
 """
 
@@ -19,8 +20,10 @@ from hubloader.core import settings as config
 from hubloader.core.errors import ConfigError, HubloaderError, InvalidReference, NotFound
 from hubloader.core.folders import kind_of
 from hubloader.core.metadata import BaseModel, ModelType, SortBy, Source
+from hubloader.core.settings import LOCAL_ONLY_KEYS
 from hubloader.faces.advice import COMFYUI, advice
 from hubloader.faces.jobs import DONE, JobManager
+from hubloader.gate.policy import is_loopback
 from hubloader.sharedcache.cache import check_shared_cache, shared_cache_status
 from hubloader.workflows.fetching import fetch_resolved
 
@@ -32,6 +35,9 @@ PREFIX = "/hubloader"
 #: Settings the page may write (tokens included: write-only, shown back as "set"/"not set").
 WRITABLE_SETTINGS = frozenset({"hf_token", "civitai_token", "nsfw", "max_connections", "shared_cache"})
 
+#: Fields a page might use to confirm a host outside the known ones: no route honours them (SECURITY.md).
+CONFIRM_FIELDS = frozenset({"confirm", "confirmed"})
+
 Send = Callable[[str, dict[str, Any]], None]
 
 
@@ -40,6 +46,16 @@ def _error(exc: Exception, status: int = 400) -> web.Response:
     hint = " ".join(part for part in (getattr(exc, "hint", ""), advice(exc, COMFYUI)) if part)
     message = getattr(exc, "message", str(exc))
     return web.json_response({"error": message, "hint": hint}, status=status)
+
+
+def is_local(request: web.Request) -> bool:
+    """A client on this machine: a loopback peer that no proxy forwarded (a proxy's peer is loopback too)."""
+    forwarded = any(h in request.headers for h in ("Forwarded", "X-Forwarded-For", "X-Real-IP"))
+    return not forwarded and is_loopback((request.remote or "").split("%", 1)[0])
+
+
+def _forbidden(message: str) -> web.Response:
+    return web.json_response({"error": message, "hint": "Do it on the machine that runs ComfyUI."}, status=403)
 
 
 def _status_of(exc: HubloaderError) -> int:
@@ -187,6 +203,12 @@ class HubRoutes:
             body = await request.json()
         except ValueError:
             return _error(ValueError("Send a JSON object of settings."))
+        local_only = sorted(set(body) & LOCAL_ONLY_KEYS) if isinstance(body, dict) else []
+        if local_only and not is_local(request):
+            return _forbidden(
+                f"{', '.join(local_only)} can be changed only from this machine (these settings decide where "
+                "downloads come from and go, and which files are trusted); this request came from the network."
+            )
         if not isinstance(body, dict) or set(body) - WRITABLE_SETTINGS:
             return _error(
                 ValueError(f"Only these settings can be changed here: {', '.join(sorted(WRITABLE_SETTINGS))}.")
@@ -218,9 +240,18 @@ class HubRoutes:
     async def fetch_missing(self, request: web.Request) -> web.Response:
         """Resolve the workflow again server-side (never trust URLs echoed by the page) and queue each fetch."""
         try:
-            workflow = (await request.json()).get("workflow")
+            body = await request.json()
+            workflow = body.get("workflow")
         except (ValueError, AttributeError):
             return _error(ValueError('Send {"workflow": <the workflow JSON>}.'))
+        if CONFIRM_FIELDS & set(body):
+            if not is_local(request):
+                return _forbidden(
+                    "A request from the network cannot confirm a host outside HuggingFace and CivitAI; nothing was queued."
+                )
+            return _error(
+                ValueError("The sidebar cannot confirm a host outside HuggingFace and CivitAI; nothing was queued.")
+            )
         try:
             resolver, report = await _blocking(_resolver_and_report, workflow)
         except HubloaderError as exc:

@@ -24,20 +24,17 @@ import hubloader  # noqa: E402,F401
 
 log = logging.getLogger("hubloader")
 SECTION = ("hubloader", "Model Hub")
-#: A1111 option key → (Hubloader setting, label, default, gradio component, its arguments). No tokens here.
+#: A1111 option key → (Hubloader setting, label, default, gradio component, its arguments). No tokens here, and
+#: nothing of core.settings.LOCAL_ONLY_KEYS (endpoints, allow_pickle, shared cache): /sdapi/v1/options and the
+#: Settings page write options even when the tab refuses writes, so those stay in the tab's guarded Settings.
 OPTIONS: dict[str, tuple[str, str, Any, str, dict[str, Any]]] = {
     "hubloader_nsfw": ("nsfw", "Show NSFW results", False, "Checkbox", {}),
-    "hubloader_allow_pickle": (
-        "allow_pickle", "Allow pickle formats (.ckpt/.pt) — they can run code", False, "Checkbox", {}
-    ),
     "hubloader_cache_limit_gb": (
         "cache_limit_gb", "Downloads cache limit in GB (0 = no limit)", 0.0, "Number", {"precision": 1}
     ),
     "hubloader_max_connections": (
         "max_connections", "Download connections", 8, "Slider", {"minimum": 1, "maximum": 32, "step": 1}
     ),
-    "hubloader_hf_endpoint": ("hf_endpoint", "HuggingFace endpoint (mirror); empty = huggingface.co", "", "Textbox", {}),
-    "hubloader_civitai_endpoint": ("civitai_endpoint", "CivitAI endpoint; empty = civitai.com", "", "Textbox", {}),
 }  # fmt: skip
 _hub: Any = None
 
@@ -134,8 +131,6 @@ def _writer(key: str, setting: str, default: Any) -> Any:
             value = float(value) if value and float(value) > 0 else None
         elif setting == "max_connections":
             value = int(value)
-        elif isinstance(default, str):
-            value = str(value or "").strip() or None
         config.save_settings({setting: value})
 
     return write

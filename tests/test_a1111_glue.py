@@ -105,13 +105,30 @@ def test_settings_section_has_no_token_and_writes_through_to_the_0600_file(a1111
 
     opts.data["hubloader_nsfw"] = True
     opts.data["hubloader_cache_limit_gb"] = 12.5
-    opts.data["hubloader_hf_endpoint"] = " https://mirror.example "
-    for key in ("hubloader_nsfw", "hubloader_cache_limit_gb", "hubloader_hf_endpoint"):
+    for key in ("hubloader_nsfw", "hubloader_cache_limit_gb"):
         opts.data_labels[key].onchange()
     stored = config.load_settings()
     assert stored["nsfw"] is True and stored["cache_limit_gb"] == 12.5
-    assert stored["hf_endpoint"] == "https://mirror.example"
     assert stored["hf_token"] == "hf_" + "S" * 34  # untouched
+
+
+def test_a1111_options_cannot_move_bytes_even_when_the_tab_refuses_writes(a1111):
+    """/sdapi/v1/options and the Settings page write options with no extension-access check: none of them may
+    say where bytes come from or go, or trust pickles (those stay in the tab's guarded Settings)."""
+    a1111.shared.cmd_opts.disable_extension_access = True
+    a1111.registered["on_ui_settings"]()
+    opts = a1111.shared.opts
+    assert {setting for setting, *_ in a1111.tab.OPTIONS.values()}.isdisjoint(config.LOCAL_ONLY_KEYS)
+    for key, value in (("hubloader_hf_endpoint", "http://attacker.example"), ("hubloader_allow_pickle", True)):
+        assert key not in opts.data_labels  # no option, so no onchange writing through to Hubloader's file
+        opts.data[key] = value  # what a POST to /sdapi/v1/options stores in config.json
+    for info in opts.data_labels.values():
+        if info.onchange is not None:
+            info.onchange()
+    stored = config.load_settings()
+    assert stored["hf_endpoint"] is None and stored["civitai_endpoint"] is None and stored["allow_pickle"] is False
+    with pytest.raises(ConfigError, match="reachable from the network"):
+        a1111.tab.model_hub().save_settings(hf_endpoint="http://attacker.example", allow_pickle=True)
 
 
 def test_routes_list_the_queue_and_obey_disable_extension_access(a1111):

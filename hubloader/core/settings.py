@@ -34,6 +34,9 @@ DEFAULTS: dict[str, Any] = {
     "shared_cache": None,  # a folder or s3://bucket/prefix shared by a fleet (HUBLOADER_SHARED_CACHE wins)
 }
 SECRET_KEYS = frozenset({"hf_token", "civitai_token"})
+#: Settings that change where bytes come from or go, or which bytes are trusted: only a local face writes them
+#: (SECURITY.md).
+LOCAL_ONLY_KEYS = frozenset({"hf_endpoint", "civitai_endpoint", "shared_cache", "allow_pickle", "allowed_hosts"})
 
 
 class Secret:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hubloader.core.errors import Cancelled, HubloaderError
+from hubloader.core.settings import redact_text, redact_url
 from hubloader.faces.advice import Face, explain
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,12 @@ Listener = Callable[[str, dict[str, Any]], None]
 
 #: Progress events are coalesced to at most one per job per this many seconds (state changes always go out).
 PROGRESS_INTERVAL_S = 0.25
+
+
+def shown(text: str) -> str:
+    """``text`` safe for a page, an event or a log: the query tokens of any URL in it (a pasted CivitAI URL
+    may carry ``?token=``) and HF tokens masked."""
+    return redact_text(" ".join(redact_url(word) if "?" in word or "@" in word else word for word in text.split(" ")))
 
 
 @dataclass
@@ -108,6 +115,7 @@ class JobManager:
     # -- queue -----------------------------------------------------------------------------------------
     def submit(self, label: str, work: Work, *, kind: str = "", ref: str = "", dedupe: bool = True) -> Job:
         """Queue ``work``. With ``dedupe``, an unfinished job for the same ``(kind, ref)`` is returned instead."""
+        label, ref = shown(label), shown(ref)
         with self._lock:
             if dedupe and ref:
                 for job in self._jobs.values():
@@ -163,7 +171,7 @@ class JobManager:
             self._emit("progress", job)
 
     def _finish(self, job: Job, state: str, *, error: str = "") -> None:
-        job.state, job.error, job.finished_at = state, error, time.time()
+        job.state, job.error, job.finished_at = state, shown(error), time.time()
         if state == DONE and job.total_bytes:
             job.done_bytes = job.total_bytes
         self._emit("state", job)

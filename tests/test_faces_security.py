@@ -1,0 +1,285 @@
+"""SECURITY.md as an attacker sees it: ComfyUI's routes reached from the network over real HTTP, a workflow naming
+an "internal" host, tokens pasted into URLs."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import socket
+import sys
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from hubloader.core import settings as config
+from hubloader.faces.jobs import JobManager
+from tests.comfy_stub import folder_paths as stub_folder_paths
+from tests.fakehub.modelfiles import kohya_lora, safetensors_bytes
+from tests.test_comfyui_routes import Events, wait_job
+from tests.workflow_samples import node, ui_workflow
+
+BODY_MARKER = "internal-secret-body"
+
+
+def _network_address() -> str | None:
+    """This machine's address on its network interface (a client from it is not loopback)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the outgoing interface
+        except OSError:
+            return None
+        address = probe.getsockname()[0]
+    return None if address.startswith("127.") else address
+
+
+NETWORK = _network_address()
+needs_network = pytest.mark.skipif(NETWORK is None, reason="this machine has no non-loopback interface")
+
+
+@pytest.fixture
+def comfy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    stub_folder_paths.setup(tmp_path / "comfy")
+    monkeypatch.setitem(sys.modules, "folder_paths", stub_folder_paths)
+    return stub_folder_paths
+
+
+class Internal(ThreadingHTTPServer):
+    """An "internal" service on another loopback port: counts every request and answers with a body worth stealing."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.seen.append(self.path)
+                body = BODY_MARKER.encode()
+                self.send_response(500)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_HEAD = do_GET
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/{name}"
+
+
+@pytest.fixture
+def internal() -> Iterator[Internal]:
+    server = Internal()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def run_app(test: Callable[[TestClient, Events, JobManager], Awaitable[None]], host: str = "127.0.0.1") -> None:
+    """The real route stack served on ``host``; the test client connects to it there (so from that address)."""
+    from nodes.routes import HubRoutes
+
+    async def main() -> None:
+        jobs, events = JobManager(max_workers=2), Events()
+        routes = web.RouteTableDef()
+        HubRoutes(jobs, events).add_to(routes)
+        app = web.Application()
+        app.add_routes(routes)
+        async with TestClient(TestServer(app, host=host)) as client:
+            try:
+                await test(client, events, jobs)
+            finally:
+                jobs.shutdown()
+
+    asyncio.run(main())
+
+
+def _attack_workflow(internal: Internal) -> dict[str, Any]:
+    sha = hashlib.sha256(b"whatever").hexdigest()
+    models = [
+        {"name": "evil.ckpt", "url": internal.url("evil.ckpt"), "directory": "checkpoints", "hash": sha,
+         "hash_type": "SHA256"},
+        {"name": "admin.safetensors", "url": internal.url("admin.safetensors"), "directory": "loras", "hash": sha,
+         "hash_type": "SHA256"},
+    ]  # fmt: skip
+    nodes = [
+        node(1, "CheckpointLoaderSimple", ["evil.ckpt"]),
+        node(2, "LoraLoader", ["admin.safetensors", 1, 1]),
+    ]
+    return ui_workflow(nodes, models=models)
+
+
+async def _fetch_and_wait(client: TestClient, body: dict[str, Any]) -> tuple[int, dict[str, Any], list[dict]]:
+    response = await client.post("/hubloader/missing/fetch", json=body)
+    answer = await response.json()
+    finished = [await wait_job(client, job["id"]) for job in answer.get("downloads", [])]
+    return response.status, answer, finished
+
+
+@needs_network
+def test_a_network_client_cannot_make_comfyui_fetch_from_an_internal_host(comfy, hub_env, internal):
+    workflow = _attack_workflow(internal)
+
+    async def test(client: TestClient, events: Events, jobs: JobManager) -> None:
+        for body in ({"workflow": workflow}, {"workflow": workflow, "confirm": True}, {"workflow": workflow,
+                                                                                      "confirmed": True}):  # fmt: skip
+            status, answer, finished = await _fetch_and_wait(client, body)
+            if "workflow" in body and len(body) > 1:
+                assert status == 403, answer
+                assert "from the network cannot confirm" in answer["error"]
+            shown = str(answer) + str(finished) + str(events)
+            assert BODY_MARKER not in shown
+            assert all(job["state"] == "failed" for job in finished)
+        assert internal.seen == []  # not one request reached the internal host
+        for kind in ("checkpoints", "loras"):
+            assert not any(Path(comfy.get_folder_paths(kind)[0]).iterdir())
+
+    run_app(test, host=NETWORK)
+
+
+def test_a_local_client_loading_a_workflow_confirms_nothing(comfy, hub_env, internal):
+    """Even on this machine, a workflow's own URL on an unknown host is never fetched without a confirmation the
+    sidebar does not give on load."""
+    workflow = _attack_workflow(internal)
+
+    async def test(client: TestClient, events: Events, jobs: JobManager) -> None:
+        status, answer, finished = await _fetch_and_wait(client, {"workflow": workflow})
+        assert status == 202
+        assert BODY_MARKER not in str(answer) + str(finished) + str(events)
+        assert all(job["state"] == "failed" for job in finished)
+        refused = await client.post("/hubloader/missing/fetch", json={"workflow": workflow, "confirm": True})
+        assert refused.status == 400 and "cannot confirm" in (await refused.json())["error"]
+        assert internal.seen == []
+
+    run_app(test)
+
+
+@needs_network
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"shared_cache": "/tmp/attacker-share"},
+        {"hf_endpoint": "http://attacker.example"},
+        {"civitai_endpoint": "http://attacker.example"},
+        {"allow_pickle": True},
+        {"allowed_hosts": "attacker.example"},
+        {"nsfw": True, "shared_cache": ""},
+    ],
+)
+def test_a_network_client_cannot_change_where_bytes_come_from(comfy, change):
+    before = config.load_settings()
+
+    async def test(client: TestClient, events: Events, jobs: JobManager) -> None:
+        response = await client.post("/hubloader/settings", json=change)
+        answer = await response.json()
+        assert response.status == 403, answer
+        assert "only from this machine" in answer["error"] and "\n" not in answer["error"]
+        assert config.load_settings() == before
+        spoofed = await client.post("/hubloader/settings", json=change, headers={"X-Forwarded-For": "127.0.0.1"})
+        assert spoofed.status == 403
+
+    run_app(test, host=NETWORK)
+
+
+@needs_network
+def test_a_network_client_may_still_change_the_harmless_settings(comfy):
+    async def test(client: TestClient, events: Events, jobs: JobManager) -> None:
+        response = await client.post("/hubloader/settings", json={"nsfw": True, "max_connections": 4})
+        assert response.status == 200, await response.text()
+        assert config.load_settings()["nsfw"] is True
+
+    run_app(test, host=NETWORK)
+
+
+def test_a_proxied_local_client_is_not_local(comfy, tmp_path):
+    """Behind a reverse proxy every peer is loopback: a forwarded request is treated as from the network."""
+
+    async def test(client: TestClient, events: Events, jobs: JobManager) -> None:
+        share = tmp_path / "share"
+        share.mkdir()
+        proxied = await client.post(
+            "/hubloader/settings", json={"shared_cache": str(share)}, headers={"Forwarded": "for=203.0.113.9"}
+        )
+        assert proxied.status == 403
+        direct = await client.post("/hubloader/settings", json={"shared_cache": str(share)})
+        assert direct.status == 200 and config.load_settings()["shared_cache"] == str(share)
+
+    run_app(test)
+
+
+def test_a_pasted_civitai_token_is_redacted_in_jobs_and_events(comfy, hub_env):
+    model_id, version_id = hub_env.add_civitai_model("Ink Style", trained_words=["inkstyle"])
+    token = "c1v1t41s3cr3tt0k3n"
+    url = f"{hub_env.civitai_url}/api/download/models/{version_id}?type=Model&token={token}"
+
+    async def test(client: TestClient, events: Events, jobs: JobManager) -> None:
+        response = await client.post("/hubloader/downloads", json={"ref": url, "kind": "loras"})
+        assert response.status == 202, await response.text()
+        job = await wait_job(client, (await response.json())["id"])
+        listed = await (await client.get("/hubloader/downloads")).text()
+        assert token not in listed and token not in str(events) and token not in str(job)
+        assert "token=***" in job["label"]
+
+    run_app(test)
+
+
+def test_a_lockfile_http_url_to_a_network_civitai_never_carries_the_token(tmp_path, monkeypatch):
+    """A token goes only over https (or to loopback): a lockfile's http:// CivitAI entry is fetched without it."""
+    if NETWORK is None:
+        pytest.skip("this machine has no non-loopback interface")
+    from hubloader.core.folders import standalone_folders
+    from hubloader.workflows.lockfile import Lockfile, resolve_lockfile
+
+    heard: list[dict[str, str]] = []
+    data = safetensors_bytes(kohya_lora())
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            heard.append({"path": self.path, **dict(self.headers)})
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Content-Type", "application/octet-stream")
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer((NETWORK, 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        endpoint = f"http://{NETWORK}:{server.server_address[1]}"
+        monkeypatch.setenv("CIVITAI_ENDPOINT", endpoint)
+        config.save_settings({"civitai_token": config.Secret("c1v1t41s3cr3tt0k3n")})
+        lock = Lockfile.from_dict(
+            {
+                "lockfile_version": 1,
+                "models": [
+                    {
+                        "name": "ink.safetensors",
+                        "kind": "loras",
+                        "sha256": hashlib.sha256(data).hexdigest(),
+                        "size": len(data),
+                        "url": f"{endpoint}/api/download/models/7",
+                    }
+                ],
+            }
+        )
+        report = resolve_lockfile(lock, standalone_folders(tmp_path / "models"), download=True)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert heard, report
+    assert all("c1v1t41s3cr3tt0k3n" not in str(h) for h in heard)
+    assert all("Authorization" not in h for h in heard)
