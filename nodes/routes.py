@@ -23,7 +23,6 @@ from hubloader.core.metadata import BaseModel, ModelType, SortBy, Source
 from hubloader.core.settings import LOCAL_ONLY_KEYS
 from hubloader.faces.advice import COMFYUI, advice
 from hubloader.faces.jobs import DONE, JobManager
-from hubloader.gate.policy import is_loopback
 from hubloader.sharedcache.cache import check_shared_cache, shared_cache_status
 from hubloader.workflows.fetching import fetch_resolved
 
@@ -48,10 +47,16 @@ def _error(exc: Exception, status: int = 400) -> web.Response:
     return web.json_response({"error": message, "hint": hint}, status=status)
 
 
+#: The peers a browser on this machine connects from.
+LOCAL_PEERS = frozenset({"127.0.0.1", "::1"})
+
+
 def is_local(request: web.Request) -> bool:
-    """A client on this machine: a loopback peer that no proxy forwarded (a proxy's peer is loopback too)."""
-    forwarded = any(h in request.headers for h in ("Forwarded", "X-Forwarded-For", "X-Real-IP"))
-    return not forwarded and is_loopback((request.remote or "").split("%", 1)[0])
+    """A browser on this machine: a peer of exactly 127.0.0.1 or ::1 (what ``localhost`` connects from) that no
+    proxy forwarded (behind a reverse proxy every peer is loopback). Anything else counts as the network: other
+    hosts, a container's bridge, and other 127.x addresses alike."""
+    forwarded = any(name in request.headers for name in ("Forwarded", "X-Forwarded-For", "X-Real-IP"))
+    return not forwarded and (request.remote or "").split("%", 1)[0] in LOCAL_PEERS
 
 
 def _forbidden(message: str) -> web.Response:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import socket
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
@@ -13,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -20,26 +20,15 @@ from aiohttp.test_utils import TestClient, TestServer
 from hubloader.core import settings as config
 from hubloader.faces.jobs import JobManager
 from tests.comfy_stub import folder_paths as stub_folder_paths
-from tests.fakehub.modelfiles import kohya_lora, safetensors_bytes
 from tests.test_comfyui_routes import Events, wait_job
 from tests.workflow_samples import node, ui_workflow
 
 BODY_MARKER = "internal-secret-body"
 
 
-def _network_address() -> str | None:
-    """This machine's address on its network interface (a client from it is not loopback)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the outgoing interface
-        except OSError:
-            return None
-        address = probe.getsockname()[0]
-    return None if address.startswith("127.") else address
-
-
-NETWORK = _network_address()
-needs_network = pytest.mark.skipif(NETWORK is None, reason="this machine has no non-loopback interface")
+#: Where "the network" connects from: another loopback address. The routes count only 127.0.0.1 and ::1 as this
+#: machine's browser, so a real connection from 127.0.0.2 is a network client, and no test traffic leaves loopback.
+NETWORK = "127.0.0.2"
 
 
 @pytest.fixture
@@ -86,8 +75,8 @@ def internal() -> Iterator[Internal]:
     server.server_close()
 
 
-def run_app(test: Callable[[TestClient, Events, JobManager], Awaitable[None]], host: str = "127.0.0.1") -> None:
-    """The real route stack served on ``host``; the test client connects to it there (so from that address)."""
+def run_app(test: Callable[[TestClient, Events, JobManager], Awaitable[None]], client_ip: str = "127.0.0.1") -> None:
+    """The real route stack served on 127.0.0.1; the test client connects to it from ``client_ip``."""
     from nodes.routes import HubRoutes
 
     async def main() -> None:
@@ -96,7 +85,8 @@ def run_app(test: Callable[[TestClient, Events, JobManager], Awaitable[None]], h
         HubRoutes(jobs, events).add_to(routes)
         app = web.Application()
         app.add_routes(routes)
-        async with TestClient(TestServer(app, host=host)) as client:
+        connector = aiohttp.TCPConnector(local_addr=(client_ip, 0))
+        async with TestClient(TestServer(app, host="127.0.0.1"), connector=connector) as client:
             try:
                 await test(client, events, jobs)
             finally:
@@ -127,7 +117,6 @@ async def _fetch_and_wait(client: TestClient, body: dict[str, Any]) -> tuple[int
     return response.status, answer, finished
 
 
-@needs_network
 def test_a_network_client_cannot_make_comfyui_fetch_from_an_internal_host(comfy, hub_env, internal):
     workflow = _attack_workflow(internal)
 
@@ -145,7 +134,7 @@ def test_a_network_client_cannot_make_comfyui_fetch_from_an_internal_host(comfy,
         for kind in ("checkpoints", "loras"):
             assert not any(Path(comfy.get_folder_paths(kind)[0]).iterdir())
 
-    run_app(test, host=NETWORK)
+    run_app(test, client_ip=NETWORK)
 
 
 def test_a_local_client_loading_a_workflow_confirms_nothing(comfy, hub_env, internal):
@@ -165,7 +154,6 @@ def test_a_local_client_loading_a_workflow_confirms_nothing(comfy, hub_env, inte
     run_app(test)
 
 
-@needs_network
 @pytest.mark.parametrize(
     "change",
     [
@@ -189,17 +177,16 @@ def test_a_network_client_cannot_change_where_bytes_come_from(comfy, change):
         spoofed = await client.post("/hubloader/settings", json=change, headers={"X-Forwarded-For": "127.0.0.1"})
         assert spoofed.status == 403
 
-    run_app(test, host=NETWORK)
+    run_app(test, client_ip=NETWORK)
 
 
-@needs_network
 def test_a_network_client_may_still_change_the_harmless_settings(comfy):
     async def test(client: TestClient, events: Events, jobs: JobManager) -> None:
         response = await client.post("/hubloader/settings", json={"nsfw": True, "max_connections": 4})
         assert response.status == 200, await response.text()
         assert config.load_settings()["nsfw"] is True
 
-    run_app(test, host=NETWORK)
+    run_app(test, client_ip=NETWORK)
 
 
 def test_a_proxied_local_client_is_not_local(comfy, tmp_path):
@@ -234,52 +221,16 @@ def test_a_pasted_civitai_token_is_redacted_in_jobs_and_events(comfy, hub_env):
     run_app(test)
 
 
-def test_a_lockfile_http_url_to_a_network_civitai_never_carries_the_token(tmp_path, monkeypatch):
-    """A token goes only over https (or to loopback): a lockfile's http:// CivitAI entry is fetched without it."""
-    if NETWORK is None:
-        pytest.skip("this machine has no non-loopback interface")
-    from hubloader.core.folders import standalone_folders
-    from hubloader.workflows.lockfile import Lockfile, resolve_lockfile
+@pytest.mark.parametrize("scheme, sent", [("http", False), ("https", True)])
+def test_a_token_goes_to_a_network_service_only_over_https(monkeypatch, tmp_path, scheme, sent):
+    """A lockfile's http://civitai… entry (or an http endpoint) never carries the token; https does. Loopback
+    endpoints (tests, a mirror on this machine) are the one exception, so this is decided on a network name."""
+    from hubloader.gate.policy import token_for
+    from hubloader.gate.request import FileRequest
 
-    heard: list[dict[str, str]] = []
-    data = safetensors_bytes(kohya_lora())
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            heard.append({"path": self.path, **dict(self.headers)})
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("Content-Type", "application/octet-stream")
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: Any) -> None:
-            return None
-
-    server = ThreadingHTTPServer((NETWORK, 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        endpoint = f"http://{NETWORK}:{server.server_address[1]}"
-        monkeypatch.setenv("CIVITAI_ENDPOINT", endpoint)
-        config.save_settings({"civitai_token": config.Secret("c1v1t41s3cr3tt0k3n")})
-        lock = Lockfile.from_dict(
-            {
-                "lockfile_version": 1,
-                "models": [
-                    {
-                        "name": "ink.safetensors",
-                        "kind": "loras",
-                        "sha256": hashlib.sha256(data).hexdigest(),
-                        "size": len(data),
-                        "url": f"{endpoint}/api/download/models/7",
-                    }
-                ],
-            }
-        )
-        report = resolve_lockfile(lock, standalone_folders(tmp_path / "models"), download=True)
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert heard, report
-    assert all("c1v1t41s3cr3tt0k3n" not in str(h) for h in heard)
-    assert all("Authorization" not in h for h in heard)
+    monkeypatch.setenv("CIVITAI_ENDPOINT", f"{scheme}://civitai.example")
+    config.save_settings({"civitai_token": config.Secret("c1v1t41s3cr3tt0k3n")})
+    url = f"{scheme}://civitai.example/api/download/models/7"
+    request = FileRequest(url=url, folder=tmp_path, name="ink.safetensors", token_service="civitai")
+    token = token_for(request, url)
+    assert (token is not None and token.reveal() == "c1v1t41s3cr3tt0k3n") is sent
