@@ -98,6 +98,7 @@ def _start(tmp: Path, hub: Any, extra: list[str]) -> tuple[subprocess.Popen, Hos
         "PYTHONUNBUFFERED": "1",  # its log is how we know it has started
         "HF_ENDPOINT": hub.hf_url,
         "CIVITAI_ENDPOINT": hub.civitai_url,
+        "HUBLOADER_ALLOWED_HOSTS": hub.cdn_url,  # the fake's storage host, as a mirror's would be
     }
     host = Host(f"http://127.0.0.1:{port}", data, tmp / "a1111.log")
     with host.log.open("w") as log:

@@ -86,6 +86,7 @@ def comfy(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         **os.environ,
         "CIVITAI_ENDPOINT": hub.civitai_url,
         "HF_ENDPOINT": hub.hf_url,
+        "HUBLOADER_ALLOWED_HOSTS": hub.cdn_url,  # the fake's storage host, as a mirror's would be
         "HUBLOADER_HOME": str(base / "hubloader-home"),
         "HF_HOME": str(base / "hf-home"),
         "HF_HUB_DISABLE_TELEMETRY": "1",

@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"HF_ENDPOINT={hub.hf_url}", flush=True)
     print(f"CIVITAI_ENDPOINT={hub.civitai_url}", flush=True)
     print(f"CDN={hub.cdn_url}", flush=True)
+    # The hubs redirect file downloads to this CDN, as the real ones do to their storage: name it as allowed.
+    print(f"HUBLOADER_ALLOWED_HOSTS={hub.cdn_url}", flush=True)
     print(f"admin: {hub.hf_url}/_fake/  (Ctrl-C to stop)", flush=True)
     try:
         threading.Event().wait()
