@@ -58,6 +58,7 @@ def main() -> None:
 
     sizes = {"checkpoints/big.safetensors": args.mib - 64, "loras/a.safetensors": 32, "vae/v.safetensors": 32}
     with FakeHub() as hub, tempfile.TemporaryDirectory() as tmp:
+        os.environ["HUBLOADER_ALLOWED_HOSTS"] = hub.cdn_url  # the lockfile's URLs are on the fake's CDN (the gate)
         tmp_path = Path(tmp)
         models = []
         for name, mib in sizes.items():
