@@ -95,6 +95,8 @@ logger = logging.getLogger(__name__)
 READ_BUFSIZE = 1 * MiB
 #: Bytes gathered per write and hash step: few system calls and thread hand-offs per second.
 READ_BATCH = 2 * MiB
+#: ...or the bytes gathered in this many seconds, so that a slow link keeps little in memory that a kill would lose.
+READ_BATCH_S = 0.25
 MAX_RESTARTS = 2
 
 
@@ -530,8 +532,9 @@ class _Download:
             self._check_cancel()
             want = READ_BATCH if segment.end is None else min(READ_BATCH, segment.end - segment.pos)
             blocks, got, broken = [], 0, None
+            flush_at = time.monotonic() + READ_BATCH_S
             try:
-                while got < want:  # the received blocks themselves: no joining copy
+                while got < want and (not got or time.monotonic() < flush_at):  # the blocks themselves: no copy
                     block, _ = await content.readchunk()
                     if block:
                         blocks.append(block)
