@@ -4,12 +4,15 @@ present is found again offline and, pinned to a commit, without a single request
 
 from __future__ import annotations
 
+import shutil
 import signal
 import time
 from pathlib import Path
 
 import pytest
 
+from hubloader.core.errors import DiskFull
+from hubloader.pipeline import fetch
 from tests.test_cli import MiB, hubloader, start
 
 pytestmark = pytest.mark.hf
@@ -39,3 +42,37 @@ def test_a_killed_hf_get_resumes_in_the_next_process(hub_env, tmp_path: Path):
     assert (tmp_path / "models" / "big.safetensors").stat().st_size == size
     sent = hub_env.bytes_sent.total()
     assert sent <= size * 1.05, f"{sent} bytes sent for a {size}-byte file"
+
+
+def _small_disk_under(folder: Path, free: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``shutil.disk_usage`` (which our code asks) reports ``free`` bytes for anything under ``folder``."""
+    real = shutil.disk_usage
+
+    def usage(path: str | Path) -> shutil._ntuple_diskusage:  # type: ignore[name-defined]
+        seen = real(path)
+        if Path(path).resolve().is_relative_to(folder.resolve()):
+            return type(seen)(seen.total, seen.total - free, free)
+        return seen
+
+    monkeypatch.setattr(shutil, "disk_usage", usage)
+
+
+@pytest.mark.parametrize("source", ["civitai", "huggingface"])
+def test_too_little_free_space_is_refused_before_the_first_byte(
+    hub_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str
+):
+    size = 6 * MiB
+    if source == "civitai":
+        model_id, _ = hub_env.add_civitai_model(
+            "Roomy", files=[{"name": "roomy.safetensors", "data": ("generated", size)}]
+        )
+        ref = f"civitai:{model_id}"
+    else:
+        hub_env.add_hf_repo("roomy/xl", {"roomy.safetensors": ("generated", size)})
+        ref = "roomy/xl/roomy.safetensors"
+    _small_disk_under(tmp_path, 1 * MiB, monkeypatch)
+
+    with pytest.raises(DiskFull) as refused:
+        fetch(ref, tmp_path / "models")
+    assert "roomy" in str(refused.value) and "free" in str(refused.value)
+    assert hub_env.bytes_sent.total() == 0

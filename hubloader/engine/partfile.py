@@ -199,7 +199,7 @@ class PartFile:
 
 def partial_ranges(dest: Path | str) -> tuple[int | None, list[tuple[int, int]]]:
     """An unfinished download of ``dest``: the file's size (None until known) and the byte ranges of its
-    ``.part`` already written, as last recorded for a resume (every ``CHECKPOINT_BYTES``). Safe to read
+    ``.part`` already written, as last recorded for a resume (see ``CHECKPOINT_BYTES``). Safe to read
     while the download runs in another thread or process."""
     state = PartState.load(meta_path(Path(dest)))
     return (None, []) if state is None else (state.size, list(state.done))
