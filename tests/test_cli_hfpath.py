@@ -13,7 +13,7 @@ import pytest
 
 from hubloader.core.errors import DiskFull
 from hubloader.pipeline import fetch
-from tests.test_cli import MiB, hubloader, start
+from tests.test_cli import LORA, MiB, hubloader, start
 
 pytestmark = pytest.mark.hf
 
@@ -76,3 +76,23 @@ def test_too_little_free_space_is_refused_before_the_first_byte(
         fetch(ref, tmp_path / "models")
     assert "roomy" in str(refused.value) and "free" in str(refused.value)
     assert hub_env.bytes_sent.total() == 0
+
+
+def test_a_file_already_present_is_got_again_offline_and_pinned_without_a_request(hub_env, tmp_path: Path):
+    commit = hub_env.add_hf_repo("ink/pinned", {"README.md": b"# ink\n", "ink.safetensors": LORA})
+    target = ["--to", str(tmp_path / "models")]
+    first = hubloader("get", "ink/pinned/ink.safetensors", *target)
+    assert first.returncode == 0, first.stderr
+    placed = tmp_path / "models" / "ink.safetensors"
+    assert placed.read_bytes() == LORA
+
+    hub_env.requests.clear()
+    pinned = hubloader("get", "ink/pinned/ink.safetensors", "--revision", commit, *target)
+    assert pinned.returncode == 0, pinned.stderr
+    assert "Already present" in pinned.stdout
+    assert [(r.method, r.path) for r in hub_env.requests] == []
+
+    offline = hubloader("get", "ink/pinned/ink.safetensors", *target, env={"HF_HUB_OFFLINE": "1"})
+    assert offline.returncode == 0, offline.stderr
+    assert "Already present" in offline.stdout and placed.read_bytes() == LORA
+    assert [(r.method, r.path) for r in hub_env.requests] == []
