@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -213,9 +215,6 @@ def _fetch_huggingface(
 def _cached_source(ref: ModelRef, cached: Path) -> ModelMetadata:
     """What the HuggingFace cache alone says of a file: its header, and its SHA256 when its blob is named by one
     (an LFS file), so that a pinned or offline re-get asks the Hub nothing."""
-    import os
-    import re
-
     from hubloader.library.scan import describe_file
 
     meta = describe_file(cached)
