@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -194,7 +196,8 @@ def _fetch_huggingface(
             )
         ref = dataclasses.replace(ref, filename=weights[0])
     assert ref.filename is not None
-    source = service.model_info(str(ref), revision=revision)
+    cached = service.cached_file(str(ref), revision=revision)  # pinned or offline: the disk alone
+    source = service.model_info(str(ref), revision=revision) if cached is None else _cached_source(ref, cached)
     if source.format.is_pickle and not _pickle_allowed(allow_pickle):
         raise PickleNotAllowed(f"{ref.filename} in {ref.repo_id} is a pickle file ({source.format.value}).")
     kind = kind or kind_of(source.type)
@@ -204,8 +207,23 @@ def _fetch_huggingface(
         request = FileRequest(url=url, folder=dest.parent, name=dest.name, sha256=source.sha256.lower())
         if check_destination(request) is not None:
             return Placed(dest, kind, source, reused=True, url=url, sha256=source.sha256)
-    cached = service.download_model(str(ref), revision=revision, **options)
+    if cached is None:
+        cached = service.download_model(str(ref), revision=revision, **options)
     return Placed(Path(link_into(cached, dest)), kind, source, url=url, sha256=source.sha256)
+
+
+def _cached_source(ref: ModelRef, cached: Path) -> ModelMetadata:
+    """What the HuggingFace cache alone says of a file: its header, and its SHA256 when its blob is named by one
+    (an LFS file), so that a pinned or offline re-get asks the Hub nothing."""
+    from hubloader.library.scan import describe_file
+
+    meta = describe_file(cached)
+    blob = Path(os.path.realpath(cached)).name
+    meta.sha256 = blob if re.fullmatch(r"[0-9a-f]{64}", blob) else meta.sha256
+    meta.source = Source.HUGGINGFACE
+    meta.model_id = f"{ref.repo_id}/{ref.filename}"
+    meta.remote_url = hf_resolve_url(ref)
+    return meta
 
 
 def root_weights(repo: ModelMetadata) -> list[str]:

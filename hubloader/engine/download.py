@@ -81,6 +81,7 @@ __all__ = [
     "DownloadProgress",
     "TqdmProgress",
     "adownload_file",
+    "check_free_space",
     "download_file",
     "file_hashes",
     "lock_path",
@@ -95,6 +96,8 @@ logger = logging.getLogger(__name__)
 READ_BUFSIZE = 1 * MiB
 #: Bytes gathered per write and hash step: few system calls and thread hand-offs per second.
 READ_BATCH = 2 * MiB
+#: ...or the bytes gathered in this many seconds, so that a slow link keeps little in memory that a kill would lose.
+READ_BATCH_S = 0.25
 MAX_RESTARTS = 2
 
 
@@ -160,6 +163,21 @@ def download_file(url: str, dest: Path | str, **kwargs: Any) -> DownloadResult:
         return asyncio.run(adownload_file(url, dest, **kwargs))
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hubloader-download") as pool:
         return pool.submit(asyncio.run, adownload_file(url, dest, **kwargs)).result()
+
+
+def check_free_space(dest: Path, needed: int) -> None:
+    """Raise :class:`~hubloader.core.errors.DiskFull` when the disk that will hold ``dest`` has less than
+    ``needed`` bytes free (the folder, or its nearest existing parent, is asked)."""
+    where = next((folder for folder in (dest.parent, *dest.parent.parents) if folder.exists()), dest.parent)
+    free = shutil.disk_usage(where).free
+    if needed > free:
+        raise errors.DiskFull(
+            f"Not enough free space in {dest.parent} for {dest.name}: "
+            f"it needs {human_size(needed)} more, {human_size(free)} free.",
+            where=dest.parent,
+            needed=needed,
+            free=free,
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -330,16 +348,7 @@ class _Download:
             self.cursor.written(start, end - start)
 
     def _check_space(self, total: int) -> None:
-        needed = total - self.part.state.done.total()
-        free = shutil.disk_usage(self.dest.parent).free
-        if needed > free:
-            raise errors.DiskFull(
-                f"Not enough free space in {self.dest.parent} for {self.dest.name}: "
-                f"it needs {human_size(needed)} more, {human_size(free)} free.",
-                where=self.dest.parent,
-                needed=needed,
-                free=free,
-            )
+        check_free_space(self.dest, total - self.part.state.done.total())
 
     async def _verify(self) -> DownloadResult:
         self._emit("verifying", force=True)
@@ -530,8 +539,9 @@ class _Download:
             self._check_cancel()
             want = READ_BATCH if segment.end is None else min(READ_BATCH, segment.end - segment.pos)
             blocks, got, broken = [], 0, None
+            flush_at = time.monotonic() + READ_BATCH_S
             try:
-                while got < want:  # the received blocks themselves: no joining copy
+                while got < want and (not got or time.monotonic() < flush_at):  # the blocks themselves: no copy
                     block, _ = await content.readchunk()
                     if block:
                         blocks.append(block)

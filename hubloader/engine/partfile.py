@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +21,10 @@ from hubloader.engine import MiB
 from hubloader.engine.intervals import Intervals
 from hubloader.engine.locks import target_lock
 
-#: Record progress in ``.part.json`` after this many new bytes (bounds what a kill -9 costs).
+#: Record progress in ``.part.json`` after this many new bytes, or this many seconds, whichever comes
+#: first (together they bound what a kill -9 costs, on a fast link and on a slow one).
 CHECKPOINT_BYTES = 8 * MiB
+CHECKPOINT_S = 0.25
 
 
 @dataclass
@@ -124,6 +127,7 @@ class PartFile:
         self.state = PartState()
         self.fd = -1
         self._unsaved = 0
+        self._saved_at = time.monotonic()
 
     def load(self, *, sha256: str | None, size: int | None) -> int:
         """Pick up a ``.part`` left by an earlier attempt when it can be trusted, else start clean;
@@ -153,15 +157,17 @@ class PartFile:
         return os.pwritev(self.fd, blocks, offset)
 
     def record(self, offset: int, length: int) -> None:
-        """Note ``length`` bytes written at ``offset`` (in ``.part.json`` every ``CHECKPOINT_BYTES``)."""
+        """Note ``length`` bytes written at ``offset`` (in ``.part.json`` every ``CHECKPOINT_BYTES`` or
+        ``CHECKPOINT_S``)."""
         self.state.done.add(offset, offset + length)
         self._unsaved += length
-        if self._unsaved >= CHECKPOINT_BYTES:
+        if self._unsaved >= CHECKPOINT_BYTES or time.monotonic() - self._saved_at >= CHECKPOINT_S:
             self.save()
-            self._unsaved = 0
 
     def save(self) -> None:
         self.state.save(self.meta)
+        self._unsaved = 0
+        self._saved_at = time.monotonic()
 
     def size_on_disk(self) -> int:
         return os.fstat(self.fd).st_size
@@ -193,7 +199,7 @@ class PartFile:
 
 def partial_ranges(dest: Path | str) -> tuple[int | None, list[tuple[int, int]]]:
     """An unfinished download of ``dest``: the file's size (None until known) and the byte ranges of its
-    ``.part`` already written, as last recorded for a resume (every ``CHECKPOINT_BYTES``). Safe to read
+    ``.part`` already written, as last recorded for a resume (see ``CHECKPOINT_BYTES``). Safe to read
     while the download runs in another thread or process."""
     state = PartState.load(meta_path(Path(dest)))
     return (None, []) if state is None else (state.size, list(state.done))

@@ -2,7 +2,7 @@
 
 In this order, in one place: the source's host (and every redirect hop's), the destination (a plain name
 inside its folder, never over a different file), trust (the published SHA256, the pickle policy on the name
-and on the bytes), the shared cache, then the engine.
+and on the bytes), free space for the published size, the shared cache, then the engine.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any
 from urllib.parse import urljoin
 
 from hubloader.core.metadata import DownloadResult
-from hubloader.engine.download import DownloadProgress, download_file
+from hubloader.engine.download import DownloadProgress, check_free_space, download_file
+from hubloader.engine.partfile import partial_ranges
 from hubloader.gate import policy
 from hubloader.gate.request import FileRequest
 from hubloader.sharedcache.cache import fetch_via_shared_cache
@@ -38,6 +39,7 @@ def fetch_file(
     if reused is not None:
         return reused
     policy.check_pickle_name(request)
+    _check_space(request)
     request.folder.mkdir(parents=True, exist_ok=True)
 
     def from_origin(target: Path) -> DownloadResult:
@@ -67,6 +69,14 @@ def _checked(request: FileRequest) -> FileRequest:
     elif request.url or request.resolve is None:
         policy.check_host(request, request.url)
     return request
+
+
+def _check_space(request: FileRequest) -> None:
+    """Refuse before the first byte when the size the source publishes does not fit (minus a ``.part``'s bytes)."""
+    total = request.size or request.published_size
+    if total:
+        _, done = partial_ranges(request.dest)
+        check_free_space(request.dest, total - sum(end - start for start, end in done))
 
 
 def _from_origin(

@@ -20,6 +20,7 @@ class FileRequest:
     ``folder`` / ``name``: the file lands as ``folder/name`` (``name`` a plain file name). ``sha256`` / ``size``:
     what the source publishes ("" / None: unknown). ``token_service``: whose token may be sent ("huggingface",
     "civitai", None) and ``token`` the source's own (None: the configured one). ``source``: the engine's service for rate limits ("huggingface", "civitai", "url").
+    ``published_size``: the size the source states only roughly (CivitAI's sizeKB), for the free-space check alone.
     ``format_name``: the name that tells the file's format when ``name`` does not (an HF blob is named by its
     hash). ``confirmed``: a local user confirmed a host outside the known ones (needs ``sha256``).
     ``resolve``: a fresh URL when a signed one expires. ``record``: what the shared cache keeps about the file.
@@ -30,6 +31,7 @@ class FileRequest:
     name: str
     sha256: str = ""
     size: int | None = None
+    published_size: int | None = None  # approximate: never checked against the bytes
     token_service: str | None = None
     token: Secret | None = None  # the source's own token for token_service (None: the configured one)
     source: str = "url"

@@ -358,6 +358,7 @@ class CivitAIService:
             folder=Path(download_dir).expanduser() if download_dir is not None else folder_for(meta.type),
             name=safe_filename(file.name or f"{meta.name}-{meta.version_id}"),
             sha256=(file.sha256 or "").lower(),
+            published_size=file.size_bytes or None,
             token_service="civitai",
             token=self.api_key,
             source="civitai",

@@ -97,6 +97,8 @@ SMALL_FILE_WORKERS = 8  # huggingface_hub's snapshot_download default
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _UNREACHABLE_HINT = "Check the connection (and HF_ENDPOINT, if set) and try again; downloads resume."
+#: What :func:`_cached_pointer` returns for a file huggingface_hub recorded as absent at a commit (``.no_exist``).
+_KNOWN_MISSING = object()
 _MARKER_DIR = ".hubloader"  # per-repo folder in the HF cache: the file list of each fully fetched commit
 
 # diffusers pipeline classes (tag ``diffusers:<Class>``) that name the architecture outright.
@@ -500,6 +502,10 @@ class HuggingFaceHubService:
         revision = ref.revision or revision or "main"
         cache = self._cache(cache_dir)
         self._used_caches[cache] = None
+        # Before huggingface_hub is even imported: a pinned or offline re-get is a look at the disk.
+        settled = self._settled_file(ref.repo_id, ref.filename, revision, cache) if ref.filename else None
+        if settled is not None:
+            return settled
         with self._hub_errors(ref.repo_id, path=ref.filename, revision=revision):
             if ref.filename:
                 return self._download_file(ref.repo_id, ref.filename, revision, cache, progress, cancel, shared_cache)
@@ -525,16 +531,10 @@ class HuggingFaceHubService:
         cancel: threading.Event | None,
         shared_cache: SharedCache | str | None,
     ) -> Path:
-        from huggingface_hub import _CACHED_NO_EXIST, get_hf_file_metadata, hf_hub_url
+        if config.hf_offline():  # download_model looked in the cache already
+            raise OfflineError(f"{repo_id}/{path} is not in the local cache and HF_HUB_OFFLINE is set.")
+        from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
-        if is_commit_hash(revision) or config.hf_offline():
-            cached = _try_cache(repo_id, path, cache, revision)
-            if isinstance(cached, Path):
-                return cached
-            if cached is _CACHED_NO_EXIST:
-                raise FileNotFoundOnHub(f"{path} does not exist in {repo_id} at {revision}.")
-            if config.hf_offline():
-                raise OfflineError(f"{repo_id}/{path} is not in the local cache and HF_HUB_OFFLINE is set.")
         endpoint = config.hf_endpoint()
         extra = {"endpoint": endpoint} if _hub_compat().metadata_takes_endpoint else {}
         meta = get_hf_file_metadata(
@@ -551,6 +551,23 @@ class HuggingFaceHubService:
             pointer = self._fetch_small(repo_id, path, meta.commit_hash, cache, cancel)
         _write_ref(_repo_folder(cache, repo_id), revision, meta.commit_hash)
         return pointer
+
+    def cached_file(self, model_id: str, revision: str = "main", cache_dir: Path | str | None = None) -> Path | None:
+        """One file's path in the cache, from the disk alone and without a request, when asking the Hub could
+        not change the answer: pinned to a commit (in the id or as ``revision``), or offline. None otherwise."""
+        ref = parse_model_id(model_id)
+        if not ref.filename:
+            return None
+        return self._settled_file(ref.repo_id, ref.filename, ref.revision or revision or "main", self._cache(cache_dir))
+
+    def _settled_file(self, repo_id: str, path: str, revision: str, cache: Path) -> Path | None:
+        """:meth:`cached_file` for a parsed id; a file the cache knows to be missing at that commit raises."""
+        if not (is_commit_hash(revision) or config.hf_offline()):
+            return None
+        cached = _cached_pointer(cache, repo_id, path, revision)
+        if cached is _KNOWN_MISSING:
+            raise FileNotFoundOnHub(f"{path} does not exist in {repo_id} at {revision}.")
+        return cached if isinstance(cached, Path) else None
 
     def _fetch_lfs(
         self,
@@ -909,12 +926,18 @@ def _read_ref(folder: Path, revision: str) -> str | None:
     return commit if is_commit_hash(commit) else None
 
 
-def _try_cache(repo_id: str, path: str, cache: Path, revision: str) -> Path | object | None:
-    """The cached file (a Path), huggingface_hub's "known missing" sentinel, or None."""
-    from huggingface_hub import try_to_load_from_cache
-
-    found = try_to_load_from_cache(repo_id, path, cache_dir=cache, revision=revision)
-    return Path(found) if isinstance(found, str) else found
+def _cached_pointer(cache: Path, repo_id: str, path: str, revision: str) -> Path | object | None:
+    """The cached file (a Path), :data:`_KNOWN_MISSING`, or None, read from the cache layout as
+    huggingface_hub's ``try_to_load_from_cache`` reads it, without importing the library (a pinned re-get
+    pays neither its import nor a request)."""
+    folder = _repo_folder(cache, repo_id)
+    commit = revision if is_commit_hash(revision) else _read_ref(folder, revision)
+    if commit is None:
+        return None
+    pointer = _snapshot_file(folder, commit, path)
+    if pointer.is_file():
+        return pointer
+    return _KNOWN_MISSING if (folder / ".no_exist" / commit / path).is_file() else None
 
 
 # --- cached entries and deletion --------------------------------------------------------------------
