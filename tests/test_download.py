@@ -19,6 +19,7 @@ from hubloader.core import errors
 from hubloader.core.settings import Secret
 from hubloader.engine import download
 from hubloader.engine.download import DownloadProgress, TqdmProgress, adownload_file, download_file, lock_path
+from hubloader.engine.ratelimit import MAX_RETRY_AFTER, MAX_RETRY_WAIT
 from tests.fakehub.modelfiles import kohya_lora, safetensors_bytes
 from tests.fakehub.storage import GeneratedBlob, StoredObject
 
@@ -419,6 +420,34 @@ def test_persistent_429_raises_rate_limited_with_retry_after(fakehub, tmp_path):
         download_file(url, tmp_path / "rl2.bin", expect="any", retries=1)
     assert info.value.retry_after == 1.0
     assert len([r for r in fakehub.requests if r.path == "/rl2.bin"]) == 2
+
+
+@pytest.mark.parametrize("header", ["inf", "1e999", "Fri, 31 Dec 9999 23:59:59 GMT"])
+def test_an_endless_retry_after_is_capped(fakehub, tmp_path, header):
+    """``Retry-After: inf`` (or a date centuries away) is read as the longest wait we accept, not forever."""
+    url = fakehub.add_file("rl3.bin", size=MiB)
+    fakehub.faults.update(rate_limit=10, retry_after=header)
+    with pytest.raises(errors.RateLimited) as info:
+        download_file(url, tmp_path / "rl3.bin", expect="any", retries=0)
+    assert info.value.retry_after == MAX_RETRY_AFTER
+
+
+def test_a_retry_after_beyond_the_longest_wait_is_not_slept_through(fakehub, tmp_path):
+    url = fakehub.add_file("rl4.bin", size=MiB)
+    fakehub.faults.update(rate_limit=10, retry_after=int(MAX_RETRY_WAIT) + 1)
+    with pytest.raises(errors.RateLimited) as info:
+        download_file(url, tmp_path / "rl4.bin", expect="any", retries=3)
+    assert info.value.retry_after == MAX_RETRY_WAIT + 1
+    assert len([r for r in fakehub.requests if r.path == "/rl4.bin"]) == 1
+
+
+def test_a_malformed_content_range_is_a_network_error_not_a_crash(fakehub, tmp_path):
+    url = fakehub.add_file("badrange.bin", size=MiB)
+    fakehub.faults.update(content_range="bytes zero-ten/lots")
+    with pytest.raises(errors.NetworkError, match="malformed Content-Range 'bytes zero-ten/lots'") as info:
+        download_file(url, tmp_path / "badrange.bin", expect="any", retries=1)
+    assert "\n" not in str(info.value) and "badrange.bin" in str(info.value)
+    assert len([r for r in fakehub.requests if r.path == "/badrange.bin"]) == 2
 
 
 def test_5xx_is_retried(fakehub, tmp_path):

@@ -70,6 +70,7 @@ from hubloader.engine.locks import acquire, lock_path, target_lock
 from hubloader.engine.origin import Origin, refuse_non_http
 from hubloader.engine.partfile import CHECKPOINT_BYTES, PartFile, partial_ranges, read_partial, seed_partial
 from hubloader.engine.progress import DownloadProgress, ProgressReporter, TqdmProgress, tqdm_progress
+from hubloader.engine.ratelimit import MAX_RETRY_WAIT
 from hubloader.engine.responses import ResponseCheck
 from hubloader.engine.sniff import HEAD_BYTES, check_head
 
@@ -487,7 +488,7 @@ class _Download:
                 just_resolved = True
             except Transient as exc:
                 failures += 1
-                if failures > self.retries:
+                if failures > self.retries or (exc.retry_after or 0.0) > MAX_RETRY_WAIT:
                     if exc.status == 429:
                         raise errors.RateLimited(
                             f"{self.shown_url} keeps answering 429 Too Many Requests ({exc}).",

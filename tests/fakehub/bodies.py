@@ -80,7 +80,7 @@ async def send_blob(
         if parsed:
             start, end = parsed
             status = 206
-            out["Content-Range"] = f"bytes {start}-{end - 1}/{blob.size}"
+            out["Content-Range"] = faults.content_range or f"bytes {start}-{end - 1}/{blob.size}"
     response = web.StreamResponse(status=status, headers=out)
     response.content_type = content_type
     response.content_length = end - start
