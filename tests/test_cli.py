@@ -159,6 +159,18 @@ def test_search_shows_both_hubs_in_a_table_and_json_lines(hub_env):
 # --- get -------------------------------------------------------------------------------------------------------
 
 
+def test_a_corrupt_index_is_one_line_and_left_as_it_is(hub_env, tmp_path: Path):
+    home = Path(os.environ["HUBLOADER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "models.db").write_bytes(b"not a database, a user's mistake " * 100)
+    result = hubloader("list")
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("hubloader: error: The model index ") and "models.db" in line
+    assert "file is not a database" in line and "unexpected" not in line
+    assert (home / "models.db").read_bytes() == b"not a database, a user's mistake " * 100
+
+
 def _png_header(width: int, height: int) -> bytes:
     """A PNG that claims ``width`` x ``height`` pixels in a few hundred bytes (a decompression bomb)."""
 
