@@ -441,6 +441,26 @@ def test_a_retry_after_beyond_the_longest_wait_is_not_slept_through(fakehub, tmp
     assert len([r for r in fakehub.requests if r.path == "/rl4.bin"]) == 1
 
 
+def test_a_stalled_connection_is_given_up_and_resumed_where_it_stopped(fakehub, tmp_path):
+    url = fakehub.add_file("stall.bin", size=3 * MiB)
+    fakehub.faults.update(stall_after_bytes=MiB, stall_seconds=4.0)
+    result = download_file(url, tmp_path / "stall.bin", expect="any", max_connections=1, stall_timeout=0.5)
+    assert result.size_bytes == 3 * MiB
+    asked = [r.headers.get("Range", "") for r in fakehub.requests if r.path == "/stall.bin"]
+    assert len(asked) >= 3 and asked[0] == "bytes=0-"  # each stall: a new request from where it stopped
+    assert all(int(a.removeprefix("bytes=").split("-")[0]) >= MiB for a in asked[1:])
+
+
+def test_a_server_that_never_answers_is_a_one_line_error_after_the_retries(fakehub, tmp_path):
+    url = fakehub.add_file("silent.bin", size=MiB)
+    fakehub.faults.update(latency=4.0)
+    dest = tmp_path / "silent.bin"
+    with pytest.raises(errors.NetworkError) as info:
+        download_file(url, dest, expect="any", retries=1, stall_timeout=0.5)
+    assert "\n" not in str(info.value) and "silent.bin" in str(info.value)
+    assert len([r for r in fakehub.requests if r.path == "/silent.bin"]) == 2 and not dest.exists()
+
+
 def test_a_malformed_content_range_is_a_network_error_not_a_crash(fakehub, tmp_path):
     url = fakehub.add_file("badrange.bin", size=MiB)
     fakehub.faults.update(content_range="bytes zero-ten/lots")

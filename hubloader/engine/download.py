@@ -77,6 +77,10 @@ from hubloader.engine.sniff import HEAD_BYTES, check_head
 if TYPE_CHECKING:
     import aiohttp
 
+#: Seconds without a byte after which a connection is given up and retried (a stalled server).
+STALL_TIMEOUT_S = 60.0
+
+
 __all__ = [
     "CHECKPOINT_BYTES",
     "DownloadProgress",
@@ -120,13 +124,15 @@ async def adownload_file(
     max_connections: int | None = None,
     retries: int = 5,
     hash_while_downloading: bool = True,
+    stall_timeout: float = STALL_TIMEOUT_S,
 ) -> DownloadResult:
     """Download ``url`` to ``dest`` (see the module docstring for the guarantees).
 
     ``max_connections`` overrides the per-service cap from the settings; ``retries`` is per failure
     streak (a connection that made progress starts counting again). ``hash_while_downloading=False``
     exists for benchmarks only: the result's ``sha256`` is then empty and nothing is verified.
-    ``check_url`` is called with every URL before it is requested (each redirect hop, each re-resolved
+    ``stall_timeout``: seconds without a byte (or an answer) after which a connection counts as failed and is
+    retried from where it stopped, the ``.part`` kept. ``check_url`` is called with every URL before it is requested (each redirect hop, each re-resolved
     URL) and refuses it by raising: the gate's host rule (:mod:`hubloader.gate`).
     """
     refuse_non_http(url)
@@ -148,6 +154,7 @@ async def adownload_file(
         max_connections=max_connections or connection_cap(service),
         retries=retries,
         hashing=hash_while_downloading,
+        stall_timeout=stall_timeout,
     )
     return await job.run()
 
@@ -190,6 +197,7 @@ class _Download:
         max_connections: int,
         retries: int,
         hashing: bool,
+        stall_timeout: float,
     ) -> None:
         self.dest = dest
         self.expected_sha256 = expected_sha256
@@ -199,6 +207,7 @@ class _Download:
         self.expect = expect
         self.cancel = cancel
         self.retries = retries
+        self.stall_timeout = stall_timeout
         self.hashing = hashing or bool(expected_sha256 or expected_blake3)
         self.origin = Origin(url, token=token, service=service, resolve_url=resolve_url, check_url=check_url)
         self.shown_url = self.origin.shown_url
@@ -383,7 +392,7 @@ class _Download:
 
         from hubloader.core.version import USER_AGENT
 
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=self.stall_timeout)
         connector = aiohttp.TCPConnector(limit=self.connections.max_connections + 2, enable_cleanup_closed=True)
         headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
         async with aiohttp.ClientSession(

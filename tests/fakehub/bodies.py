@@ -122,6 +122,8 @@ async def _stream(
         if drop_at is not None and sent >= drop_at:
             await _drop(request)
             return
+        if faults.stall_after_bytes is not None and sent - len(piece) < faults.stall_after_bytes <= sent:
+            await asyncio.sleep(faults.stall_seconds)
     await response.write_eof()
 
 
