@@ -13,9 +13,11 @@ import os
 import signal
 import socket
 import stat
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -155,6 +157,66 @@ def test_search_shows_both_hubs_in_a_table_and_json_lines(hub_env):
 
 
 # --- get -------------------------------------------------------------------------------------------------------
+
+
+def test_a_corrupt_index_is_one_line_and_left_as_it_is(hub_env, tmp_path: Path):
+    home = Path(os.environ["HUBLOADER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "models.db").write_bytes(b"not a database, a user's mistake " * 100)
+    result = hubloader("list")
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("hubloader: error: The model index ") and "models.db" in line
+    assert "file is not a database" in line and "unexpected" not in line
+    assert (home / "models.db").read_bytes() == b"not a database, a user's mistake " * 100
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that claims ``width`` x ``height`` pixels in a few hundred bytes (a decompression bomb)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(bytes(1000))) + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize(
+    ("image", "suffix"),
+    [
+        (_png_header(20_000, 20_000), "png"),  # 400 megapixels: Pillow's DecompressionBombError on main
+        (_png_header(9_000, 9_000), "png"),  # 81 megapixels: under Pillow's limit, over the preview cap
+        (  # 900 megapixels, converted to PNG: Pillow's DecompressionBombError aborted the get on main
+            b"GIF89a"
+            + struct.pack("<HH", 30_000, 30_000)
+            + bytes(3)
+            + b","
+            + struct.pack("<HHHH", 0, 0, 30_000, 30_000)
+            + b"\x00\x02\x02\x44\x01\x00;",
+            "gif",
+        ),
+    ],
+    ids=["png-400mp", "png-81mp", "gif-900mp"],
+)
+def test_get_records_the_model_when_its_preview_is_a_bomb(hub_env, tmp_path: Path, image: bytes, suffix: str):
+    model_id, version_id = hub_env.add_civitai_model(
+        "Bomb Preview",
+        files=[{"name": "bombprev.safetensors", "data": LORA}],
+        images=[{"url": f"http://images.placeholder/bomb/huge.{suffix}", "type": "image", "width": 9, "height": 9}],
+    )
+    hub_env.civitai.image_bodies[f"/images/bomb/huge.{suffix}"] = image
+    comfy = comfyui_root(tmp_path / "ComfyUI")
+
+    result = hubloader("get", f"civitai:{model_id}", "--comfyui", str(comfy))
+    assert result.returncode == 0, result.stderr
+    placed = comfy / "models" / "loras" / "bombprev.safetensors"
+    assert placed.read_bytes() == LORA
+    assert not list(placed.parent.glob("bombprev.preview.*")) and not list(placed.parent.glob("bombprev.png"))
+    assert "Preview for bombprev.safetensors not saved" in result.stderr and "Traceback" not in result.stderr
+    with ModelRegistry() as registry:
+        assert registry.get_model(f"civitai:{model_id}@{version_id}").local_path == placed
 
 
 def test_get_civitai_into_comfyui_verified_registered_with_sidecars_and_info(hub_env, tmp_path: Path):

@@ -349,3 +349,20 @@ def test_a_failed_job_carries_the_sidebars_advice():
     job = jobs.wait(jobs.submit("x", work).id, timeout=10)
     assert job.state == FAILED and job.error.endswith("Set the CivitAI token in the Model Hub sidebar → Settings.")
     jobs.shutdown()
+
+
+def test_model_info_answers_when_the_index_is_corrupt(comfy):
+    """A corrupt models.db must not turn the properties panel's lookup into an HTTP 500: the file is still there."""
+    lora_dir = Path(comfy.get_folder_paths("loras")[0])
+    (lora_dir / "here.safetensors").write_bytes(safetensors_bytes(kohya_lora()))
+    home = Path(os.environ["HUBLOADER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "models.db").write_bytes(b"not a database " * 100)
+
+    async def test(client: TestClient, events: Events, jobs: JobManager) -> None:
+        response = await client.get("/hubloader/model?kind=loras&name=here.safetensors")
+        assert response.status == 200, await response.text()
+        info = await response.json()
+        assert info["exists"] is True and info["url"] == ""
+
+    run_app(test)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import stat
 
@@ -55,6 +56,23 @@ def test_broken_settings_file_means_defaults(isolated_home):
     isolated_home.mkdir(parents=True, exist_ok=True)
     (isolated_home / "settings.json").write_text("{not json")
     assert config.load_settings() == config.DEFAULTS
+
+
+def test_wrong_typed_settings_fall_back_to_defaults_with_one_warning(isolated_home, caplog):
+    """``"allow_pickle": "false"`` must not read as true (a non-empty string), nor "eight" as a connection count."""
+    config.settings_path().parent.mkdir(parents=True, exist_ok=True)
+    stored = {"allow_pickle": "false", "max_connections": "eight", "nsfw": 1, "hf_token": 5, "cache_limit_gb": 2.5}
+    config.settings_path().write_text(json.dumps(stored))
+    with caplog.at_level("WARNING", logger="hubloader.core.settings"):
+        first, again = config.load_settings(), config.load_settings()
+    assert first == again
+    assert first["allow_pickle"] is False and first["max_connections"] == 8 and first["nsfw"] is False
+    assert first["hf_token"] is None and first["cache_limit_gb"] == 2.5
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 4 and all("\n" not in w and str(config.settings_path()) in w for w in warned)
+    assert any('sets max_connections to "eight"; it must be a number' in w for w in warned)
+    assert any("sets hf_token to a hidden value" in w for w in warned) and not any("5;" in w for w in warned)
+    assert json.loads(config.settings_path().read_text()) == stored  # the file is left as it is
 
 
 def test_endpoints_read_at_call_time(monkeypatch):

@@ -180,3 +180,21 @@ def test_two_processes_write_at_once_and_lose_nothing(tmp_path):
 
 def registry_use(meta):
     return meta.extra["registry"]["use_count"]
+
+
+def test_a_locked_index_is_an_index_error_naming_the_file(tmp_path, monkeypatch):
+    from hubloader.core.errors import IndexUnavailable
+
+    path = tmp_path / "models.db"
+    db.ModelDatabase(path).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")  # another process writing for longer than the busy timeout
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_S", 0.2)
+    try:
+        with pytest.raises(IndexUnavailable, match=r"The model index .*models\.db cannot be used: database is locked"):
+            db.ModelDatabase(path)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    db.ModelDatabase(path).close()  # nothing was lost: it opens once the other writer is done

@@ -19,6 +19,7 @@ from hubloader.core import errors
 from hubloader.core.settings import Secret
 from hubloader.engine import download
 from hubloader.engine.download import DownloadProgress, TqdmProgress, adownload_file, download_file, lock_path
+from hubloader.engine.ratelimit import MAX_RETRY_AFTER, MAX_RETRY_WAIT
 from tests.fakehub.modelfiles import kohya_lora, safetensors_bytes
 from tests.fakehub.storage import GeneratedBlob, StoredObject
 
@@ -419,6 +420,54 @@ def test_persistent_429_raises_rate_limited_with_retry_after(fakehub, tmp_path):
         download_file(url, tmp_path / "rl2.bin", expect="any", retries=1)
     assert info.value.retry_after == 1.0
     assert len([r for r in fakehub.requests if r.path == "/rl2.bin"]) == 2
+
+
+@pytest.mark.parametrize("header", ["inf", "1e999", "Fri, 31 Dec 9999 23:59:59 GMT"])
+def test_an_endless_retry_after_is_capped(fakehub, tmp_path, header):
+    """``Retry-After: inf`` (or a date centuries away) is read as the longest wait we accept, not forever."""
+    url = fakehub.add_file("rl3.bin", size=MiB)
+    fakehub.faults.update(rate_limit=10, retry_after=header)
+    with pytest.raises(errors.RateLimited) as info:
+        download_file(url, tmp_path / "rl3.bin", expect="any", retries=0)
+    assert info.value.retry_after == MAX_RETRY_AFTER
+
+
+def test_a_retry_after_beyond_the_longest_wait_is_not_slept_through(fakehub, tmp_path):
+    url = fakehub.add_file("rl4.bin", size=MiB)
+    fakehub.faults.update(rate_limit=10, retry_after=int(MAX_RETRY_WAIT) + 1)
+    with pytest.raises(errors.RateLimited) as info:
+        download_file(url, tmp_path / "rl4.bin", expect="any", retries=3)
+    assert info.value.retry_after == MAX_RETRY_WAIT + 1
+    assert len([r for r in fakehub.requests if r.path == "/rl4.bin"]) == 1
+
+
+def test_a_stalled_connection_is_given_up_and_resumed_where_it_stopped(fakehub, tmp_path):
+    url = fakehub.add_file("stall.bin", size=3 * MiB)
+    fakehub.faults.update(stall_after_bytes=MiB, stall_seconds=4.0)
+    result = download_file(url, tmp_path / "stall.bin", expect="any", max_connections=1, stall_timeout=0.5)
+    assert result.size_bytes == 3 * MiB
+    asked = [r.headers.get("Range", "") for r in fakehub.requests if r.path == "/stall.bin"]
+    assert len(asked) >= 3 and asked[0] == "bytes=0-"  # each stall: a new request from where it stopped
+    assert all(int(a.removeprefix("bytes=").split("-")[0]) >= MiB for a in asked[1:])
+
+
+def test_a_server_that_never_answers_is_a_one_line_error_after_the_retries(fakehub, tmp_path):
+    url = fakehub.add_file("silent.bin", size=MiB)
+    fakehub.faults.update(latency=4.0)
+    dest = tmp_path / "silent.bin"
+    with pytest.raises(errors.NetworkError) as info:
+        download_file(url, dest, expect="any", retries=1, stall_timeout=0.5)
+    assert "\n" not in str(info.value) and "silent.bin" in str(info.value)
+    assert len([r for r in fakehub.requests if r.path == "/silent.bin"]) == 2 and not dest.exists()
+
+
+def test_a_malformed_content_range_is_a_network_error_not_a_crash(fakehub, tmp_path):
+    url = fakehub.add_file("badrange.bin", size=MiB)
+    fakehub.faults.update(content_range="bytes zero-ten/lots")
+    with pytest.raises(errors.NetworkError, match="malformed Content-Range 'bytes zero-ten/lots'") as info:
+        download_file(url, tmp_path / "badrange.bin", expect="any", retries=1)
+    assert "\n" not in str(info.value) and "badrange.bin" in str(info.value)
+    assert len([r for r in fakehub.requests if r.path == "/badrange.bin"]) == 2
 
 
 def test_5xx_is_retried(fakehub, tmp_path):

@@ -12,6 +12,7 @@ from safetensors.numpy import save_file
 
 from hubloader.core.errors import AuthRequired, InvalidFile, NotFound, PickleNotAllowed, UnsafeFile
 from hubloader.core.metadata import BaseModel, ModelFormat, ModelType
+from hubloader.library import inspection
 from hubloader.library.inspection import (
     MAX_HEADER_SIZE,
     base_from_metadata,
@@ -203,6 +204,52 @@ def test_pickles_are_sniffed_scanned_and_never_loaded(tmp_path: Path, zip_format
     assert any(name.endswith("system") for name in inspected.pickle_scan.dangerous)
     assert inspect_file(good).detection.kind is ModelType.BASE_MODEL  # names read from the opcode stream
     assert not marker.exists()
+
+
+def _zip_bomb(path: Path, pickle_bytes: int) -> Path:
+    """A torch-zip ``.pt`` whose ``data.pkl`` holds one ``pickle_bytes``-long tensor-name-looking string,
+    deflated to a few hundred KiB."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        with archive.open("archive/data.pkl", "w") as pkl:
+            pkl.write(b"\x80\x04\x8d" + struct.pack("<Q", pickle_bytes))
+            chunk = b"a." * (1 << 19)
+            for _ in range(pickle_bytes // len(chunk)):
+                pkl.write(chunk)
+            pkl.write(b".")
+    return path
+
+
+def test_a_zip_bomb_is_refused_before_it_is_decompressed(tmp_path: Path) -> None:
+    bomb = _zip_bomb(tmp_path / "bomb.pt", 128 << 20)
+    assert bomb.stat().st_size < 1 << 20  # 128 MiB of pickle in well under 1 MiB
+    for read in (lambda: inspect_file(bomb), lambda: inspect_file(bomb, scan_pickles=True)):
+        with pytest.raises(UnsafeFile, match=r"^bomb\.pt holds a \d+-byte pickle \(archive/data\.pkl\)") as info:
+            read()
+        assert "\n" not in str(info.value)
+    with pytest.raises(UnsafeFile, match="bomb.pt"):
+        check_pickle(bomb, allow_pickle=True)
+
+
+def test_a_zip_claiming_far_more_bytes_than_it_holds_or_too_many_entries_is_refused(tmp_path: Path) -> None:
+    import zipfile
+
+    bomb = tmp_path / "many.ckpt"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("archive/data.pkl", mf.pickle_checkpoint_bytes())
+        for index in range(3):
+            archive.writestr(f"archive/data/{index}", bytes(16 << 20))  # 48 MiB of zeros in ~50 KiB
+    with pytest.raises(UnsafeFile, match=r"many\.ckpt would unpack to 5033\d{4} bytes from \d+: a decompression bomb"):
+        inspect_file(bomb)
+    tiny = tmp_path / "tiny.ckpt"
+    tiny.write_bytes(mf.pickle_checkpoint_bytes(zip_format=True))
+    assert inspect_file(tiny).detection.kind is ModelType.BASE_MODEL
+    entries = len(zipfile.ZipFile(tiny).infolist())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(inspection, "MAX_ZIP_ENTRIES", entries - 1)
+        with pytest.raises(UnsafeFile, match=f"tiny.ckpt is a zip of {entries} entries, more than {entries - 1}"):
+            inspect_file(tiny)
 
 
 def test_sniffing_ignores_the_name(tmp_path: Path) -> None:

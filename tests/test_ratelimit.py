@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from hubloader.engine.ratelimit import RateLimiter, limiter_for, retry_after_seconds
+from hubloader.engine.ratelimit import MAX_RETRY_AFTER, RateLimiter, limiter_for, retry_after_seconds
 
 
 def test_interval_like_the_seed_for_burst_one():
@@ -90,3 +90,12 @@ def test_retry_after_reads_seconds_and_http_dates():
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 -0000") == 0.0  # naive date, read as UTC
     later = retry_after_seconds(formatdate(time.time() + 3600, usegmt=True))
     assert later is not None and 3500 < later <= 3600
+
+
+@pytest.mark.parametrize("value", ["inf", "1e999", "Fri, 31 Dec 9999 23:59:59 GMT", "999999999999"])
+def test_retry_after_is_capped(value: str):
+    assert retry_after_seconds(value) == MAX_RETRY_AFTER
+
+
+def test_retry_after_nan_and_negative_infinity():
+    assert retry_after_seconds("nan") is None and retry_after_seconds("-inf") == 0.0

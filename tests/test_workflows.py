@@ -236,6 +236,31 @@ def test_infotext_without_parameters_line():
     assert infotext_models(info) == []
 
 
+PAIRS = "Steps: 20, Sampler: Euler, Size: 512x512, "
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(
+    ("line", "keys"),
+    [
+        ("word " * 40_000, set()),  # a long run of key characters with no ":" (quadratic backtracking on main)
+        (PAIRS + "a" * 200_000, {"Steps", "Sampler", "Size"}),
+        (PAIRS + " " * 200_000, {"Steps", "Sampler", "Size"}),
+        (PAIRS + ('Key: "' + '\\"' * 8 + ", ") * 12_000, {"Steps", "Sampler", "Size", "Key"}),  # unclosed quotes
+    ],
+)
+def test_infotext_adversarial_parameters_parse_in_one_pass(line: str, keys: set[str]):
+    """200 kB of hostile parameters: the pairs A1111's regex would find, without its quadratic backtracking
+    (main took minutes; the generous timeout only stops a regression from hanging the suite)."""
+    assert len(line) >= 200_000
+    info = parse_infotext("a prompt\n" + line)
+    assert set(info.params) == keys
+    if keys:
+        assert info.prompt == "a prompt" and info.params["Size"] == "512x512"
+    else:
+        assert info.prompt == ("a prompt\n" + line).strip()
+
+
 # --- local matching ---------------------------------------------------------------------------
 
 

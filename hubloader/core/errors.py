@@ -160,6 +160,17 @@ class DiskFull(HubloaderError):
         super().__init__(message, hint=hint)
 
 
+class IndexUnavailable(HubloaderError):
+    """The model index (the SQLite file ``path``) cannot be read or written: corrupt, locked or read-only.
+    Nothing was changed in it, and no model file was touched."""
+
+    hint = "The model files are untouched."
+
+    def __init__(self, message: str, *, path: Path | None = None, hint: str | None = None) -> None:
+        self.path = path
+        super().__init__(message, hint=hint)
+
+
 class Cancelled(HubloaderError):
     hint = "The partial file was kept; start the download again to resume."
 

@@ -8,6 +8,7 @@ the value.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import tempfile
@@ -17,6 +18,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 DEFAULT_CIVITAI_ENDPOINT = "https://civitai.com"
+log = logging.getLogger(__name__)
 SETTINGS_FILE = "settings.json"
 
 #: Settings a user may store in the file, with their defaults.
@@ -74,16 +76,44 @@ def settings_path() -> Path:
     return hubloader_home() / SETTINGS_FILE
 
 
+#: The JSON type a stored setting must have when it is not null; the others are strings.
+SETTING_TYPES: dict[str, tuple[type, ...]] = {
+    "allow_pickle": (bool,),
+    "nsfw": (bool,),
+    "max_connections": (int,),
+    "cache_limit_gb": (int, float),
+    "max_connections_per_host": (dict,),
+}
+_TYPE_NAMES = {bool: "true or false", int: "a number", dict: "a JSON object", str: "a string"}
+_warned: set[str] = set()
+
+
 def load_settings() -> dict[str, Any]:
-    """The settings file merged over the defaults; a missing or broken file means defaults."""
+    """The settings file merged over the defaults; a missing or broken file means defaults. A value of the
+    wrong type (``"max_connections": "eight"``) is not used: its default is, with one warning naming it
+    (an error here would also stop reading the tokens the error message is redacted with)."""
     settings = dict(DEFAULTS)
     try:
         stored = json.loads(settings_path().read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return settings
     if isinstance(stored, dict):
-        settings.update({k: v for k, v in stored.items() if k in DEFAULTS})
+        settings.update({k: v for k, v in stored.items() if k in DEFAULTS and _right_type(k, v)})
     return settings
+
+
+def _right_type(key: str, value: Any) -> bool:
+    """Whether ``value`` may be stored for ``key`` (:data:`SETTING_TYPES`); warns once when not."""
+    allowed = SETTING_TYPES.get(key, (str,))
+    wrong_bool = isinstance(value, bool) and bool not in allowed  # JSON true is not a number
+    if value is None or (isinstance(value, allowed) and not wrong_bool):
+        return True
+    shown = "a hidden value" if key in SECRET_KEYS else json.dumps(value)[:40]
+    warning = f"The settings file {settings_path()} sets {key} to {shown}; it must be {_TYPE_NAMES[allowed[0]]}, so the default is used."
+    if warning not in _warned:
+        _warned.add(warning)
+        log.warning("hubloader: %s", warning)
+    return False
 
 
 def save_settings(changes: dict[str, Any]) -> Path:

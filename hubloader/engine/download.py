@@ -70,11 +70,16 @@ from hubloader.engine.locks import acquire, lock_path, target_lock
 from hubloader.engine.origin import Origin, refuse_non_http
 from hubloader.engine.partfile import CHECKPOINT_BYTES, PartFile, partial_ranges, read_partial, seed_partial
 from hubloader.engine.progress import DownloadProgress, ProgressReporter, TqdmProgress, tqdm_progress
+from hubloader.engine.ratelimit import MAX_RETRY_WAIT
 from hubloader.engine.responses import ResponseCheck
 from hubloader.engine.sniff import HEAD_BYTES, check_head
 
 if TYPE_CHECKING:
     import aiohttp
+
+#: Seconds without a byte after which a connection is given up and retried (a stalled server).
+STALL_TIMEOUT_S = 60.0
+
 
 __all__ = [
     "CHECKPOINT_BYTES",
@@ -122,13 +127,15 @@ async def adownload_file(
     max_connections: int | None = None,
     retries: int = 5,
     hash_while_downloading: bool = True,
+    stall_timeout: float = STALL_TIMEOUT_S,
 ) -> DownloadResult:
     """Download ``url`` to ``dest`` (see the module docstring for the guarantees).
 
     ``max_connections`` overrides the per-service cap from the settings; ``retries`` is per failure
     streak (a connection that made progress starts counting again). ``hash_while_downloading=False``
     exists for benchmarks only: the result's ``sha256`` is then empty and nothing is verified.
-    ``check_url`` is called with every URL before it is requested (each redirect hop, each re-resolved
+    ``stall_timeout``: seconds without a byte (or an answer) after which a connection counts as failed and is
+    retried from where it stopped, the ``.part`` kept. ``check_url`` is called with every URL before it is requested (each redirect hop, each re-resolved
     URL) and refuses it by raising: the gate's host rule (:mod:`hubloader.gate`).
     """
     refuse_non_http(url)
@@ -150,6 +157,7 @@ async def adownload_file(
         max_connections=max_connections or connection_cap(service),
         retries=retries,
         hashing=hash_while_downloading,
+        stall_timeout=stall_timeout,
     )
     return await job.run()
 
@@ -207,6 +215,7 @@ class _Download:
         max_connections: int,
         retries: int,
         hashing: bool,
+        stall_timeout: float,
     ) -> None:
         self.dest = dest
         self.expected_sha256 = expected_sha256
@@ -216,6 +225,7 @@ class _Download:
         self.expect = expect
         self.cancel = cancel
         self.retries = retries
+        self.stall_timeout = stall_timeout
         self.hashing = hashing or bool(expected_sha256 or expected_blake3)
         self.origin = Origin(url, token=token, service=service, resolve_url=resolve_url, check_url=check_url)
         self.shown_url = self.origin.shown_url
@@ -391,7 +401,7 @@ class _Download:
 
         from hubloader.core.version import USER_AGENT
 
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=self.stall_timeout)
         connector = aiohttp.TCPConnector(limit=self.connections.max_connections + 2, enable_cleanup_closed=True)
         headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
         async with aiohttp.ClientSession(
@@ -496,7 +506,7 @@ class _Download:
                 just_resolved = True
             except Transient as exc:
                 failures += 1
-                if failures > self.retries:
+                if failures > self.retries or (exc.retry_after or 0.0) > MAX_RETRY_WAIT:
                     if exc.status == 429:
                         raise errors.RateLimited(
                             f"{self.shown_url} keeps answering 429 Too Many Requests ({exc}).",

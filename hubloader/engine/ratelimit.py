@@ -8,6 +8,7 @@ sleeping), so the same limiter serves threads (``wait_if_needed``) and any numbe
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from datetime import timezone
@@ -82,18 +83,32 @@ def limiter_for(service: str) -> RateLimiter:
         return limiter
 
 
+#: Longest wait a ``Retry-After`` may ask for; a longer one (``inf``, a date years away) is read as this.
+MAX_RETRY_AFTER = 3600.0
+#: Longest ``Retry-After`` a transfer sleeps through; beyond it the caller is told to come back later.
+MAX_RETRY_WAIT = 300.0
+
+
 def retry_after_seconds(value: str | None) -> float | None:
-    """A ``Retry-After`` header as seconds to wait: a number, or an HTTP date (RFC 9110); None when absent or unreadable."""
+    """A ``Retry-After`` header as seconds to wait, within 0..:data:`MAX_RETRY_AFTER`: a number, or an HTTP
+    date (RFC 9110); None when absent or unreadable (``NaN`` included)."""
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
+        seconds = _seconds_until(value)
+    if seconds is None or math.isnan(seconds):
+        return None
+    return min(MAX_RETRY_AFTER, max(0.0, seconds))
+
+
+def _seconds_until(value: str) -> float | None:
+    """Seconds from now to the HTTP date ``value``; None when it is not one."""
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:  # "-0000" dates come back naive; HTTP dates are always UTC
         when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, when.timestamp() - time.time())
+    return when.timestamp() - time.time()

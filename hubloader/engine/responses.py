@@ -4,6 +4,7 @@ and not an error page; else what to do about it (retry, re-resolve the URL, rest
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -23,13 +24,17 @@ if TYPE_CHECKING:
 EXPIRED = (400, 401, 403, 410)
 
 
+#: ``bytes a-b/total`` or ``bytes */total`` (RFC 9110 §14.4), total ``*`` when unknown.
+_CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-\d+|\*)/(\d+|\*)\s*")
+
+
 def content_range(value: str | None) -> tuple[int | None, int | None]:
-    """``bytes a-b/total`` → (a, total); ``bytes */total`` → (None, total)."""
-    if not value or not value.startswith("bytes "):
+    """``bytes a-b/total`` → (a, total); ``bytes */total`` → (None, total); (None, None) when absent or malformed."""
+    match = _CONTENT_RANGE.fullmatch(value or "")
+    if match is None:
         return None, None
-    span, _, total = value[6:].partition("/")
-    start = int(span.split("-")[0]) if span.strip() != "*" else None
-    return start, int(total) if total.strip().isdigit() else None
+    start, total = match.groups()
+    return (int(start) if start else None), (int(total) if total != "*" else None)
 
 
 class ResponseCheck:
@@ -97,6 +102,9 @@ class ResponseCheck:
         last_modified = response.headers.get("Last-Modified")
         if response.status == 206:
             start, total = content_range(response.headers.get("Content-Range"))
+            if start is None:
+                value = response.headers.get("Content-Range", "")[:80]
+                raise Transient(f"{self.origin.host} answered a range with a malformed Content-Range {value!r}")
             if start != segment.pos:
                 raise Restart(f"asked for byte {segment.pos}, got {start}", range_ignored=True)
         else:

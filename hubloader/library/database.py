@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hubloader.core.errors import ConfigError
+from hubloader.core.errors import ConfigError, IndexUnavailable
 from hubloader.core.metadata import BaseModel, ModelFile, ModelFormat, ModelMetadata, ModelType, Source
 from hubloader.library.schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -56,6 +56,16 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA mmap_size = 268435456")  # reads straight from the page cache: listings of big indexes
     conn.execute("PRAGMA cache_size = -32000")  # 32 MB instead of 2 MB
     return conn
+
+
+@contextmanager
+def index_errors(path: Path) -> Iterator[None]:
+    """SQLite's faults on the index file ``path`` (corrupt, locked, read-only, unopenable) as
+    :class:`IndexUnavailable`; a failed transaction was rolled back, so nothing is lost."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:  # OperationalError ("database is locked", "readonly") included
+        raise IndexUnavailable(f"The model index {path} cannot be used: {exc}.", path=path) from None
 
 
 @contextmanager
@@ -359,9 +369,10 @@ class ModelDatabase:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path).expanduser()
-        self._conn = connect(self.path)
-        self._lock = threading.RLock()
-        migrate(self._conn)
+        with index_errors(self.path):
+            self._conn = connect(self.path)
+            self._lock = threading.RLock()
+            migrate(self._conn)
 
     def close(self) -> None:
         with self._lock:
@@ -370,15 +381,15 @@ class ModelDatabase:
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction (``BEGIN IMMEDIATE``) holding this process's lock."""
-        with self._lock, transaction(self._conn) as conn:
+        with index_errors(self.path), self._lock, transaction(self._conn) as conn:
             yield conn
 
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
+        with index_errors(self.path), self._lock:
             return self._conn.execute(sql, tuple(params)).fetchall()
 
     def query_one(self, sql: str, params: Iterable[Any] = ()) -> tuple[Any, ...] | None:
-        with self._lock:
+        with index_errors(self.path), self._lock:
             return self._conn.execute(sql, tuple(params)).fetchone()
 
     # -- models --

@@ -310,11 +310,54 @@ class PickleScan:
         return not self.dangerous and not self.error
 
 
+#: Limits on a torch zip (``.pt``/``.ckpt``) before any of it is decompressed. torch stores its
+#: entries uncompressed, one per tensor storage, beside a small ``data.pkl``: a file that claims far more
+#: bytes than it holds, or a huge pickle, is a decompression bomb.
+MAX_ZIP_ENTRIES = 200_000
+MAX_ZIP_PICKLE_BYTES = 64 * 1024 * 1024
+MAX_ZIP_RATIO = 8  # uncompressed bytes claimed per byte of archive
+ZIP_RATIO_SLACK = 16 * 1024 * 1024  # small archives may compress better than that
+
+
+def check_archive(path: str | Path) -> None:
+    """Refuse (UnsafeFile) a zip whose entry count, pickle entries or total uncompressed size would
+    exhaust memory when read; nothing is decompressed. Not a zip: nothing to check."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        if not zipfile.is_zipfile(f):
+            return
+        f.seek(0)
+        try:
+            with zipfile.ZipFile(f) as archive:
+                entries = archive.infolist()
+        except (zipfile.BadZipFile, ValueError, OSError) as exc:
+            raise InvalidFile(f"{path.name} is a damaged zip archive ({exc}).") from None
+    _check_zip_entries(path, entries)
+
+
+def _check_zip_entries(path: Path, entries: list[zipfile.ZipInfo]) -> None:
+    """The limits :func:`check_archive` applies to the entries of ``path``."""
+    if len(entries) > MAX_ZIP_ENTRIES:
+        raise UnsafeFile(f"{path.name} is a zip of {len(entries)} entries, more than {MAX_ZIP_ENTRIES}.")
+    for entry in entries:
+        if entry.filename.endswith(".pkl") and entry.file_size > MAX_ZIP_PICKLE_BYTES:
+            raise UnsafeFile(
+                f"{path.name} holds a {entry.file_size}-byte pickle ({entry.filename}), "
+                f"more than {MAX_ZIP_PICKLE_BYTES} bytes."
+            )
+    claimed = sum(entry.file_size for entry in entries)
+    if claimed > MAX_ZIP_RATIO * path.stat().st_size + ZIP_RATIO_SLACK:
+        raise UnsafeFile(
+            f"{path.name} would unpack to {claimed} bytes from {path.stat().st_size}: a decompression bomb."
+        )
+
+
 def scan_pickle(path: str | Path) -> PickleScan:
-    """Scan a pickle/torch file's opcodes with picklescan (nothing is executed)."""
+    """Scan a pickle/torch file's opcodes with picklescan (nothing is executed); a zip bomb is refused first."""
     from picklescan.scanner import SafetyLevel, scan_bytes
 
     path = Path(path)
+    check_archive(path)
     with open(path, "rb") as f:
         result = scan_bytes(f, str(path.name), file_ext=path.suffix.lower())
     names = [(f"{g.module}.{g.name}", g.safety) for g in result.globals]
@@ -346,9 +389,11 @@ _PICKLE_NAME_LIMIT = 200_000
 def pickle_tensor_names(path: str | Path) -> list[str]:
     """Tensor-name-looking strings from a torch pickle's opcode stream, decoded without executing it.
 
-    Shapes are not recovered (they live in REDUCE arguments), so recognisers see names only.
+    Shapes are not recovered (they live in REDUCE arguments), so recognisers see names only. A zip bomb
+    is refused (UnsafeFile) before anything is decompressed.
     """
     path = Path(path)
+    check_archive(path)
     names: list[str] = []
     with open(path, "rb") as f:
         if zipfile.is_zipfile(f):

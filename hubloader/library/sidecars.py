@@ -20,6 +20,7 @@ import io
 import json
 import logging
 import os
+import warnings
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -223,27 +224,45 @@ def write_preview(model_path: str | Path, image: bytes, *, overwrite: bool = Fal
     if existing is not None and not overwrite:
         return existing
     kind = image_type(image)
+    name = Path(model_path).name
     if kind is None:
-        raise InvalidFile(f"The preview for {Path(model_path).name} is not a PNG, JPEG, WebP or GIF image.")
-    if kind != "png":
-        image, kind = _to_png(image, kind)
+        raise InvalidFile(f"The preview for {name} is not a PNG, JPEG, WebP or GIF image.")
+    image, kind = _checked_png(image, kind, name)
     target = sidecar_path(model_path, f".preview.{kind}")
     _atomic_write(target, image)
     return target
 
 
-def _to_png(image: bytes, kind: str) -> tuple[bytes, str]:
+#: Most pixels a preview may have: it is a card thumbnail. Checked from the header, before decoding,
+#: below Pillow's own decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``).
+MAX_PREVIEW_PIXELS = 64 * 1024 * 1024
+
+
+def _checked_png(image: bytes, kind: str, name: str) -> tuple[bytes, str]:
+    """``image`` as PNG once its size is known to be sane (a PNG is kept as it is); unchecked and
+    unconverted without Pillow. InvalidFile for a bomb or an image Pillow cannot read."""
     try:
         from PIL import Image
     except ImportError:
         return image, kind
     try:
-        with Image.open(io.BytesIO(image)) as opened:
-            out = io.BytesIO()
-            opened.convert("RGBA" if opened.mode in ("RGBA", "LA", "P") else "RGB").save(out, "PNG")
-            return out.getvalue(), "png"
-    except OSError as exc:
-        raise InvalidFile(f"The preview image could not be decoded ({exc}).") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked below
+            with Image.open(io.BytesIO(image)) as opened:
+                width, height = opened.size
+                if width * height > MAX_PREVIEW_PIXELS:
+                    raise InvalidFile(
+                        f"The preview for {name} is {width}x{height} pixels, more than {MAX_PREVIEW_PIXELS}."
+                    )
+                if kind == "png":
+                    return image, kind
+                out = io.BytesIO()
+                opened.convert("RGBA" if opened.mode in ("RGBA", "LA", "P") else "RGB").save(out, "PNG")
+                return out.getvalue(), "png"
+    except Image.DecompressionBombError:
+        raise InvalidFile(f"The preview for {name} is larger than {MAX_PREVIEW_PIXELS} pixels.") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InvalidFile(f"The preview for {name} could not be decoded ({exc}).") from None
 
 
 # --- other tools' files and the combined view --------------------------------------------------

@@ -80,7 +80,7 @@ async def send_blob(
         if parsed:
             start, end = parsed
             status = 206
-            out["Content-Range"] = f"bytes {start}-{end - 1}/{blob.size}"
+            out["Content-Range"] = faults.content_range or f"bytes {start}-{end - 1}/{blob.size}"
     response = web.StreamResponse(status=status, headers=out)
     response.content_type = content_type
     response.content_length = end - start
@@ -122,6 +122,8 @@ async def _stream(
         if drop_at is not None and sent >= drop_at:
             await _drop(request)
             return
+        if faults.stall_after_bytes is not None and sent - len(piece) < faults.stall_after_bytes <= sent:
+            await asyncio.sleep(faults.stall_seconds)
     await response.write_eof()
 
 

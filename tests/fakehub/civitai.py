@@ -124,6 +124,7 @@ class CivitaiCatalog:
         self.blobs: dict[int, Blob] = {}  # file id -> bytes served for it
         self.hashes: dict[str, int] = {}  # upper-case hash -> version id (earliest added wins)
         self._unhashed: list[dict] = []  # generated file entries whose hashes are computed on first use
+        self.image_bodies: dict[str, bytes] = {}  # CDN path -> body served instead of the tiny JPEG
         self._next_id = 9_000_001
         self._load_fixtures()
 
@@ -663,7 +664,11 @@ class CivitaiCatalog:
         return None
 
     async def image(self, request: web.Request) -> web.Response:
-        """Any /images/... path on the CDN answers a tiny real JPEG (preview downloads)."""
+        """Any /images/... path on the CDN answers a tiny real JPEG (preview downloads), or the body
+        ``image_bodies`` holds for that path."""
+        body = self.image_bodies.get(request.path)
+        if body is not None:
+            return web.Response(body=body, content_type="application/octet-stream")
         return web.Response(body=_tiny_jpeg(), content_type="image/jpeg")
 
 

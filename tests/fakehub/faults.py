@@ -28,6 +28,9 @@ class Faults:
     html_login: bool = False  # file bodies and downloads answer 200 text/html login page instead
     signed_url_ttl: float = 3600.0  # lifetime of signed storage/CDN URLs issued from now on (seconds)
     hostile_filename: str | None = None  # CivitAI Content-Disposition filename override, e.g. "../../evil.safetensors"
+    stall_after_bytes: int | None = None  # each response body goes silent after this many bytes ...
+    stall_seconds: float = 5.0  # ... for this long (a stalled server), then goes on
+    content_range: str | None = None  # sent instead of the true Content-Range of 206 answers (a broken server)
     path_prefix: str | None = None  # request faults only for paths starting with this
     extra: dict = field(default_factory=dict)  # free-form, for experiments driven over /_fake/faults
 
