@@ -93,6 +93,30 @@ def test_download_from_huggingface_lands_in_the_kind_folder_and_refreshes_combos
     run_app(test)
 
 
+@pytest.mark.hf
+def test_a_download_named_like_a_different_local_file_lands_apart_under_its_combo_name(comfy, hub_env):
+    data = safetensors_bytes(kohya_lora(), seed=71)
+    hub_env.add_hf_repo("someone/styles", files={"model.safetensors": data})
+    loras = Path(comfy.get_folder_paths("loras")[0])
+    loras.mkdir(parents=True, exist_ok=True)
+    (loras / "model.safetensors").write_bytes(safetensors_bytes(kohya_lora(), seed=72))  # another file of that name
+
+    async def test(client: TestClient, events: Events, jobs: JobManager) -> None:
+        body = {"ref": "someone/styles/model.safetensors", "kind": "loras"}
+        response = await client.post("/hubloader/downloads", json=body)
+        assert response.status == 202, await response.text()
+        job = await wait_job(client, (await response.json())["id"])
+        assert job["state"] == DONE, job["error"]
+        placed = loras / "someone__styles" / "model.safetensors"
+        assert job["path"] == str(placed) and placed.read_bytes() == data
+        assert job["filename"] == "someone__styles/model.safetensors"  # the name the loader combo lists
+        assert "someone__styles/model.safetensors" in comfy.get_filename_list("loras")
+        changed = [d for e, d in events if e == "hubloader.models.changed"]
+        assert changed[-1]["name"] == "someone__styles/model.safetensors"
+
+    run_app(test)
+
+
 @pytest.mark.parametrize(
     ("body", "status", "needle"),
     [
