@@ -189,3 +189,19 @@ def test_a_civitai_file_named_like_a_different_file_gets_its_version_id(hub_env,
     assert second.path == tmp_path / "loras" / f"style-{version}.safetensors" and second.path.read_bytes() == other
     assert hub_env.bytes_sent.total() - sent >= len(other) and not second.reused
     assert place.fetch(f"civitai:{first_model}", folders).reused
+
+
+@pytest.mark.hf
+def test_huggingface_cdn_urls_expiring_mid_download_are_re_resolved_never_a_token_error(hub_env, tmp_path):
+    commit = hub_env.add_hf_repo("ink/big", {"big.safetensors": ("generated", 40 * 1024 * 1024)})
+    blob = hub_env.hf.repos["ink/big"].commits[commit].files["big.safetensors"].blob
+    # The CDN's signed URLs live 0.3 s; throttled, dropped connections reopen after expiry.
+    hub_env.faults.update(
+        signed_url_ttl=0.3, bandwidth_per_connection=8 * 1024 * 1024, drop_after_bytes=3 * 1024 * 1024
+    )
+
+    placed = place.fetch("ink/big/big.safetensors", standalone_folders(tmp_path), kind="checkpoints")
+
+    assert placed.sha256 == blob.sha256 and hashlib.sha256(placed.path.read_bytes()).hexdigest() == blob.sha256
+    cdn = [r for r in hub_env.requests if r.host == "cdn"]
+    assert len({r.query for r in cdn}) > 4  # several signed URLs were needed, each got afresh
