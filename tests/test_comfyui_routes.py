@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import sys
 import threading
@@ -113,6 +114,10 @@ def test_a_download_named_like_a_different_local_file_lands_apart_under_its_comb
         assert "someone__styles/model.safetensors" in comfy.get_filename_list("loras")
         changed = [d for e, d in events if e == "hubloader.models.changed"]
         assert changed[-1]["name"] == "someone__styles/model.safetensors"
+        # What the page writes into properties.models for the combo's value: the placed name and its URL.
+        info = await (await client.get("/hubloader/model?kind=loras&name=someone__styles/model.safetensors")).json()
+        assert info["exists"] is True and info["url"].endswith("/someone/styles/resolve/main/model.safetensors")
+        assert info["sha256"] == hashlib.sha256(data).hexdigest()
 
     run_app(test)
 
