@@ -27,7 +27,7 @@ from hubloader.core.folders import ModelFolders, kind_of, safe_filename
 from hubloader.core.metadata import ModelFormat, ModelMetadata, ModelType, Source
 from hubloader.core.settings import load_settings, redact_url
 from hubloader.gate.fetch import fetch_file, fetch_preview_bytes
-from hubloader.gate.policy import check_destination
+from hubloader.gate.policy import check_destination, place_apart
 from hubloader.gate.request import FileRequest
 from hubloader.sources.references import (
     CIVITAI,
@@ -205,6 +205,9 @@ def _fetch_huggingface(
     dest = _folder(folders, kind) / safe_filename(save_as or Path(ref.filename).name)
     if source.sha256:  # the gate's destination rule before any byte; link_into judges a small git file
         request = FileRequest(url=url, folder=dest.parent, name=dest.name, sha256=source.sha256.lower())
+        if not save_as:  # a same-named different file (another repo's model.safetensors) stays: this one goes apart
+            request = place_apart(request, hf_apart(ref.repo_id, ref.filename))
+            dest = request.dest
         if check_destination(request) is not None:
             return Placed(dest, kind, source, reused=True, url=url, sha256=source.sha256)
     if cached is None:
@@ -224,6 +227,11 @@ def _cached_source(ref: ModelRef, cached: Path) -> ModelMetadata:
     meta.model_id = f"{ref.repo_id}/{ref.filename}"
     meta.remote_url = hf_resolve_url(ref)
     return meta
+
+
+def hf_apart(repo_id: str, filename: str) -> str:
+    """The relative path a HuggingFace file takes when its plain name is taken: ``owner__repo/<path in repo>``."""
+    return f"{repo_id.replace('/', '__')}/{filename}"  # the gate's check_repo_path keeps it inside the folder
 
 
 def root_weights(repo: ModelMetadata) -> list[str]:

@@ -99,9 +99,12 @@ def fetch(
 
 
 def _present(ref: ModelRef, kind: str, filename: str | None) -> Fetched | None:
-    """A HuggingFace file already in the folder under its name: used as is, without the network (ComfyUI
-    often runs offline, and the loader would load that name anyway)."""
-    from hubloader.core.folders import safe_filename
+    """A HuggingFace file already in the folder: used as is, without the network (ComfyUI often runs offline,
+    and the loader would load that name anyway). Its own subfolder (``owner__repo/…``, where a same-named
+    different file sent it) always counts; its plain name only offline, since another repository's file of
+    that name may be there (online, the pipeline compares it with the published SHA256 before any byte)."""
+    from hubloader.core.settings import hf_offline
+    from hubloader.pipeline import hf_apart
     from hubloader.sources.references import hf_resolve_url
 
     if ref.kind != HUGGINGFACE:
@@ -111,10 +114,28 @@ def _present(ref: ModelRef, kind: str, filename: str | None) -> Fetched | None:
             f"{ref.text!r} names a whole repository.",
             hint="Name one file in it: owner/repo/file.safetensors (or paste the file's URL).",
         )
-    dest = folders.target_dir(kind) / safe_filename(filename or Path(ref.filename).name)
-    if not dest.is_file():
-        return None
-    return Fetched(dest, kind, folders.relative_name(kind, dest), url=hf_resolve_url(ref), reused=True)
+    folder, name = _destination(kind, filename or Path(ref.filename).name)
+    plain = folder / name
+    if filename is not None:  # the workflow's own name
+        candidates = [plain]
+    else:
+        apart = folders.target_dir(kind) / hf_apart(ref.repo_id, ref.filename)
+        candidates = [apart, plain] if hf_offline() else [apart]
+    for dest in candidates:
+        if dest.is_file():
+            return Fetched(dest, kind, folders.relative_name(kind, dest), url=hf_resolve_url(ref), reused=True)
+    return None
+
+
+def _destination(kind: str, filename: str) -> tuple[Path, str]:
+    """The folder and plain name of ``filename``, a name relative to ``kind``'s folder as a workflow spells it
+    (``owner__repo/style-0.safetensors`` keeps its subfolder, so the loader finds it under that name)."""
+    from hubloader.core.folders import safe_filename
+    from hubloader.gate.policy import check_repo_path
+
+    relative = check_repo_path(filename.replace("\\", "/"))
+    parent, _, name = relative.rpartition("/")
+    return folders.target_dir(kind) / parent, safe_filename(name)
 
 
 def _place(
@@ -123,11 +144,12 @@ def _place(
     """The hub layer downloads, verifies, describes and records; we give ComfyUI's folder for the kind."""
     from hubloader import pipeline as place
 
+    folder, name = _destination(kind, filename) if filename else (folders.target_dir(kind), None)
     placed = place.fetch(
         ref,
-        folders.target_dir(kind),
+        folder,
         kind=kind,
-        save_as=filename,
+        save_as=name,
         progress=place.progress_in_bytes(progress),
         cancel=cancel,
     )

@@ -74,15 +74,18 @@ def workflow_url(extra_pnginfo: Any, unique_id: Any, name: str) -> str:
     workflow = (extra_pnginfo or {}).get("workflow") if isinstance(extra_pnginfo, dict) else None
     if not isinstance(workflow, dict):
         return ""
-    wanted = Path(str(name).replace("\\", "/")).name
+    exact = str(name).replace("\\", "/")
     entries: list[Any] = []
     for node in _all_nodes(workflow):
         if str(node.get("id")) == str(unique_id).rsplit(":", 1)[-1]:
             entries.extend((node.get("properties") or {}).get("models") or [])
     entries.extend(workflow.get("models") or [])
-    for entry in entries:
-        if isinstance(entry, dict) and Path(str(entry.get("name", "")).replace("\\", "/")).name == wanted:
-            return str(entry.get("url") or "")
+    named = [(str(e.get("name", "")).replace("\\", "/"), e) for e in entries if isinstance(e, dict)]
+    # The placed name first: same-named files of other sources sit apart (owner__repo/style-0.safetensors).
+    for matches in (lambda n: n == exact, lambda n: Path(n).name == Path(exact).name):
+        for entry_name, entry in named:
+            if matches(entry_name):
+                return str(entry.get("url") or "")
     return ""
 
 
@@ -126,7 +129,7 @@ def ensure_local(kind: str, name: str, source: str, unique_id: Any = None, extra
         if path is not None:
             return fetch.Fetched(path, kind, name)
         reference = workflow_url(extra_pnginfo, unique_id, name)
-        filename = Path(str(name).replace("\\", "/")).name
+        filename = str(name).replace("\\", "/")  # fetched to that very name, subfolder included, to load as named
         if not reference:
             raise MissingModel(f"{name!r} is not in ComfyUI's {kind} folder and the workflow says nowhere to get it.")
     try:

@@ -287,6 +287,31 @@ def test_get_huggingface_file_into_a1111_and_by_url_into_a_folder(hub_env, tmp_p
     assert models["ink/sd15-base/v1-5.safetensors"].sha256 == sha(checkpoint)
 
 
+@pytest.mark.hf
+def test_get_places_same_named_different_files_apart_and_prints_where(hub_env, tmp_path: Path):
+    first, second, third = (safetensors_bytes(kohya_lora(), seed=s) for s in (61, 62, 63))
+    hub_env.add_hf_repo("ink/one", {"model.safetensors": first}, tags=["lora"])
+    hub_env.add_hf_repo("pen/two", {"model.safetensors": second}, tags=["lora"])
+    model_id, version_id = hub_env.add_civitai_model("Three", files=[{"name": "model.safetensors", "data": third}])
+    comfy = comfyui_root(tmp_path / "ComfyUI")
+    loras = comfy / "models" / "loras"
+
+    assert hubloader("get", "ink/one/model.safetensors", "--comfyui", str(comfy)).returncode == 0
+    result = hubloader("get", "pen/two/model.safetensors", "--comfyui", str(comfy))
+    assert result.returncode == 0, result.stderr
+    apart = loras / "pen__two" / "model.safetensors"
+    assert f"Saved: {apart} " in result.stdout and apart.read_bytes() == second
+    civitai = hubloader("get", f"civitai:{model_id}", "--comfyui", str(comfy), "--json")
+    assert civitai.returncode == 0, civitai.stderr
+    (record,) = json_lines(civitai.stdout)
+    assert record["path"] == str(loras / f"model-{version_id}.safetensors") and record["sha256"] == sha(third)
+    assert (loras / "model.safetensors").read_bytes() == first
+
+    with ModelRegistry() as registry:
+        models = {m.model_id: m for m in registry.list_models()}
+    assert models["pen/two/model.safetensors"].local_path == apart
+
+
 def test_get_by_hash_finds_the_file_on_civitai(hub_env, tmp_path: Path):
     embedding = safetensors_bytes(kohya_lora("sd15"), seed=9)
     hub_env.add_civitai_model(

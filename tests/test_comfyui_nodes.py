@@ -342,3 +342,31 @@ def test_missing_models_reader_knows_our_nodes_widget_order(nodes):
         ]
         table = [name for name, _ in LOADER_WIDGETS[node_id]]
         assert widgets[: len(table)] == table, node_id
+
+
+@pytest.mark.hf
+def test_same_named_different_files_are_fetched_apart_and_loaded_by_their_placed_name(
+    nodes, comfy, comfy_runtime, hub_env, monkeypatch
+):
+    monkeypatch.setattr("nodes.fetch._fetched", {})  # a fresh ComfyUI process: no earlier test's fetch
+    sd15, sdxl = (safetensors_bytes(kohya_lora(), seed=s) for s in (51, 52))
+    hub_env.add_hf_repo("ink/styles", {"sd15/style-0.safetensors": sd15, "sdxl/style-0.safetensors": sdxl})
+    loras = Path(comfy.get_folder_paths("loras")[0])
+    mine = _lora(comfy, "style-0.safetensors")  # the user's own file of that name stays as it is
+    kept = mine.read_bytes()
+
+    fetched = nodes.ensure_local("loras", "", "ink/styles/sdxl/style-0.safetensors")
+    assert fetched.path == loras / "ink__styles" / "sdxl" / "style-0.safetensors"
+    assert fetched.path.read_bytes() == sdxl and fetched.name == "ink__styles/sdxl/style-0.safetensors"
+    assert mine.read_bytes() == kept
+
+    url = f"{hub_env.hf_url}/ink/styles/resolve/main/sd15/style-0.safetensors"
+    placed_name = "ink__styles/sd15/style-0.safetensors"
+    models = [{"name": "style-0.safetensors", "url": "https://hf.co/x/y/resolve/main/style-0.safetensors"}]
+    models.append({"name": placed_name, "url": url, "directory": "loras"})
+    extra = {"workflow": {"nodes": [{"id": 7, "properties": {"models": models}}]}}
+    assert nodes.workflow_url(extra, "7", placed_name) == url
+    fetched = nodes.ensure_local("loras", placed_name, "", unique_id="7", extra_pnginfo=extra)
+    assert fetched.path == loras / "ink__styles" / "sd15" / "style-0.safetensors"
+    assert fetched.path.read_bytes() == sd15 and fetched.name == placed_name
+    assert nodes.ensure_local("loras", placed_name, "").path == fetched.path  # now local: loaded by that name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import sys
 import threading
@@ -89,6 +90,34 @@ def test_download_from_huggingface_lands_in_the_kind_folder_and_refreshes_combos
         assert [m["name"] for m in library["models"]] == ["ink.safetensors"]
         info = await (await client.get("/hubloader/model?kind=loras&name=ink.safetensors")).json()
         assert info["exists"] is True and info["url"].endswith("/resolve/main/loras/ink.safetensors")
+
+    run_app(test)
+
+
+@pytest.mark.hf
+def test_a_download_named_like_a_different_local_file_lands_apart_under_its_combo_name(comfy, hub_env):
+    data = safetensors_bytes(kohya_lora(), seed=71)
+    hub_env.add_hf_repo("someone/styles", files={"model.safetensors": data})
+    loras = Path(comfy.get_folder_paths("loras")[0])
+    loras.mkdir(parents=True, exist_ok=True)
+    (loras / "model.safetensors").write_bytes(safetensors_bytes(kohya_lora(), seed=72))  # another file of that name
+
+    async def test(client: TestClient, events: Events, jobs: JobManager) -> None:
+        body = {"ref": "someone/styles/model.safetensors", "kind": "loras"}
+        response = await client.post("/hubloader/downloads", json=body)
+        assert response.status == 202, await response.text()
+        job = await wait_job(client, (await response.json())["id"])
+        assert job["state"] == DONE, job["error"]
+        placed = loras / "someone__styles" / "model.safetensors"
+        assert job["path"] == str(placed) and placed.read_bytes() == data
+        assert job["filename"] == "someone__styles/model.safetensors"  # the name the loader combo lists
+        assert "someone__styles/model.safetensors" in comfy.get_filename_list("loras")
+        changed = [d for e, d in events if e == "hubloader.models.changed"]
+        assert changed[-1]["name"] == "someone__styles/model.safetensors"
+        # What the page writes into properties.models for the combo's value: the placed name and its URL.
+        info = await (await client.get("/hubloader/model?kind=loras&name=someone__styles/model.safetensors")).json()
+        assert info["exists"] is True and info["url"].endswith("/someone/styles/resolve/main/model.safetensors")
+        assert info["sha256"] == hashlib.sha256(data).hexdigest()
 
     run_app(test)
 

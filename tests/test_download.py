@@ -17,9 +17,10 @@ import pytest
 
 from hubloader.core import errors
 from hubloader.core.settings import Secret
-from hubloader.engine import download
+from hubloader.engine import download, origin
 from hubloader.engine.download import DownloadProgress, TqdmProgress, adownload_file, download_file, lock_path
 from hubloader.engine.ratelimit import MAX_RETRY_AFTER, MAX_RETRY_WAIT
+from hubloader.faces import advice
 from tests.fakehub.modelfiles import kohya_lora, safetensors_bytes
 from tests.fakehub.storage import GeneratedBlob, StoredObject
 
@@ -265,15 +266,33 @@ def test_expired_signed_url_is_re_resolved_on_resume(fakehub, tmp_path):
     assert result.sha256 == obj.blob.sha256
 
 
+def test_signed_url_expiring_mid_download_is_re_resolved_each_time_a_connection_opens_after_expiry(fakehub, tmp_path):
+    obj = StoredObject(GeneratedBlob(40 * MiB, "ramp"), filename="r.safetensors", etag='"ramp"')
+    # Short-lived URLs and throttled, dropped connections: the ramp and every reconnect open after expiry.
+    fakehub.faults.update(signed_url_ttl=0.3, bandwidth_per_connection=8 * MiB, drop_after_bytes=3 * MiB)
+    resolved: list[str] = []
+
+    def resolve() -> str:
+        resolved.append(fakehub.signed_url("ramp", obj))
+        return resolved[-1]
+
+    result = download_file(resolve(), tmp_path / "r.safetensors", expected_sha256=obj.blob.sha256, resolve_url=resolve)
+
+    assert result.sha256 == obj.blob.sha256 and len(resolved) > 1 + origin.MAX_RESOLVES
+
+
 def test_expired_signed_url_without_a_way_to_renew_says_so(fakehub, tmp_path):
     obj = StoredObject(GeneratedBlob(MiB, "gone"), etag='"gone"')
     signed = fakehub.signed_url("gone", obj)
     fakehub.expire_signed_urls()
     source = fakehub.add_redirect("api/download/models/7", signed, status=307, host="civitai")
 
-    with pytest.raises(errors.AuthRequired) as info:
+    with pytest.raises(errors.NetworkError) as info:
         download_file(source, tmp_path / "gone.bin", expect="any")
     assert "Request has expired" in str(info.value)
+    assert not isinstance(info.value, errors.AuthRequired)
+    for face in (advice.CLI, advice.GRADIO, advice.COMFYUI):
+        assert "token" not in advice.explain(info.value, face).lower()
     assert "X-Amz-Signature=***" in str(info.value) or "X-Amz-Signature" not in str(info.value)
     assert not list(tmp_path.glob("gone.bin*.part*"))
 

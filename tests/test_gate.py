@@ -116,12 +116,18 @@ def test_an_existing_different_file_is_never_overwritten_and_no_byte_is_fetched(
     model_id, version_id = hub_env.add_civitai_model("Kept", files=[{"name": "kept.safetensors"}])
     mine = tmp_path / "kept.safetensors"
     mine.write_bytes(b"the user's own file")
+    also_mine = tmp_path / f"kept-{version_id}.safetensors"  # where a same-named different file goes apart
+    also_mine.write_bytes(b"the user's other file")
 
-    with pytest.raises(DownloadRefused, match="kept.safetensors"):
+    with pytest.raises(DownloadRefused, match=f"kept-{version_id}.safetensors"):
         CivitAIService(rate_limit=200).download_model(model_id, version_id, tmp_path)
 
-    assert mine.read_bytes() == b"the user's own file"
+    assert mine.read_bytes() == b"the user's own file" and also_mine.read_bytes() == b"the user's other file"
     assert hub_env.bytes_sent.total() == 0
+
+    also_mine.unlink()
+    result = CivitAIService(rate_limit=200).download_model(model_id, version_id, tmp_path)
+    assert Path(result.path) == also_mine and mine.read_bytes() == b"the user's own file"
 
 
 def test_a_plain_url_never_overwrites_a_different_file(hub_env, tmp_path):

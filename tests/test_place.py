@@ -152,3 +152,56 @@ def test_a_resolved_workflow_model_that_cannot_be_fetched_raises_its_reason(hub_
     with pytest.raises(HubloaderError):
         fetch_resolved(Resolver(standalone_folders(tmp_path)), item)
     assert item.status is Status.FAILED and not (tmp_path / "loras" / "wrong.safetensors").exists()
+
+
+@pytest.mark.hf
+def test_same_named_different_huggingface_files_are_placed_apart_before_the_first_byte(hub_env, tmp_path):
+    sd15, sdxl, other = (safetensors_bytes(kohya_lora(), seed=s) for s in (21, 22, 23))
+    hub_env.add_hf_repo("ink/styles", {"sd15/style-0.safetensors": sd15, "sdxl/style-0.safetensors": sdxl})
+    hub_env.add_hf_repo("pen/styles", {"style-0.safetensors": other})
+    folders = standalone_folders(tmp_path)
+
+    first = place.fetch("ink/styles/sd15/style-0.safetensors", folders, kind="loras")
+    second = place.fetch("ink/styles/sdxl/style-0.safetensors", folders, kind="loras")
+    third = place.fetch("pen/styles/style-0.safetensors", folders, kind="loras")
+
+    loras = tmp_path / "loras"
+    assert first.path == loras / "style-0.safetensors" and first.path.read_bytes() == sd15
+    assert second.path == loras / "ink__styles" / "sdxl" / "style-0.safetensors" and second.path.read_bytes() == sdxl
+    assert third.path == loras / "pen__styles" / "style-0.safetensors" and third.path.read_bytes() == other
+    assert place.fetch("ink/styles/sdxl/style-0.safetensors", folders, kind="loras").reused
+    with ModelRegistry() as registry:
+        meta = place.record(second, registry)
+        assert meta.local_path == second.path and meta.sha256 == sha(sdxl)
+
+
+def test_a_civitai_file_named_like_a_different_file_gets_its_version_id(hub_env, tmp_path):
+    other = safetensors_bytes(kohya_lora(), seed=24)
+    first_model, _ = hub_env.add_civitai_model("First", files=[{"name": "style.safetensors", "data": LORA}])
+    second_model, version = hub_env.add_civitai_model("Second", files=[{"name": "style.safetensors", "data": other}])
+    folders = standalone_folders(tmp_path)
+
+    first = place.fetch(f"civitai:{first_model}", folders)
+    sent = hub_env.bytes_sent.total()
+    second = place.fetch(f"civitai:{second_model}", folders)
+
+    assert first.path == tmp_path / "loras" / "style.safetensors" and first.path.read_bytes() == LORA
+    assert second.path == tmp_path / "loras" / f"style-{version}.safetensors" and second.path.read_bytes() == other
+    assert hub_env.bytes_sent.total() - sent >= len(other) and not second.reused
+    assert place.fetch(f"civitai:{first_model}", folders).reused
+
+
+@pytest.mark.hf
+def test_huggingface_cdn_urls_expiring_mid_download_are_re_resolved_never_a_token_error(hub_env, tmp_path):
+    commit = hub_env.add_hf_repo("ink/big", {"big.safetensors": ("generated", 40 * 1024 * 1024)})
+    blob = hub_env.hf.repos["ink/big"].commits[commit].files["big.safetensors"].blob
+    # The CDN's signed URLs live 0.3 s; throttled, dropped connections reopen after expiry.
+    hub_env.faults.update(
+        signed_url_ttl=0.3, bandwidth_per_connection=8 * 1024 * 1024, drop_after_bytes=3 * 1024 * 1024
+    )
+
+    placed = place.fetch("ink/big/big.safetensors", standalone_folders(tmp_path), kind="checkpoints")
+
+    assert placed.sha256 == blob.sha256 and hashlib.sha256(placed.path.read_bytes()).hexdigest() == blob.sha256
+    cdn = [r for r in hub_env.requests if r.host == "cdn"]
+    assert len({r.query for r in cdn}) > 4  # several signed URLs were needed, each got afresh

@@ -133,6 +133,21 @@ def test_huggingface_download_links_into_the_folder_and_reports_progress(hub, hu
     assert rows[0][0] == job.id and rows[0][2] == DONE and rows[0][3] == "100%"
 
 
+def test_a_download_named_like_a_different_file_lands_apart_and_the_job_shows_where(hub, hub_env, tmp_path):
+    data = mf.safetensors_bytes(mf.kohya_lora("sdxl"), seed=91)
+    hub_env.add_hf_repo("someone/ink-model", files={"model.safetensors": data}, tags=["lora"])
+    loras = tmp_path / "models" / "loras"
+    loras.mkdir(parents=True)
+    (loras / "model.safetensors").write_bytes(mf.safetensors_bytes(mf.kohya_lora("sdxl"), seed=92))
+
+    (meta,), _ = hub.search("ink-model", "HuggingFace")
+    job = _finished(hub, hub.start_download(meta))
+
+    placed = loras / "someone__ink-model" / "model.safetensors"
+    assert Path(job.path) == placed and placed.read_bytes() == data
+    assert hub.job_rows()[0][6] == str(placed)  # the table's last column: where the file went
+
+
 def test_cancel_of_a_finished_job_says_so(hub):
     assert hub.cancel("") == "Choose a download to cancel."
     assert "not running" in hub.cancel("job-404")

@@ -140,3 +140,22 @@ def test_missing_repo_file_is_unresolved_with_the_reason(hub, tmp_path: Path):
     )
     (item,) = resolver_for(tmp_path / "m").resolve(graph).items
     assert item.status is Status.UNRESOLVED and "URL failed" in item.reason
+
+
+def test_a_name_placed_apart_is_fetched_to_its_own_folder_not_matched_to_a_same_named_other_file(hub, tmp_path):
+    sd15, sdxl = (safetensors_bytes(kohya_lora(), seed=s) for s in (81, 82))
+    hub.add_hf_repo("ink/styles", {"sd15/style-0.safetensors": sd15, "sdxl/style-0.safetensors": sdxl})
+    root = tmp_path / "models"
+    (root / "loras").mkdir(parents=True)
+    (root / "loras" / "style-0.safetensors").write_bytes(sd15)  # the other repository's file of that name
+    name = "ink__styles/sdxl/style-0.safetensors"
+    url = "https://huggingface.co/ink/styles/resolve/main/sdxl/style-0.safetensors"
+    models = [{"name": name, "url": url, "directory": "loras"}]
+    graph = ui_workflow([node(1, "LoraLoaderModelOnly", [name, 1.0], models=models)])
+
+    report = resolver_for(root).run(graph, download=True)
+
+    (item,) = report.items
+    assert item.status is Status.FETCHED, report.to_dict()
+    assert (root / "loras" / "ink__styles" / "sdxl" / "style-0.safetensors").read_bytes() == sdxl
+    assert (root / "loras" / "style-0.safetensors").read_bytes() == sd15

@@ -126,10 +126,27 @@ class Origin:
         """A fresh storage URL after ``expired``, or the host's refusal when there is no fresh one to get."""
         can_resolve = self.resolve_url is not None or expired.url != self.source_url
         if just_renewed or not can_resolve or self.resolves >= MAX_RESOLVES:
-            raise self.refusal(expired.status, expired.reason) from None
+            raise self.expired_refusal(expired) from None
         async with self.resolve_lock:
             if self.file_url == expired.url:  # not already replaced by another connection
                 await self._resolve()
+
+    def served(self) -> None:
+        """The current URL served the file: ``MAX_RESOLVES`` counts only resolves that served nothing in between
+        (a long download outlives many signed URLs; every connection opened after one expired needs a fresh one)."""
+        self.resolves = 0
+
+    def expired_refusal(self, expired: Expired) -> errors.HubloaderError:
+        """The error for a storage URL that stays refused after re-resolving (or cannot be re-resolved).
+
+        An expired signed URL is no token problem: a fresh one is needed, not credentials."""
+        if "expired" not in expired.reason.lower():
+            return self.refusal(expired.status, expired.reason)
+        return errors.NetworkError(
+            f"{self.host} answered {expired.status} for {self.shown_url}: {expired.reason}; "
+            "no fresh download URL could be obtained.",
+            hint="The source gives a fresh URL on each request; rerun to resume.",
+        )
 
     async def _resolve(self) -> None:
         """A fresh storage URL: ask ``resolve_url`` (or go back to the source URL, which redirects anew)."""

@@ -67,6 +67,7 @@ class ResponseCheck:
             except BaseException:
                 response.close()
                 raise
+            self.origin.served()
             return
         body = await self._error_body(response)
         reason = server_reason(body, response.headers.get("Content-Type", "")) or response.reason or ""

@@ -155,7 +155,7 @@ class JobManager:
             job.result = result
             path = getattr(result, "path", result)
             if isinstance(path, (str, Path)):
-                job.path, job.filename = str(path), Path(path).name
+                job.path, job.filename = str(path), _shown_name(result, Path(path))
             if job.total_bytes == 0:
                 job.total_bytes = job.done_bytes = int(getattr(result, "size_bytes", 0) or 0)
             self._finish(job, DONE)
@@ -214,3 +214,10 @@ class JobManager:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=False)
             self._pool = None
+
+
+def _shown_name(result: Any, path: Path) -> str:
+    """The file's name as its host lists it: the result's own ``name`` when it gives one (a ComfyUI loader's
+    combo name, ``owner__repo/model.safetensors`` for a file placed apart), else the file name."""
+    name = None if isinstance(result, (str, Path)) else getattr(result, "name", None)
+    return name if isinstance(name, str) and name else path.name

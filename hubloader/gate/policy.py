@@ -7,6 +7,7 @@ mirror's own storage). Any other host needs a published SHA256 and a local user'
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import re
@@ -150,6 +151,26 @@ def check_name(name: str) -> str:
 # --- destination -----------------------------------------------------------------------------------
 
 
+def place_apart(request: FileRequest, apart: str) -> FileRequest:
+    """Where the file lands, decided before its first byte: its own name in its folder unless a different file
+    already has that name, then ``apart``, a relative path under the folder that names the source
+    (``owner__repo/style-0.safetensors``, ``style-0-123.safetensors``): files of one name from different
+    sources both land (ComfyUI and A1111 list subfolders)."""
+    dest = request.folder / check_name(request.name)
+    if not (dest.exists() or dest.is_symlink()) or _holds(dest, request):
+        return request
+    target = request.folder / check_repo_path(apart)
+    return dataclasses.replace(request, folder=target.parent, name=target.name)
+
+
+def _holds(dest: Path, request: FileRequest) -> bool:
+    """Whether ``dest`` is a file with the request's published SHA256 (and size)."""
+    if not dest.is_file() or not request.sha256:
+        return False
+    size_ok = request.size is None or request.size == dest.stat().st_size
+    return size_ok and file_hashes(dest)["sha256"] == request.sha256
+
+
 def check_destination(request: FileRequest) -> DownloadResult | None:
     """The same file already at the destination (reused), else None; a different file there is refused."""
     dest = request.folder.resolve() / check_name(request.name)
@@ -159,10 +180,8 @@ def check_destination(request: FileRequest) -> DownloadResult | None:
         return None
     if not dest.is_file():
         raise DownloadRefused(f"{dest} exists and is not a file; nothing was downloaded.")
-    size = dest.stat().st_size
-    same = bool(request.sha256) and (request.size is None or request.size == size)
-    if same and file_hashes(dest)["sha256"] == request.sha256:
-        return DownloadResult(path=request.dest, sha256=request.sha256, size_bytes=size, reused=True)
+    if _holds(dest, request):
+        return DownloadResult(path=request.dest, sha256=request.sha256, size_bytes=dest.stat().st_size, reused=True)
     raise DownloadRefused(
         f"A different file already exists at {dest}; it was kept and nothing was downloaded.",
         hint="Move or delete it, or save the download under another name.",

@@ -52,6 +52,7 @@ from hubloader.core.version import USER_AGENT
 from hubloader.engine.hashing import verify_checksum
 from hubloader.engine.ratelimit import RateLimiter, limiter_for, retry_after_seconds
 from hubloader.gate.fetch import fetch_file
+from hubloader.gate.policy import place_apart
 from hubloader.gate.request import FileRequest
 from hubloader.sources.references import (
     CIVITAI,
@@ -367,6 +368,8 @@ class CivitAIService:
             # With a shared cache only the worker the site elects asks CivitAI (sharedcache).
             record={"source": "civitai", "air": meta.air},
         )
+        name = Path(request.name)  # a same-named different file stays: this one gets its version id in its name
+        request = place_apart(request, f"{name.stem}-{version}{name.suffix}")
         result = fetch_file(request, progress=progress, cancel=cancel, shared_cache=shared_cache)
         meta.sha256 = result.sha256
         meta.hashes = {**file.hashes, "SHA256": result.sha256}

@@ -50,6 +50,8 @@ class LocalIndex:
                 exact = root / relative
                 if _safe_join(root, relative) and exact.is_file():
                     return Status.FOUND, exact, ref.name
+        if placed_apart(relative):  # named by its source's own folder: a same-named file elsewhere is another's
+            return None
         for kind in kinds:
             for rel, full in self.files(kind):
                 if name_matches(ref.file_name, full.name):
@@ -57,6 +59,13 @@ class LocalIndex:
                     status = Status.FOUND if same else Status.FOUND_ELSEWHERE
                     return status, full, rel
         return None
+
+
+def placed_apart(relative: str) -> bool:
+    """Whether a workflow's name sits in the folder a download of a same-named different file was placed
+    apart in (``owner__repo/…``, hubloader.pipeline.hf_apart), which names the file's source."""
+    first, slash, _ = relative.partition("/")
+    return bool(slash) and "__" in first.strip("_")
 
 
 def _safe_join(root: Path, relative: str) -> bool:
