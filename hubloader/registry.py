@@ -215,23 +215,42 @@ class ModelRegistry:
         return self.cache.limit_gb
 
     def set_cache_limit(self, max_size_gb: float | None) -> CacheCleanupReport:
-        """Persist the cache limit and apply it now (least recently used downloads go first)."""
+        """Persist the cache limit; nothing is deleted. Returns what :meth:`cleanup_cache` would delete to meet it (a dry run)."""
         return self.cache.set_limit(max_size_gb)
 
-    def enforce_cache_limit(self, *, protect: Iterable[str] = ()) -> CacheCleanupReport:
+    def enforce_cache_limit(self, *, protect: Iterable[str] = (), dry_run: bool = False) -> CacheCleanupReport:
         """Evict least recently used downloads until they fit the limit; ``protect`` lists row keys to keep."""
-        return self.cache.enforce(protect=protect)
+        return self.cache.enforce(protect=protect, dry_run=dry_run)
 
     def cleanup_cache(
-        self, keep_recent: int = 10, max_size_gb: float = 50.0, dry_run: bool = False
+        self,
+        keep_recent: int = 0,
+        max_size_gb: float | None = None,
+        dry_run: bool = False,
+        *,
+        only: Iterable[str] | None = None,
     ) -> CacheCleanupReport:
-        """Delete Hubloader's least recently used downloads beyond the ``keep_recent`` most recent (see
+        """Delete Hubloader's least recently used downloads down to ``max_size_gb`` (default: the cache limit),
+        never the ``keep_recent`` most recently used (see
         :meth:`CachePolicy.cleanup <hubloader.library.eviction.CachePolicy.cleanup>`)."""
-        return self.cache.cleanup(keep_recent, max_size_gb, dry_run)
+        return self.cache.cleanup(keep_recent, max_size_gb, dry_run, only=only)
 
     def list_cached_models(self) -> list[ModelMetadata]:
         """Models with a local copy on disk (``local_path.exists()`` holds for each), least recently used first."""
         return self.cache.list_cached()
+
+    def delete_cached_model(self, model_id: str) -> bool:
+        """Delete a model's local copy (a HuggingFace repo or file: its blobs in the HF cache) and keep its record.
+
+        ``model_id`` is a registry id (``owner/repo`` for a repo downloaded by name); one the registry
+        does not know is looked up in the HF cache. False when nothing was cached under it.
+        """
+        meta = self.find_model(model_id)
+        if meta is None or meta.local_path is None:
+            return self.hf_service.delete_cached_model(model_id)
+        self.cache.delete_files(meta)
+        self.index.forget_location(registry_state(meta)["pk"])
+        return True
 
     def archive(self, model: str | ModelMetadata) -> ModelMetadata:
         """Compress a cold model into ``<file>.zst`` (see :mod:`hubloader.library.archive`); restored on next use."""
@@ -248,14 +267,8 @@ class ModelRegistry:
         """
         from hubloader.core.folders import active_folders
         from hubloader.pipeline import fetch
-        from hubloader.sources.references import parse_reference
 
-        placed = fetch(model_id, active_folders(), revision=revision)
-        ref = parse_reference(model_id)
-        if placed.source is not None and not ref.filename:
-            # A repo registered by name is one row under the repo's id (the seed's contract), as its search result.
-            placed.source = dataclasses.replace(placed.source, model_id=ref.repo_id)
-        return self._describe(placed)
+        return self._describe(_named_as_asked(fetch(model_id, active_folders(), revision=revision), model_id))
 
     def register_from_civitai(self, model_id: int | str, version_id: int | None = None) -> ModelMetadata:
         """Download a CivitAI model version (the newest when ``version_id`` is None) into the host's folder and register it.
@@ -279,20 +292,18 @@ class ModelRegistry:
 
         ``ref`` is anything :meth:`get_model` accepts for a model the registry knows (a remote one is
         downloaded from its source), or a new CivitAI/HuggingFace reference (``civitai:123@456``,
-        ``owner/repo``, a URL, an AIR). Afterwards the cache limit is applied to the other downloads.
+        ``owner/repo``, a URL, an AIR). Nothing is evicted: over the cache limit, a warning says so.
         """
         known = self.find_model(ref)
         if known is not None and (known.local_path or registry_state(known).get("status") == "archived"):
             return self.mark_used(known)
         meta = self._fetch(known) if known is not None else self._fetch_reference(str(ref))
         meta = self.mark_used(meta)
-        report = self.enforce_cache_limit(protect=[registry_state(meta)["key"]])
-        if self.cache_limit_gb is not None and report.total_size_gb > self.cache_limit_gb:
-            log.warning(
-                "The cache holds %.2f GB, over its %.2f GB limit: the rest is pinned, in use or just downloaded.",
-                report.total_size_gb,
-                self.cache_limit_gb,
-            )
+        limit = self.cache_limit_gb
+        report = self.enforce_cache_limit(dry_run=True)
+        held = report.total_size_gb + report.freed_space_gb
+        if limit is not None and held > limit:
+            log.warning("The cache holds %.2f GB, over its %.2f GB limit; nothing was deleted.", held, limit)
         return meta
 
     def _fetch(self, known: ModelMetadata) -> ModelMetadata:
@@ -315,7 +326,7 @@ class ModelRegistry:
         from hubloader.core.folders import active_folders
         from hubloader.pipeline import fetch
 
-        return self._describe(fetch(text, active_folders()))
+        return self._describe(_named_as_asked(fetch(text, active_folders()), text))
 
     # -- library scan and background enrichment --
 
@@ -488,6 +499,17 @@ class ModelRegistry:
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
+
+def _named_as_asked(placed: Placed, text: str) -> Placed:
+    """A HuggingFace repo fetched by name is one row under the repo's id (the seed's contract, as
+    ``scan_cache_dir`` lists it), not under the file picked from it."""
+    from hubloader.sources.references import parse_reference
+
+    ref = parse_reference(text)
+    if placed.source is not None and ref.source is Source.HUGGINGFACE and ref.repo_id and not ref.filename:
+        placed.source = dataclasses.replace(placed.source, model_id=ref.repo_id)
+    return placed
 
 
 def _failure_text(exc: Exception) -> str:

@@ -519,10 +519,15 @@ def test_resolve_reports_unresolvable_models_with_exit_code_3(hub_env, tmp_path:
 # --- cache, login, ui -------------------------------------------------------------------------------------------
 
 
-def test_cache_cleanup_dry_run_then_a_limit_that_evicts(tmp_path: Path):
+def test_cache_limit_deletes_nothing_and_cleanup_lists_then_deletes_only_when_confirmed(tmp_path: Path):
     folder = tmp_path / "models" / "loras"
     folder.mkdir(parents=True)
+    users_own = folder / "mine.safetensors"
+    users_own.write_bytes(LORA)
     with ModelRegistry() as registry:
+        registry.register_model(
+            ModelMetadata(model_id="mine", name="mine", source=Source.LOCAL, local_path=users_own, type=ModelType.LORA)
+        )
         for name in ("old", "new"):
             path = folder / f"{name}.safetensors"
             path.write_bytes(LORA)
@@ -530,8 +535,9 @@ def test_cache_cleanup_dry_run_then_a_limit_that_evicts(tmp_path: Path):
             meta.local_path, meta.type = path, ModelType.LORA
             registry.mark_used(registry.register_model(meta, managed=True))
             time.sleep(0.01)
+    downloads = [folder / "old.safetensors", folder / "new.safetensors"]
 
-    dry = hubloader("cache", "cleanup", "--keep-recent", "1", "--dry-run", "--json")
+    dry = hubloader("cache", "cleanup", "--keep-recent", "1", "--max-size-gb", "0", "--dry-run", "--json")
     assert dry.returncode == 0, dry.stderr
     (report,) = json_lines(dry.stdout)
     assert report["dry_run"] is True and [Path(d["path"]).name for d in report["deleted"]] == ["old.safetensors"]
@@ -539,8 +545,20 @@ def test_cache_cleanup_dry_run_then_a_limit_that_evicts(tmp_path: Path):
 
     limited = hubloader("cache", "--limit", "0")
     assert limited.returncode == 0, limited.stderr
-    assert "Cache limit set to 0 GB." in limited.stdout
-    assert not (folder / "old.safetensors").exists() and not (folder / "new.safetensors").exists()
+    assert "Cache limit set to 0 GB; nothing was deleted." in limited.stdout
+    assert "over it: `hubloader cache cleanup`" in limited.stdout
+    assert all(p.is_file() for p in downloads)
+
+    # Not a terminal and no --yes: it lists, deletes nothing and says so (a piped "y" is no confirmation).
+    asked = hubloader("cache", "cleanup", input="y\n")
+    assert asked.returncode == 1
+    assert "would delete old" in asked.stdout and "Nothing was deleted" in asked.stderr
+    assert all(p.is_file() for p in downloads)
+
+    done = hubloader("cache", "cleanup", "--yes")  # down to the limit, 0 GB
+    assert done.returncode == 0, done.stderr
+    assert "Deleted 2 model(s)" in done.stdout
+    assert not any(p.exists() for p in downloads) and users_own.read_bytes() == LORA  # the user's file stays
 
 
 def test_login_stores_the_token_privately_and_never_prints_it(isolated_home: Path):

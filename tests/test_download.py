@@ -649,3 +649,48 @@ def test_huggingface_resolve_redirect_to_cdn_drops_the_token(fakehub, tmp_path):
         if r.path.endswith("safetensors") or r.host == "cdn"
     }
     assert auth["hf"] == "Bearer hf_tok" and auth["cdn"] is None
+
+
+# --- planted links ---------------------------------------------------------------------------------
+
+
+def plant_links(dest: Path, elsewhere: Path) -> tuple[Path, Path]:
+    """Make ``dest``'s ``.part`` and ``.part.json`` links to two files elsewhere (a valid-looking record in one)."""
+    elsewhere.mkdir()
+    victim, record = elsewhere / "victim.bin", elsewhere / "record.json"
+    victim.write_bytes(b"someone else's file\n" * 10)
+    record.write_text(json.dumps({"version": 1, "size": None, "etag": None, "last_modified": None,
+                                  "sha256": None, "done": [[0, 200]]}))  # fmt: skip
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    (dest.parent / (dest.name + ".part")).symlink_to(victim)
+    (dest.parent / (dest.name + ".part.json")).symlink_to(record)
+    return victim, record
+
+
+def test_a_planted_part_link_is_replaced_and_its_target_untouched(fakehub, tmp_path):
+    data = safetensors_bytes(kohya_lora(), seed=3)
+    url = fakehub.add_file("models/linked.safetensors", data)
+    dest = tmp_path / "loras" / "linked.safetensors"
+    victim, record = plant_links(dest, tmp_path / "elsewhere")
+    before = (victim.read_bytes(), record.read_bytes())
+
+    download_file(url, dest, expected_sha256=fakehub.blob(url).sha256, expected_size=len(data))
+
+    assert dest.read_bytes() == data and not dest.is_symlink()
+    assert (victim.read_bytes(), record.read_bytes()) == before
+    assert leftovers(dest) == ["linked.safetensors"]
+
+
+def test_an_interrupted_download_never_writes_through_planted_links(fakehub, tmp_path):
+    url = fakehub.add_file("big.bin", size=16 * MiB)
+    fakehub.faults.update(bandwidth_total=8 * MiB)
+    dest = tmp_path / "big.bin"
+    victim, record = plant_links(dest, tmp_path / "elsewhere")
+    before = (victim.read_bytes(), record.read_bytes())
+
+    partial(url, dest, 2 * MiB)
+
+    assert (victim.read_bytes(), record.read_bytes()) == before
+    part, meta = dest.parent / "big.bin.part", dest.parent / "big.bin.part.json"
+    assert not part.is_symlink() and not meta.is_symlink()
+    assert sum(e - s for s, e in json.loads(meta.read_text())["done"]) >= 2 * MiB  # our own record

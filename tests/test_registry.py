@@ -329,11 +329,13 @@ def test_cleanup_keeps_the_most_recently_used(tmp_path):
     models = fill_cache(registry, tmp_path, 8)
     registry.mark_used(models[0])  # now the most recent
 
-    preview = registry.cleanup_cache(keep_recent=3, max_size_gb=10.0, dry_run=True)
+    # Size-based: the downloads fit in 10 GB, so keep_recent=3 deletes nothing (it only protects).
+    assert registry.cleanup_cache(keep_recent=3, max_size_gb=10.0).deleted_count == 0
+    preview = registry.cleanup_cache(keep_recent=3, max_size_gb=0.0, dry_run=True)
     assert preview.dry_run and preview.deleted_count == 5
     assert all(m.local_path.exists() for m in preview.deleted_models)
 
-    report = registry.cleanup_cache(keep_recent=3, max_size_gb=10.0)
+    report = registry.cleanup_cache(keep_recent=3, max_size_gb=0.0)  # the 3 most recent stay whatever the size
     assert {m.model_id for m in report.kept_models} == {"civitai:0@0", "civitai:6@6", "civitai:7@7"}
     assert report.deleted_count == 5 and len(report.kept_models) <= 3
     assert report.freed_space_gb == pytest.approx(5000 / 1024**3)
@@ -346,19 +348,22 @@ def test_cleanup_keeps_the_most_recently_used(tmp_path):
 def test_cleanup_respects_size_after_keep_recent(tmp_path):
     registry = ModelRegistry()
     fill_cache(registry, tmp_path, 4, size=4096)
-    report = registry.cleanup_cache(keep_recent=10, max_size_gb=9000 / 1024**3)
+    report = registry.cleanup_cache(keep_recent=2, max_size_gb=9000 / 1024**3)
     assert [m.model_id for m in report.deleted_models] == ["civitai:0@0", "civitai:1@1"]
     assert report.total_size_gb * 1024**3 == pytest.approx(8192)
 
 
 def test_cache_limit_is_persisted_and_evicts_lru(tmp_path):
     registry = ModelRegistry()
-    fill_cache(registry, tmp_path, 5, size=1024)
+    models = fill_cache(registry, tmp_path, 5, size=1024)
     report = registry.set_cache_limit(max_size_gb=3 * 1024 / 1024**3)
-    assert [m.model_id for m in report.deleted_models] == ["civitai:0@0", "civitai:1@1"]
+    # Setting a limit deletes nothing: it says what a cleanup down to it would delete.
+    assert report.dry_run and [m.model_id for m in report.deleted_models] == ["civitai:0@0", "civitai:1@1"]
+    assert all(m.local_path.exists() for m in models)
     assert ModelRegistry().cache_limit_gb == pytest.approx(3 * 1024 / 1024**3)  # a new instance sees it
-    cached = registry.list_cached_models()
-    assert sum(m.size_bytes for m in cached) <= 3 * 1024
+    cleaned = registry.cleanup_cache()  # the default policy: down to the limit
+    assert [m.model_id for m in cleaned.deleted_models] == ["civitai:0@0", "civitai:1@1"]
+    assert sum(m.local_path.stat().st_size for m in registry.list_cached_models()) <= 3 * 1024
 
 
 def test_pinned_downloading_in_use_and_user_files_are_never_evicted(tmp_path):

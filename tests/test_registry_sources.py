@@ -111,6 +111,9 @@ def test_lru_eviction_while_downloading(hub_env):
 
     for i in range(10):
         registry.download_model(f"model_{i}")
+    # Downloading over the limit deletes nothing; a cleanup (down to the limit by default) does.
+    assert len(registry.list_cached_models()) == 10
+    registry.cleanup_cache()
 
     cached = registry.list_cached_models()
     assert sum(m.size_bytes for m in cached) < limit_gb * 1024**3
@@ -240,7 +243,37 @@ def test_evicting_a_huggingface_model_frees_its_blob(hub_env):
     assert model.local_path.parent.name == "checkpoints"  # linked into the host's folder for its type
     (blob,) = Path(os.environ["HF_HOME"]).rglob("models--stabilityai--sdxl-turbo/blobs/*")
     assert os.path.samefile(blob, model.local_path)  # one copy on disk: the folder entry links the cache's blob
-    report = registry.set_cache_limit(max_size_gb=0.0)
+    assert [m.model_id for m in registry.set_cache_limit(max_size_gb=0.0).deleted_models] == ["stabilityai/sdxl-turbo"]
+    assert blob.exists()  # a limit alone deletes nothing
+    report = registry.cleanup_cache()
     assert [m.model_id for m in report.deleted_models] == ["stabilityai/sdxl-turbo"]
     assert not blob.exists() and not model.local_path.exists()
     assert registry.list_cached_models() == []
+
+
+@pytest.mark.hf
+def test_a_repo_downloaded_by_name_is_listed_and_deleted_by_its_repo_id(hub_env):
+    add_turbo(hub_env)
+    registry = ModelRegistry()
+    model = registry.download_model("stabilityai/sdxl-turbo")
+    (blob,) = Path(os.environ["HF_HOME"]).rglob("models--stabilityai--sdxl-turbo/blobs/*")
+    assert [m.model_id for m in registry.list_cached_models()] == ["stabilityai/sdxl-turbo"]  # as scan_cache_dir
+    assert registry.delete_cached_model("stabilityai/sdxl-turbo") is True
+    assert not blob.exists() and not model.local_path.exists()
+    assert registry.list_cached_models() == []
+    assert registry.get_model("stabilityai/sdxl-turbo").local_path is None  # still known, without a copy
+    assert registry.delete_cached_model("stabilityai/sdxl-turbo") is False
+
+
+@pytest.mark.hf
+def test_a_cleanup_never_touches_hf_cache_entries_other_tools_fetched(hub_env):
+    from hubloader.sources.huggingface import HuggingFaceHubService
+
+    add_turbo(hub_env)
+    hub_env.add_hf_repo("someone/other", {"other.safetensors": CHECKPOINT})
+    theirs = HuggingFaceHubService().download_model("someone/other/other.safetensors")  # not through the registry
+    registry = ModelRegistry()
+    registry.download_model("stabilityai/sdxl-turbo")
+    report = registry.cleanup_cache(max_size_gb=0.0)
+    assert [m.model_id for m in report.deleted_models] == ["stabilityai/sdxl-turbo"]
+    assert theirs.is_file() and Path(os.path.realpath(theirs)).is_file()

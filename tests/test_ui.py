@@ -251,8 +251,16 @@ def test_cache_cleanup_dry_run_lists_what_would_go_and_deletes_nothing(hub, hub_
     assert text.startswith("Would delete 2 files")
     assert sorted(r[2] for r in rows) == sorted(str(p) for p in paths)
     assert all(p.is_file() for p in paths)
-    rows, text = hub.cleanup(keep_recent=1, max_size_gb=50, dry_run=False)
+    # Delete removes only what the last preview listed: a fresh hub has no preview, so nothing goes.
+    fresh = ui.ModelHub(hub.folders, jobs=hub.jobs)
+    assert fresh.cleanup(keep_recent=0, max_size_gb=0, dry_run=False)[1].startswith("Nothing was deleted")
+    assert all(p.is_file() for p in paths)
+    rows, text = hub.cleanup(keep_recent=1, max_size_gb=0, dry_run=True)  # the most recent one is never listed
+    assert text.startswith("Would delete 1 files") and len(rows) == 1
+    rows, text = hub.cleanup(keep_recent=1, max_size_gb=0, dry_run=False)
     assert text.startswith("Deleted 1 files") and sum(p.is_file() for p in paths) == 1
+    assert [r[2] for r in rows] == [str(p) for p in paths if not p.exists()]
+    assert hub.cleanup(dry_run=False)[1].startswith("Nothing was deleted")  # a preview confirms one Delete only
 
 
 def test_rescan_indexes_files_put_there_by_hand_and_marks_duplicates(hub, tmp_path):

@@ -21,6 +21,9 @@ from hubloader.engine import MiB
 from hubloader.engine.intervals import Intervals
 from hubloader.engine.locks import target_lock
 
+#: Where the OS has it, a link at the last path component makes ``os.open`` fail instead of following it.
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
 #: Record progress in ``.part.json`` after this many new bytes, or this many seconds, whichever comes
 #: first (together they bound what a kill -9 costs, on a fast link and on a slow one).
 CHECKPOINT_BYTES = 8 * MiB
@@ -56,7 +59,7 @@ class PartState:
         # Overwritten in place with one write: a rename per checkpoint costs a journal commit, and a
         # kill cannot tear a single write. Spaces pad a shorter record over a longer one (still JSON).
         payload = json.dumps(data).encode()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        fd = open_own(path, os.O_WRONLY | os.O_CREAT)
         try:
             os.pwrite(fd, payload.ljust(os.fstat(fd).st_size, b" "), 0)
         finally:
@@ -64,6 +67,8 @@ class PartState:
 
     @classmethod
     def load(cls, path: Path) -> PartState | None:
+        if path.is_symlink():
+            return None  # planted by someone else: not our record
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             return cls(
@@ -85,10 +90,20 @@ def meta_path(dest: Path) -> Path:
     return dest.with_name(dest.name + ".part.json")
 
 
+def open_own(path: Path, flags: int) -> int:
+    """Open ``path`` (a ``.part`` or its record) never through a link: one planted there is removed first
+    (its target untouched), and ``O_NOFOLLOW`` refuses one planted meanwhile; where the OS lacks it
+    (Windows) the ``lstat`` check alone guards."""
+    if path.is_symlink():
+        path.unlink()
+    return os.open(path, flags | _NOFOLLOW, 0o644)
+
+
 def trusted_part(part: Path, meta: Path, sha256: str | None, size: int | None) -> PartState | None:
     """The record of a ``.part`` left by an earlier attempt, if its bytes can be kept for this download:
-    it has a validator for If-Range, or the expected SHA256 will check the result anyway."""
-    if not part.exists():
+    it has a validator for If-Range, or the expected SHA256 will check the result anyway. A ``.part``
+    that is a link is never ours."""
+    if part.is_symlink() or not part.exists():
         return None
     state = PartState.load(meta)
     if state is None and sha256:
@@ -145,7 +160,7 @@ class PartFile:
         return any(start == 0 for start, _ in self.state.done)
 
     def open(self) -> None:
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self.fd = open_own(self.path, os.O_RDWR | os.O_CREAT)
 
     def reset(self, *, sha256: str | None) -> None:
         """Empty the ``.part`` to start over from byte 0."""
@@ -213,10 +228,13 @@ def read_partial(dest: Path | str, start: int, end: int) -> bytes | None:
     if not _covered(dest, start, end):
         return None
     try:
-        with open(part_path(dest), "rb") as fh:
-            data = os.pread(fh.fileno(), end - start, start)
-    except FileNotFoundError:
-        return None  # finished (renamed to dest) or discarded meanwhile
+        fd = os.open(part_path(dest), os.O_RDONLY | _NOFOLLOW)
+    except OSError:
+        return None  # finished (renamed to dest), discarded meanwhile, or a planted link
+    try:
+        data = os.pread(fd, end - start, start)
+    finally:
+        os.close(fd)
     return data if len(data) == end - start and _covered(dest, start, end) else None
 
 
@@ -234,7 +252,7 @@ def seed_partial(dest: Path | str, *, size: int, sha256: str, pieces: Iterable[t
             part.unlink(missing_ok=True)
             state = PartState(size=size, sha256=sha256)
         state.size, state.sha256 = size, sha256
-        fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_own(part, os.O_RDWR | os.O_CREAT)
         try:
             for offset, data in pieces:
                 if not state.done.covers(offset, offset + len(data)):

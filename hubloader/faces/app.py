@@ -248,10 +248,11 @@ def _library_tab(hub: ModelHub) -> None:
         )  # fmt: skip
         with gr.Accordion("Downloads cache cleanup", open=False):
             with gr.Row():
-                keep = gr.Number(value=10, label="Keep the most recently used", precision=0)
-                max_gb = gr.Number(value=50, label="Then keep at most (GB)")
+                max_gb = gr.Number(value=None, label="Shrink to (GB; empty = the cache limit)")
+                keep = gr.Number(value=0, label="Never delete the N most recently used", precision=0)
                 preview = gr.Button("Preview", elem_id="hubloader_cleanup_preview")
-                delete = gr.Button("Delete", variant="stop", elem_id="hubloader_cleanup_run")
+                # Deletes only what the preview listed, so it is enabled by a preview that lists something.
+                delete = gr.Button("Delete listed", variant="stop", elem_id="hubloader_cleanup_run", interactive=False)
             cleanup_status = gr.Markdown("", elem_id="hubloader_cleanup_status")
             cleanup_table = gr.Dataframe(
                 headers=CACHE_HEADERS, value=_table([], len(CACHE_HEADERS)), interactive=False,
@@ -269,16 +270,17 @@ def _library_tab(hub: ModelHub) -> None:
             rows, text = hub.library(k, q)
             return _table(rows, len(LIBRARY_HEADERS)), f"{scanned}\n\n{text}"
 
-        @_guarded(2, 1)
-        def run_cleanup(keep_recent: float, limit: float, dry_run: bool) -> tuple[Any, str]:
-            rows, text = hub.cleanup(int(keep_recent or 0), float(limit or 0), dry_run=dry_run)
-            return _table(rows, len(CACHE_HEADERS)), text
+        @_guarded(3, 1)
+        def run_cleanup(keep_recent: float | None, limit: float | None, dry_run: bool) -> tuple[Any, str, Any]:
+            rows, text = hub.cleanup(int(keep_recent or 0), limit, dry_run=dry_run)
+            return _table(rows, len(CACHE_HEADERS)), text, gr.update(interactive=dry_run and bool(rows))
 
         show.click(show_library, [kind, query], [table, summary])
         query.submit(show_library, [kind, query], [table, summary])
         rescan.click(rescan_library, [kind, query], [table, summary])
-        preview.click(lambda k, g: run_cleanup(k, g, True), [keep, max_gb], [cleanup_table, cleanup_status])
-        delete.click(lambda k, g: run_cleanup(k, g, False), [keep, max_gb], [cleanup_table, cleanup_status])
+        outputs = [cleanup_table, cleanup_status, delete]
+        preview.click(lambda k, g: run_cleanup(k, g, True), [keep, max_gb], outputs)
+        delete.click(lambda k, g: run_cleanup(k, g, False), [keep, max_gb], outputs)
 
 
 def _missing_tab(hub: ModelHub, report_state: Any) -> None:

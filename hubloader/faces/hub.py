@@ -70,6 +70,7 @@ class ModelHub:
         self.write_guard = write_guard
         self.on_downloaded = on_downloaded
         self.host = host
+        self._cleanup_listed: list[str] | None = None  # row keys the last cleanup preview showed
 
     def refused(self) -> str | None:
         return self.write_guard() if self.write_guard is not None else None
@@ -285,16 +286,24 @@ class ModelHub:
             text += f", {len(report.errors)} unreadable ({report.errors[0][0].name}: {report.errors[0][1]})"
         return text + "."
 
-    def cleanup(self, keep_recent: int = 10, max_size_gb: float = 50.0, dry_run: bool = True) -> tuple[list, str]:
-        """What a cache cleanup deletes (``dry_run``) or deleted: only Hubloader's own, unpinned downloads."""
+    def cleanup(self, keep_recent: int = 0, max_size_gb: float | None = None, dry_run: bool = True) -> tuple[list, str]:
+        """What a cache cleanup would delete (``dry_run``: the preview), or, confirmed, deletes of what the last
+        preview listed: only Hubloader's own, unpinned downloads beyond ``max_size_gb`` (default: the limit)."""
         if not dry_run:
             self._check_writes()
-        from hubloader.registry import ModelRegistry
+            if not self._cleanup_listed:
+                return [], "Nothing was deleted: preview the cleanup first; Delete removes only the files it lists."
+        from hubloader.registry import ModelRegistry, registry_state
 
+        size = None if max_size_gb in (None, "") else float(max_size_gb)
         with ModelRegistry() as registry:
             report = registry.cleanup_cache(
-                keep_recent=int(keep_recent), max_size_gb=float(max_size_gb), dry_run=dry_run
+                keep_recent=int(keep_recent or 0),
+                max_size_gb=size,
+                dry_run=dry_run,
+                only=None if dry_run else self._cleanup_listed,
             )
+        self._cleanup_listed = [str(registry_state(m)["key"]) for m in report.deleted_models] if dry_run else None
         rows = [[m.name, human_size(m.size_bytes or None), str(m.local_path or "")] for m in report.deleted_models]
         verb = "Would delete" if dry_run else "Deleted"
         text = (

@@ -1,6 +1,7 @@
 """The cache policy: how much disk Hubloader's downloads may take, and which files go when it is too much.
 
-Only Hubloader's own downloads are evicted (``managed`` rows), never a user's library found by a
+Nothing is deleted unless asked: a limit only says how much is over it, and a cleanup (previewed
+first by the faces) deletes down to it. Only Hubloader's own downloads are evicted (``managed`` rows), never a user's library found by a
 scan, never a pinned model, one being downloaded (a ``.part`` beside it, or its download lock held)
 or one a process holds with :meth:`~hubloader.library.index.LibraryIndex.using` (a lease of a live
 process). Least recently used go first. The limit is a setting (``cache_limit_gb``) every process reads.
@@ -57,31 +58,51 @@ class CachePolicy:
         return float(value) if value not in (None, "") else None
 
     def set_limit(self, max_size_gb: float | None) -> CacheCleanupReport:
-        """Persist the cache limit and apply it now (least recently used downloads go first)."""
+        """Persist the cache limit; nothing is deleted. Returns what a cleanup down to it would delete (a dry run)."""
         if max_size_gb is not None and max_size_gb < 0:
             raise ValueError("max_size_gb must be >= 0 (or None for no limit).")
         save_settings({"cache_limit_gb": max_size_gb})
-        return self.enforce()
+        return self.enforce(dry_run=True)
 
-    def enforce(self, *, protect: Iterable[str] = ()) -> CacheCleanupReport:
-        """Evict least recently used downloads until they fit the limit; ``protect`` lists row keys to keep."""
+    def enforce(self, *, protect: Iterable[str] = (), dry_run: bool = False) -> CacheCleanupReport:
+        """Evict least recently used downloads until they fit the limit; ``protect`` lists row keys to keep.
+
+        Called only on an explicit request: setting a limit or downloading never deletes anything.
+        """
         limit = self.limit_gb
         entries = self._entries()
         if limit is None:
-            return _report(entries, [], dry_run=False)
-        return self._evict(entries, budget=int(limit * GIB), keep_count=None, protect=set(protect), dry_run=False)
+            return _report(entries, [], dry_run=dry_run)
+        return self._evict(entries, budget=int(limit * GIB), keep_count=0, protect=set(protect), dry_run=dry_run)
 
-    def cleanup(self, keep_recent: int = 10, max_size_gb: float = 50.0, dry_run: bool = False) -> CacheCleanupReport:
-        """Delete Hubloader's least recently used downloads, keeping the ``keep_recent`` most recent.
+    def cleanup(
+        self,
+        keep_recent: int = 0,
+        max_size_gb: float | None = None,
+        dry_run: bool = False,
+        *,
+        only: Iterable[str] | None = None,
+    ) -> CacheCleanupReport:
+        """Delete Hubloader's least recently used downloads until they take at most ``max_size_gb``.
 
-        Deletes every download beyond the ``keep_recent`` most recently used, then the oldest of
-        those too while the total exceeds ``max_size_gb``. Pinned models, files being downloaded and
-        models a process holds are never deleted (they are reported in ``kept_models``, so with pins
-        ``kept_models`` may exceed ``keep_recent``). ``dry_run`` reports without deleting.
+        ``max_size_gb`` defaults to the cache limit (nothing goes when there is none). The
+        ``keep_recent`` most recently used downloads are never deleted, whatever the size. Pinned
+        models, files being downloaded and models a process holds are never deleted either (they are
+        reported in ``kept_models``). ``dry_run`` reports without deleting; ``only`` (row keys, as a
+        dry run listed them) restricts the deletion to those.
         """
-        budget = int(max_size_gb * GIB)
+        if max_size_gb is None:
+            max_size_gb = self.limit_gb
+        entries = self._entries()
+        if max_size_gb is None:
+            return _report(entries, [], dry_run=dry_run)
         return self._evict(
-            self._entries(), budget=budget, keep_count=max(0, keep_recent), protect=set(), dry_run=dry_run
+            entries,
+            budget=int(max_size_gb * GIB),
+            keep_count=max(0, keep_recent),
+            protect=set(),
+            dry_run=dry_run,
+            only=None if only is None else set(only),
         )
 
     def list_cached(self) -> list[ModelMetadata]:
@@ -143,23 +164,23 @@ class CachePolicy:
         entries: list[_CacheEntry],
         *,
         budget: int,
-        keep_count: int | None,
+        keep_count: int,
         protect: set[str],
         dry_run: bool,
+        only: set[str] | None = None,
     ) -> CacheCleanupReport:
+        """Delete the least recently used free entries, sparing the ``keep_count`` most recent, while over ``budget``."""
         victims: list[_CacheEntry] = []
         total = sum(e.size_bytes for e in entries)
-        free = [e for e in entries if not e.busy and registry_state(e.meta)["key"] not in protect]
-        if keep_count is not None:
-            beyond = free[: max(0, len(free) - keep_count)]
-            victims.extend(beyond)
-            total -= sum(e.size_bytes for e in beyond)
-        for entry in free:
+        recent = {e.pk for e in entries[len(entries) - keep_count :]} if keep_count else set()
+        for entry in entries:
             if total <= budget:
                 break
-            if entry not in victims:
-                victims.append(entry)
-                total -= entry.size_bytes
+            key = registry_state(entry.meta)["key"]
+            if entry.busy or entry.pk in recent or key in protect or (only is not None and key not in only):
+                continue
+            victims.append(entry)
+            total -= entry.size_bytes
         failed = [] if dry_run else [entry for entry in victims if not self._delete(entry)]
         return _report(entries, [e for e in victims if e not in failed], failed, dry_run=dry_run)
 

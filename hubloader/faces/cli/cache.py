@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ EXAMPLES = (
     "hubloader cache --limit 100",
     "hubloader cache --limit none --json",
     "hubloader cache cleanup --dry-run",
+    "hubloader cache cleanup --yes",
     "hubloader cache push --shared-cache s3://models/cache",
     "hubloader cache pull workflow.lock.json --comfyui ~/ComfyUI",
 )
@@ -36,7 +38,9 @@ EXAMPLES = (
 def register(commands: Commands, common: argparse.ArgumentParser) -> None:
     """Add ``cache`` and its actions (cleanup, push, pull) to the command line."""
     cache = add_command(commands, "cache", run, "show the download cache or set its size limit", EXAMPLES, common)
-    cache.add_argument("--limit", type=limit_gb, default=False, metavar="GB", help="set the limit ('none' removes it)")
+    cache.add_argument(
+        "--limit", type=limit_gb, default=False, metavar="GB", help="set the limit; deletes nothing ('none' removes it)"
+    )
     actions = cache.add_subparsers(title="cache commands", metavar="ACTION", parser_class=Parser)
     _register_cleanup(actions, common)
     _register_push(actions, common)
@@ -44,11 +48,20 @@ def register(commands: Commands, common: argparse.ArgumentParser) -> None:
 
 
 def _register_cleanup(actions: Commands, common: argparse.ArgumentParser) -> None:
-    examples = ("hubloader cache cleanup --dry-run", "hubloader cache cleanup --keep-recent 5 --max-size-gb 20")
-    cleanup = add_command(actions, "cleanup", run_cleanup, "delete least recently used downloads", examples, common)
-    cleanup.add_argument("--keep-recent", type=int, default=10, metavar="N", help="keep the N most recently used (10)")
-    cleanup.add_argument("--max-size-gb", type=float, default=50.0, metavar="G", help="then shrink to G GB (50)")
+    examples = (
+        "hubloader cache cleanup --dry-run",
+        "hubloader cache cleanup --yes",
+        "hubloader cache cleanup --keep-recent 5 --max-size-gb 20",
+    )
+    cleanup = add_command(
+        actions, "cleanup", run_cleanup, "list, then delete, downloads beyond the size limit", examples, common
+    )
+    cleanup.add_argument("--max-size-gb", type=float, metavar="G", help="shrink to G GB (default: the cache limit)")
+    cleanup.add_argument(
+        "--keep-recent", type=int, default=0, metavar="N", help="never delete the N most recently used"
+    )
     cleanup.add_argument("--dry-run", action="store_true", help="only say what would be deleted")
+    cleanup.add_argument("--yes", action="store_true", help="delete without asking")
 
 
 def _register_push(actions: Commands, common: argparse.ArgumentParser) -> None:
@@ -76,7 +89,7 @@ def _register_pull(actions: Commands, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    """Show the download cache, or set its limit (applied at once, least recently used first)."""
+    """Show the download cache, or set its limit (nothing is deleted: `cache cleanup` does, after a listing)."""
     from hubloader.registry import registry_state
 
     registry = open_registry()
@@ -93,14 +106,19 @@ def run(args: argparse.Namespace, out: Output) -> int:
                 "limit_gb": limit,
                 "count": len(cached),
                 "size_bytes": total,
-                "deleted": [m.model_id for m in report.deleted_models] if report else [],
+                "over_gb": _over_gb(report, limit) if report else 0.0,
+                "deleted": [],
                 "models": [library_record(m) for m in cached],
             }
         )
         return EXIT_OK
     if report is not None:
-        out.line(f"Cache limit set to {'none' if limit is None else f'{limit:g} GB'}.")
-        _print_cleanup(report, out)
+        out.line(f"Cache limit set to {'none' if limit is None else f'{limit:g} GB'}; nothing was deleted.")
+        if _over_gb(report, limit) > 0:
+            out.line(
+                f"The cache is {_over_gb(report, limit):.2f} GB over it: `hubloader cache cleanup` lists the "
+                f"{report.deleted_count} least recently used download(s) it would delete and asks first."
+            )
     out.line(
         f"Cache: {len(cached)} download(s), {human_size(total)}; limit {'none' if limit is None else f'{limit:g} GB'}."
     )
@@ -151,29 +169,75 @@ def run_pull(args: argparse.Namespace, out: Output) -> int:
 
 
 def run_cleanup(args: argparse.Namespace, out: Output) -> int:
-    """Delete least recently used downloads: keep the most recent, then shrink to the size given."""
+    """List the least recently used downloads beyond the size given (default: the limit), then delete
+    exactly those once confirmed (--yes, or an answer on a terminal)."""
     registry = open_registry()
     try:
-        report = registry.cleanup_cache(
-            keep_recent=args.keep_recent, max_size_gb=args.max_size_gb, dry_run=args.dry_run
-        )
+        report = registry.cleanup_cache(keep_recent=args.keep_recent, max_size_gb=args.max_size_gb, dry_run=True)
+        if not args.dry_run and report.deleted_models:
+            if args.yes or _confirmed(report, out):
+                listed = [_row_key(m) for m in report.deleted_models]
+                report = registry.cleanup_cache(keep_recent=args.keep_recent, max_size_gb=args.max_size_gb, only=listed)
+            else:
+                return _declined(report, out)
     finally:
         registry.close()
     if out.json:
-        out.record(
-            {
-                "dry_run": report.dry_run,
-                "deleted_count": report.deleted_count,
-                "freed_space_gb": report.freed_space_gb,
-                "total_size_gb": report.total_size_gb,
-                "deleted": [{"id": m.model_id, "path": str(m.local_path)} for m in report.deleted_models],
-                "kept": [m.model_id for m in report.kept_models],
-                "errors": report.errors,
-            }
-        )
+        out.record(_cleanup_record(report))
         return EXIT_OK
     _print_cleanup(report, out)
     return EXIT_ERROR if report.errors else EXIT_OK
+
+
+def _row_key(meta: Any) -> str:
+    """The row key a cleanup's ``only`` takes."""
+    from hubloader.registry import registry_state
+
+    return str(registry_state(meta)["key"])
+
+
+def _confirmed(report: Any, out: Output) -> bool:
+    """Show what would go and ask on the terminal; False (nothing asked) when stdin is not one."""
+    if not sys.stdin.isatty():
+        return False
+    if not out.json:
+        _print_cleanup(report, out)
+    answer = input(f"Delete these {report.deleted_count} download(s), {report.freed_space_gb:.2f} GB? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _declined(report: Any, out: Output) -> int:
+    """Nothing was deleted: say so (with the listing when it was not shown) and how to go ahead."""
+    if out.json:
+        out.record({**_cleanup_record(report), "deleted_count": 0, "deleted": [], "would_delete": _paths(report)})
+        return EXIT_ERROR
+    if not sys.stdin.isatty():
+        _print_cleanup(report, out)
+    out.warn("Nothing was deleted: confirm on a terminal, or pass --yes.")
+    return EXIT_ERROR
+
+
+def _cleanup_record(report: Any) -> dict[str, Any]:
+    return {
+        "dry_run": report.dry_run,
+        "deleted_count": report.deleted_count,
+        "freed_space_gb": report.freed_space_gb,
+        "total_size_gb": report.total_size_gb,
+        "deleted": _paths(report),
+        "kept": [m.model_id for m in report.kept_models],
+        "errors": report.errors,
+    }
+
+
+def _paths(report: Any) -> list[dict[str, str]]:
+    return [{"id": m.model_id, "path": str(m.local_path)} for m in report.deleted_models]
+
+
+def _over_gb(report: Any, limit: float | None) -> float:
+    """How far the downloads (a dry run's deleted plus kept) are over ``limit``; 0 when under or no limit."""
+    if limit is None:
+        return 0.0
+    return max(0.0, report.total_size_gb + report.freed_space_gb - limit)
 
 
 def _print_cleanup(report: Any, out: Output) -> None:
