@@ -13,12 +13,18 @@ from pathlib import Path
 import pytest
 
 from hubloader.core.errors import InvalidReference
+from hubloader.core.folders import standalone_folders
 from hubloader.core.metadata import ModelMetadata, Source
+from hubloader.engine import ratelimit
 from hubloader.registry import ModelRegistry
-from tests.fakehub.modelfiles import kohya_lora, kohya_metadata, safetensors_bytes
+from hubloader.sources.civitai import CivitAIService
+from hubloader.workflows import Resolver, Status
+from tests.fakehub.modelfiles import kohya_lora, kohya_metadata, safetensors_bytes, sdxl_checkpoint
 from tests.test_cli import hubloader, json_lines, one_error_line, sha
+from tests.workflow_samples import node, ui_workflow
 
 LORA = safetensors_bytes(kohya_lora("sdxl"), kohya_metadata("anime_style", "sdxl"), seed=7)
+CHECKPOINT = safetensors_bytes(sdxl_checkpoint(), seed=8)
 
 
 def add_spec_example(hub) -> tuple[int, int]:
@@ -147,3 +153,36 @@ def test_files_that_fail_inspection_are_recorded_unusable(tmp_path: Path):
     assert info.returncode == 0, info.stderr
     assert "Status:          ok" not in info.stdout and "other" not in info.stdout
     assert "Status:          invalid" in info.stdout and "Unusable:" in info.stdout
+
+
+# --- point 12: errors name the model they concern ------------------------------------------------------
+
+
+@pytest.fixture
+def fast_civitai(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(ratelimit._limiters, "civitai", ratelimit.RateLimiter(200, 50))
+
+
+def test_a_login_required_file_in_a_resolve_names_its_model_and_service(hub_env, fast_civitai, tmp_path: Path):
+    members = safetensors_bytes(sdxl_checkpoint(), seed=9)
+    model_id, version_id = hub_env.add_civitai_model(
+        "Fake SDXL", type="Checkpoint", files=[{"name": "fakesdxl.safetensors", "data": members}], login_required=True
+    )
+    hub_env.add_civitai_model("Ink Style", files=[{"name": "ink.safetensors", "data": LORA}])
+    graph = ui_workflow(
+        [
+            node(1, "CheckpointLoaderSimple", ["fake.safetensors"]),
+            node(2, "LoraLoader", ["ink.safetensors", 0.8, 1.0]),
+        ],
+        models=[
+            {"name": "fake.safetensors", "hash": sha(members), "hash_type": "SHA256", "directory": "checkpoints"},
+            {"name": "ink.safetensors", "hash": sha(LORA), "hash_type": "SHA256", "directory": "loras"},
+        ],
+    )
+    resolver = Resolver(standalone_folders(tmp_path / "models"), civitai=CivitAIService(rate_limit=200), search=False)
+    report = resolver.fetch(resolver.resolve(graph))
+    statuses = {i.reference.name: i.status for i in report.items}
+    assert statuses == {"fake.safetensors": Status.FAILED, "ink.safetensors": Status.FETCHED}, report.to_dict()
+    reason = next(i.reason for i in report.items if i.reference.name == "fake.safetensors")
+    assert f"Fake SDXL (civitai:{model_id}@{version_id}) needs a CivitAI token" in reason
+    assert "HuggingFace" not in reason and "HF_TOKEN" not in reason
