@@ -270,3 +270,11 @@ def safe_filename(name: str, *, default_ext: str = ".safetensors") -> str:
         stem = f"_{stem}"
     encoded = stem.encode("utf-8")[: MAX_NAME_BYTES - len(ext.encode("utf-8"))]
     return encoded.decode("utf-8", "ignore") + ext.lower()
+
+
+def looks_like_path(text: str) -> bool:
+    """Whether ``text`` is written as a local file path (absolute, home- or dot-relative, a drive, or an
+    existing file), so it is never read as a repository id."""
+    text = text.strip()
+    drive = len(text) > 2 and text[0].isalpha() and text[1] == ":" and text[2] in "/\\"
+    return text.startswith(("/", "~", "./", "../", ".\\", "\\")) or drive or os.path.isfile(text)

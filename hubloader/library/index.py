@@ -24,13 +24,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from hubloader.core.errors import NotFound
+from hubloader.core.errors import InvalidReference, NotFound
+from hubloader.core.folders import looks_like_path
 from hubloader.core.metadata import BaseModel, ModelMetadata, ModelType, Source
 from hubloader.library import database as _db
 from hubloader.library.archive import restore_file
 
 _HEX = re.compile(r"[0-9a-f]+")
 _HASH_LENGTHS = {8, 10, 12, 64}
+#: The shortest SHA256 prefix taken as a hash (``get`` prints 12 hex digits).
+_MIN_PREFIX = 8
+#: How many candidate ids an ambiguous name lists.
+_AMBIGUOUS_SHOWN = 5
+#: At most this many rows whose name, files or path contain a looked-up name are read to check it.
+_NAME_CANDIDATES = 200
 #: Above this many full-text matches a search lists the newest matches instead of ranking them all.
 RANK_CAP = 2000
 #: Rows with a file on disk first, then the most recently changed.
@@ -103,25 +110,39 @@ class LibraryIndex:
         return meta
 
     def find_model(self, ref: str | int | ModelMetadata) -> ModelMetadata | None:
-        """Like :meth:`get_model` but returns None when nothing matches."""
+        """Like :meth:`get_model` but returns None when nothing matches (InvalidReference when a name fits several)."""
         if isinstance(ref, ModelMetadata):
             key = registry_state(ref).get("key") or registry_key(ref)
             return self.maybe_by_key(key) or self.find_model(ref.model_id)
         text = str(ref).strip()
         if not text:
             return None
-        for where in ("m.id = ?", "m.model_id = ?", "m.name = ? COLLATE NOCASE", "m.air = ?"):
-            found = self.db.models(where, (text,), order=_PREFER_PRESENT, limit=1)
+        for where, params in _exact_lookups(text):
+            found = self.db.models(where, params, order=_PREFER_PRESENT, limit=1)
             if found:
                 return self.checked(found)[0]
-        return self._find_by_hash(text.rpartition(":")[2].lower())
+        return self._find_by_name(text) or self._find_by_hash(text.rpartition(":")[2].lower())
+
+    def _find_by_name(self, text: str) -> ModelMetadata | None:
+        """The one model whose name, version name, file name or file stem is ``text``; several is an error."""
+        where, params = _name_candidates(text)
+        found = self.db.models(where, params, order=_PREFER_PRESENT, limit=_NAME_CANDIDATES)
+        found = [m for m in found if _is_named(m, text)]
+        if len(found) > 1:
+            ids = ", ".join(m.model_id for m in found[:_AMBIGUOUS_SHOWN])
+            more = ", …" if len(found) > _AMBIGUOUS_SHOWN else ""
+            raise InvalidReference(
+                f"{text!r} names {len(found)} models in the registry: {ids}{more}.",
+                hint="Give one of these ids instead.",
+            )
+        return self.checked(found)[0] if found else None
 
     def _find_by_hash(self, digest: str) -> ModelMetadata | None:
-        """The model known by this hash (SHA256, AutoV1/V2/V3, BLAKE3, CRC32), if ``digest`` looks like one."""
-        if len(digest) not in _HASH_LENGTHS or not _HEX.fullmatch(digest):
+        """The model known by this hash (SHA256, AutoV1/V2/V3, BLAKE3, CRC32) or SHA256 prefix, if ``digest`` looks like one."""
+        if not _HEX.fullmatch(digest) or not (len(digest) in _HASH_LENGTHS or _MIN_PREFIX <= len(digest) <= 64):
             return None
-        where = "m.pk IN (SELECT model_pk FROM model_hashes WHERE value = ?)"
-        found = self.db.models(where, (digest,), order=_PREFER_PRESENT, limit=1)
+        where = "m.pk IN (SELECT model_pk FROM model_hashes WHERE value = ?) OR substr(m.sha256, 1, ?) = ?"
+        found = self.db.models(where, (digest, len(digest), digest), order=_PREFER_PRESENT, limit=1)
         return self.checked(found)[0] if found else None
 
     def list_models(
@@ -259,7 +280,9 @@ class LibraryIndex:
         return dict(self.db.query(sql))
 
     def record_scan(self, found: list[ModelMetadata], removed: list[Path]) -> None:
-        """Record what a library scan found (each file's (size, mtime) with it) and the files it found gone."""
+        """Record what a library scan found (each file's (size, mtime) with it) and the files it found gone.
+
+        A file that failed inspection is recorded ``invalid``, its reason in ``extra["error"]``."""
         with self.db.write() as conn:
             for meta in found:
                 path = str(meta.local_path)
@@ -267,7 +290,7 @@ class LibraryIndex:
                 cached = self.db.cached_facts_in(conn, path)
                 if cached and cached["hashes"].get("SHA256") and signature == cached["signature"]:
                     meta.sha256 = cached["hashes"]["SHA256"]
-                self.db.upsert(conn, registry_key(meta), meta, managed=False, status="ok")
+                self.db.upsert(conn, registry_key(meta), meta, managed=False, status=_usable(meta))
                 self.db.store_facts(conn, Path(path), *signature, info={"scanned": True})
             conn.executemany("UPDATE models SET status = 'missing' WHERE local_path = ?", [(str(p),) for p in removed])
 
@@ -416,13 +439,20 @@ class LibraryIndex:
 # --- helpers -----------------------------------------------------------------------------------
 
 
+def _usable(meta: ModelMetadata) -> str:
+    """``invalid`` for a scanned file that failed inspection (``extra["error"]`` says why), else ``ok``."""
+    return "invalid" if meta.extra.get("error") else "ok"
+
+
 def _status_for(meta: ModelMetadata) -> str:
-    """The status a changed row keeps: archived stays archived, else whether its file is there."""
+    """The status a changed row keeps: archived stays archived, invalid stays invalid, else whether its file is there."""
     state = registry_state(meta)
     if state.get("status") == "archived":
         return "archived"
     path = meta.local_path or state.get("path")
-    return "missing" if path and not Path(path).exists() else "ok"
+    if path and not Path(path).exists():
+        return "missing"
+    return "invalid" if state.get("status") == "invalid" else "ok"
 
 
 def _type_values(model_type: ModelType) -> list[str]:
@@ -480,3 +510,35 @@ def _fts_queries(query: str | None) -> list[str]:
         return []
     exact = " ".join(f'"{w}"' for w in words)
     return [exact, exact + "*"]
+
+
+def _exact_lookups(text: str) -> list[tuple[str, tuple[Any, ...]]]:
+    """The unambiguous ways ``text`` names a row, tried in order: row key, source id, local path, AIR."""
+    lookups: list[tuple[str, tuple[Any, ...]]] = [("m.id = ?", (text,)), ("m.model_id = ?", (text,))]
+    if looks_like_path(text):
+        path = str(Path(text).expanduser().absolute())
+        lookups.append(("m.local_path = ? OR m.id = ?", (path, f"local:{path}")))
+    lookups.append(("m.air = ?", (text,)))
+    return lookups
+
+
+def _like(text: str) -> str:
+    """``text`` as a literal inside a LIKE pattern (escape character ``\\``)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _name_candidates(text: str) -> tuple[str, tuple[Any, ...]]:
+    """Where-clause for the rows that may be named ``text`` (a superset; :func:`_is_named` decides)."""
+    where = (
+        "m.name = ? COLLATE NOCASE OR m.version = ? COLLATE NOCASE "
+        "OR m.files LIKE ? ESCAPE '\\' OR m.local_path LIKE ? ESCAPE '\\'"
+    )
+    return where, (text, text, f"%{_like(text)}%", f"%{_like(text)}%")
+
+
+def _is_named(meta: ModelMetadata, text: str) -> bool:
+    """Whether ``text`` is the model's name or version name, or the name or stem of one of its files."""
+    wanted = text.casefold()
+    files = [f.name for f in meta.files] + [str(registry_state(meta).get("path") or "")]
+    names = [meta.name, meta.version] + [n for f in files if f for n in (Path(f).name, Path(f).stem)]
+    return any(n.casefold() == wanted for n in names if n)

@@ -65,6 +65,7 @@ from hubloader.core.errors import (
     RevisionNotFound,
     network_reason,
 )
+from hubloader.core.folders import looks_like_path
 from hubloader.core.metadata import (
     BaseModel,
     ModelFile,
@@ -153,6 +154,8 @@ def _hub_compat() -> _HubCompat:
 
 def parse_model_id(model_id: str) -> ModelRef:
     """A HuggingFace model id or URL (see the module docstring) as a :class:`~hubloader.sources.references.ModelRef`."""
+    if looks_like_path(str(model_id)):
+        raise InvalidReference(f"{str(model_id).strip()!r} is a local file path, not a HuggingFace repository id.")
     ref = parse_reference(model_id)
     if ref.kind != HUGGINGFACE or ref.repo_type != "model":
         raise InvalidReference(f"{ref.text!r} is not a HuggingFace model repository or file.")

@@ -45,12 +45,12 @@ def from_metadata(
             raise InvalidReference(f"{meta.name!r} ({meta.model_id}) has no downloadable file.")
         return Candidate(
             meta.remote_url, ref.file_name, meta.source.value, confidence, evidence, meta.size_bytes,
-            meta.sha256.lower(), meta.air, _stated_kind(meta.type),
+            meta.sha256.lower(), meta.air, _stated_kind(meta.type), f"{meta.name} ({meta.model_id})",
         )  # fmt: skip
     sha = (chosen.sha256 or chosen.hashes.get("SHA256", "")).lower()
     return Candidate(
         chosen.url or meta.remote_url, chosen.name, meta.source.value, confidence, evidence, chosen.size_bytes,
-        sha, meta.air, _stated_kind(meta.type),
+        sha, meta.air, _stated_kind(meta.type), f"{meta.name} ({meta.model_id})",
     )  # fmt: skip
 
 

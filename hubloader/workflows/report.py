@@ -42,6 +42,7 @@ class Candidate:
     sha256: str = ""
     air: str = ""
     kind: str = ""  # the kind the source states (used when the workflow does not say)
+    model: str = ""  # the model as its source names it, for messages: "Fake SDXL (civitai:1004@2006)"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

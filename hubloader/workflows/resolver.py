@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from hubloader.core.errors import HubloaderError, InvalidReference
+from hubloader.core.errors import AuthRequired, HubloaderError, InvalidReference
 from hubloader.core.folders import ModelFolders, active_folders, safe_filename, type_of_kind
 from hubloader.core.metadata import ModelMetadata
 from hubloader.core.settings import hf_endpoint, redact_url
@@ -220,7 +220,9 @@ class Resolver:
         size, sha256 = self.huggingface.file_size_and_sha256(
             parsed.repo_id, parsed.filename, parsed.revision or "main", parsed.repo_type
         )
-        return Candidate(url, parsed.filename.rsplit("/", 1)[-1], "huggingface", confidence, evidence, size, sha256)
+        name = parsed.filename.rsplit("/", 1)[-1]
+        model = f"{parsed.repo_id}/{parsed.filename}"
+        return Candidate(url, name, "huggingface", confidence, evidence, size, sha256, model=model)
 
     def _civitai_by_hashes(self, refs: list[ModelReference]) -> dict[str, ModelMetadata]:
         """One batched CivitAI lookup for every hash of every reference that has no URL."""
@@ -366,8 +368,11 @@ class Resolver:
                 shared_cache=self.shared_cache,
             )
             check_short_hashes(ref, result.sha256, result.path)
+        except AuthRequired as exc:
+            item.status, item.reason = Status.FAILED, _needs_token(_model_label(item), candidate, exc)
+            return
         except HubloaderError as exc:
-            item.status, item.reason = Status.FAILED, str(exc)
+            item.status, item.reason = Status.FAILED, f"{_model_label(item)}: {exc}"
             return
         item.status, item.path, item.sha256, item.size_bytes = (
             Status.FETCHED,
@@ -395,6 +400,22 @@ class Resolver:
         """check → resolve → (optionally) fetch, the whole flow the faces call."""
         report = self.resolve(workflow)
         return self.fetch(report, **fetch_options) if download else report
+
+
+_SERVICE_NAMES = {CIVITAI: "CivitAI", HUGGINGFACE: "HuggingFace"}
+
+
+def _model_label(item: ModelStatus) -> str:
+    """The model an item's download concerns, as its source names it (else as the workflow does)."""
+    chosen = item.chosen
+    return chosen.model if chosen is not None and chosen.model else repr(item.reference.name)
+
+
+def _needs_token(label: str, candidate: Candidate, exc: AuthRequired) -> str:
+    """One line: which model needs whose token, and what the service answered."""
+    service = _SERVICE_NAMES.get(exc.service or candidate.source)
+    needed = f"a {service} token" if service else "a token with access to it"
+    return f"{label} needs {needed} ({exc.message.rstrip('.')})."
 
 
 def resolve_workflow(

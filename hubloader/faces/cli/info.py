@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from hubloader.core.errors import InvalidReference, NotFound
+from hubloader.core.folders import looks_like_path
 from hubloader.core.metadata import ModelMetadata
 from hubloader.core.settings import redact_url
 from hubloader.core.units import human_size
@@ -40,8 +41,6 @@ def run(args: argparse.Namespace, out: Output) -> int:
     registry = open_registry()
     try:
         meta = registry.find_model(args.model)
-        if meta is None and Path(args.model).expanduser().is_file():
-            meta = registry.find_model(f"local:{Path(args.model).expanduser().absolute()}")
     finally:
         registry.close()
     if meta is None:
@@ -55,9 +54,14 @@ def run(args: argparse.Namespace, out: Output) -> int:
 
 
 def _remote_info(text: str) -> ModelMetadata:
-    """What the model's hub says about a reference that is not registered."""
+    """What the model's hub says about a reference that is not registered (a file path is never one)."""
     from hubloader.sources.references import HUGGINGFACE, parse_reference
 
+    if looks_like_path(text):
+        raise NotFound(
+            f"No model file {str(Path(text).expanduser().absolute())!r} in the registry.",
+            hint="Register the folder with `hubloader scan FOLDER`.",
+        )
     try:
         ref = parse_reference(text)
     except InvalidReference:
@@ -79,11 +83,12 @@ def _info_lines(meta: ModelMetadata) -> list[tuple[str, str]]:
     from hubloader.registry import registry_state
 
     state = registry_state(meta)
+    unusable = state.get("status") == "invalid"
     lines = [
         ("Name", meta.name),
         ("Id", meta.model_id),
         ("Source", meta.source.value),
-        ("Type", meta.type.value),
+        ("Type", "- (unusable file)" if unusable else meta.type.value),
         (
             "Base model",
             meta.base_model.value + (f" (from {meta.extra['base_source']})" if meta.extra.get("base_source") else ""),
@@ -118,6 +123,8 @@ def _info_lines(meta: ModelMetadata) -> list[tuple[str, str]]:
     lines.append(("Rating", rating(meta)))
     if state:
         lines.append(("Status", state.get("status", "") + (", pinned" if state.get("pinned") else "")))
+    if unusable:
+        lines.append(("Unusable", str(meta.extra.get("error") or "the file failed inspection")))
     lines.append(("Local path", str(meta.local_path) if meta.local_path else "-"))
     if meta.remote_url:
         lines.append(("Remote URL", redact_url(meta.remote_url)))

@@ -47,10 +47,10 @@ def run(args: argparse.Namespace, out: Output) -> int:
         (
             m.name,
             str(m.source),
-            m.type.value,
+            "-" if _unusable(m) else m.type.value,
             m.base_model.value,
             human_size(m.size_bytes or None),
-            registry_state(m).get("status", ""),
+            "invalid (unusable)" if _unusable(m) else registry_state(m).get("status", ""),
             str(m.local_path or "-"),
         )
         for m in models
@@ -75,4 +75,12 @@ def library_record(meta: ModelMetadata) -> dict[str, Any]:
         "status": state.get("status", ""),
         "pinned": bool(state.get("pinned")),
         "path": str(meta.local_path) if meta.local_path else None,
+        "error": meta.extra.get("error") if _unusable(meta) else None,
     }
+
+
+def _unusable(meta: ModelMetadata) -> bool:
+    """Whether the model's file failed inspection (recorded ``invalid``)."""
+    from hubloader.registry import registry_state
+
+    return registry_state(meta).get("status") == "invalid"
