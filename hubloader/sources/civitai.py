@@ -68,6 +68,7 @@ log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from hubloader.engine.download import DownloadProgress
+    from hubloader.sharedcache.cache import SharedCache
 
 PERIODS = ("AllTime", "Year", "Month", "Week", "Day")
 
@@ -315,14 +316,14 @@ class CivitAIService:
 
     def download_model(
         self,
-        model_id: int | str,
+        model_id: int | str | ModelRef,
         version_id: int | None = None,
         download_dir: Path | str | None = None,
         *,
         allow_pickle: bool | None = None,
         progress: Callable[[DownloadProgress], None] | None = None,
         cancel: threading.Event | None = None,
-        shared_cache: Any = None,
+        shared_cache: SharedCache | str | None = None,
     ) -> DownloadResult:
         """Download a version's model file, verify its SHA256 and place it; ``result.metadata`` describes it.
 
