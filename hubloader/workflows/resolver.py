@@ -220,12 +220,11 @@ class Resolver:
             if parsed.kind not in (CIVITAI, HUGGINGFACE):
                 raise InvalidReference(f"{ref.url!r} is neither a URL nor a CivitAI/HuggingFace reference.")
         if parsed.kind == CIVITAI:
-            if parsed.version_id is not None:
-                meta = self.civitai.get_model_version(parsed.version_id)
-            elif parsed.model_id is not None:
+            if parsed.version_id is None:
+                assert parsed.model_id is not None  # a CivitAI reference names a model, a version or both
                 meta = self.civitai.get_model_details(parsed.model_id)
             else:
-                raise InvalidReference(f"{ref.url!r} names no CivitAI model or version.")
+                meta = self.civitai.get_model_version(parsed.version_id)
             digest = ""
             if parsed.file_id or parsed.download_params:  # an AIR's +fileId or ?type=…&fp=… names one file
                 from hubloader.sources.civitai import pick_file
@@ -240,8 +239,8 @@ class Resolver:
 
     def _hf_candidate(self, parsed: ModelRef, ref: ModelReference, confidence: float, evidence: str) -> Candidate:
         """A HuggingFace file, its size and SHA256 read from the hub (the LFS ETag) so the bytes are checked."""
-        if not parsed.repo_id or not parsed.filename:
-            raise InvalidReference(f"{parsed.text} names a HuggingFace repository, not one of its files.")
+        # parse_url / parse_hf_path refuse a HuggingFace reference that names no file
+        assert parsed.repo_id is not None and parsed.filename is not None
         url = hf_resolve_url(parsed, hf_endpoint())
         size, sha256 = self.huggingface.file_size_and_sha256(
             parsed.repo_id, parsed.filename, parsed.revision or "main", parsed.repo_type
