@@ -53,6 +53,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/vermin -q -t=3.10- --violations --no-tips --eval-annotations $(PY_SOURCES)
+	$(VENV)/bin/mypy
 
 test-newest: $(VENV)/.installed browser
 	$(VENV)/bin/python -m pytest

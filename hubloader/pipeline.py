@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol, TypedDict
 from urllib.parse import urlsplit
 
 from hubloader.core.errors import HubloaderError, InvalidReference, NotFound
@@ -41,6 +41,7 @@ from hubloader.sources.references import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from hubloader.engine.download import DownloadProgress
+    from hubloader.sharedcache.cache import SharedCache
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,20 @@ class ModelIndex(Protocol):
     def set_paths(
         self, model: str | ModelMetadata, *, sidecar_path: Path | None = None, preview_path: Path | None = None
     ) -> ModelMetadata: ...
+
+
+class _Transfer(TypedDict):
+    """How a source's download runs: the engine's progress and cancel, and the site's shared cache."""
+
+    progress: Progress | None
+    cancel: threading.Event | None
+    shared_cache: SharedCache | str | None
+
+
+class _CivitaiTransfer(_Transfer):
+    """A CivitAI download also takes the pickle policy (HuggingFace's is checked on its metadata)."""
+
+    allow_pickle: bool | None
 
 
 #: Largest preview image taken from a source: a preview is a thumbnail, not a download.
@@ -87,7 +102,7 @@ def fetch(
     allow_pickle: bool | None = None,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
-    shared_cache: Any = None,
+    shared_cache: SharedCache | str | None = None,
     confirmed: bool = False,
 ) -> Placed:
     """Make the model ``what`` names present in its folder; download only what is missing or different.
@@ -112,16 +127,17 @@ def fetch(
     elif isinstance(what, ModelRef):
         ref = what
     else:
-        ref = _parse_or_url(what)
-        if ref is None:
+        parsed = _parse_or_url(what)
+        if parsed is None:
             plain = _PlainUrl(str(what).strip(), save_as, allow_pickle, confirmed)
             return _fetch_url(plain, folders, folder_kind, progress, cancel)
+        ref = parsed
     if ref.kind == HUGGINGFACE:
         if revision and not ref.revision:
             ref = dataclasses.replace(ref, revision=revision)
-        options = dict(progress=progress, cancel=cancel, shared_cache=shared_cache)
-        return _fetch_huggingface(ref, folders, folder_kind, save_as, allow_pickle, options)
-    options = dict(allow_pickle=allow_pickle, progress=progress, cancel=cancel, shared_cache=shared_cache)
+        transfer = _Transfer(progress=progress, cancel=cancel, shared_cache=shared_cache)
+        return _fetch_huggingface(ref, folders, folder_kind, save_as, allow_pickle, transfer)
+    options = _CivitaiTransfer(allow_pickle=allow_pickle, progress=progress, cancel=cancel, shared_cache=shared_cache)
     return _fetch_civitai(ref, folders, folder_kind, save_as, _version_id(revision), options)
 
 
@@ -171,7 +187,7 @@ def _fetch_huggingface(
     kind: str | None,
     save_as: str | None,
     allow_pickle: bool | None,
-    options: dict[str, Any],
+    options: _Transfer,
 ) -> Placed:
     """Into the HuggingFace cache (shared with diffusers and every HF tool), then linked into the folder.
 
@@ -250,7 +266,7 @@ def _fetch_civitai(
     kind: str | None,
     save_as: str | None,
     version: int | None,
-    options: dict[str, Any],
+    options: _CivitaiTransfer,
 ) -> Placed:
     """CivitAIService picks the file (or takes the one named), verifies its SHA256 and names it; we give the folder."""
     from hubloader.sources.civitai import CivitAIService
@@ -286,7 +302,7 @@ def civitai_file_with_hash(found: ModelMetadata, sha: str) -> ModelRef:
     return _civitai_file_ref(found, file_id)
 
 
-def _civitai_file_ref(version: ModelMetadata, file_id: Any) -> ModelRef:
+def _civitai_file_ref(version: ModelMetadata, file_id: int | str | None) -> ModelRef:
     """One file (None: the one the service prefers) of a CivitAI version the metadata describes."""
     model_id = version.extra.get("civitai_model_id")
     return ModelRef(
@@ -369,7 +385,7 @@ def describe_and_register(
     source: ModelMetadata | None,
     registry: ModelIndex,
     *,
-    raw: dict[str, Any] | None = None,
+    raw: dict[str, object] | None = None,
     preview: bytes | None = None,
     reused: bool = False,
     model_type: ModelType | None = None,
@@ -414,7 +430,7 @@ def record(placed: Placed, registry: ModelIndex, *, model_type: ModelType | None
 
 
 def _write_sidecars(
-    path: Path, meta: ModelMetadata, source: ModelMetadata | None, raw: dict[str, Any] | None, preview: bytes | None
+    path: Path, meta: ModelMetadata, source: ModelMetadata | None, raw: dict[str, object] | None, preview: bytes | None
 ) -> bool:
     """True when the sidecars were written (a failure is logged: the model is registered all the same)."""
     from hubloader.library import sidecars

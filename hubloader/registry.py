@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from hubloader.core.errors import HubloaderError, NotFound
 from hubloader.core.metadata import (
@@ -343,7 +343,7 @@ class ModelRegistry:
         # A file we downloaded that changed keeps its source's metadata.
         found = [
             describe_file(m.local_path, source=self.index.by_key(sourced[str(m.local_path)]))
-            if str(m.local_path) in sourced
+            if m.local_path is not None and str(m.local_path) in sourced
             else m
             for m in report.models
         ]
@@ -368,7 +368,11 @@ class ModelRegistry:
 
         rows = self.index.unhashed(limit)
         keys = {path: key for key, path, *_ in rows}
-        known = {path: (size, mtime, hashes) for _, path, size, mtime, hashes in rows if size is not None}
+        known = {
+            path: (size, mtime, hashes)
+            for _, path, size, mtime, hashes in rows
+            if size is not None and mtime is not None
+        }
         for path, (size, mtime_ns), hashes in hash_models(list(keys), known=known, cancel=cancel):
             if hashes is None:  # unchanged since hashed: the cached hashes
                 self.index.record_hashes(keys[str(path)], dict(known[str(path)][2]))
@@ -398,13 +402,15 @@ class ModelRegistry:
                 self.index.register_model(describe_file(local.local_path, source=found[sha]))
             self.index.mark_civitai_checked(local.local_path)
 
-    def start_enrichment(self, **kwargs: Any) -> threading.Thread:
+    def start_enrichment(
+        self, *, lookup_civitai: bool = True, cancel: threading.Event | None = None, limit: int | None = None
+    ) -> threading.Thread:
         """Run :meth:`enrich` on a daemon thread with its own registry connection; returns the thread."""
 
         def work() -> None:
             with ModelRegistry(self.db_path) as registry:
                 registry._civitai_service = self._civitai_service
-                result = registry.enrich(**kwargs)
+                result = registry.enrich(lookup_civitai=lookup_civitai, cancel=cancel, limit=limit)
                 log.info("Enrichment: %s", result)
 
         thread = threading.Thread(target=work, name="hubloader-enrich", daemon=True)

@@ -492,3 +492,15 @@ def test_killing_the_lease_holder_mid_transfer(hub_env, cache_url: str, tmp_path
     _check_workers(procs, tmp_path, sizes, skip={victim})
     assert procs[victim].returncode == -signal.SIGKILL
     assert sum(hub_env.bytes_sent.values()) <= 1.1 * sum(sizes.values())
+
+
+def test_s3_staged_chunk_gone_before_it_is_read_is_none(hub_env, s3_cache) -> None:
+    """A publisher may clear the staging area between a taker's listing and its read: the chunk is just gone."""
+    url = hub_env.add_file("fleet/cleared.safetensors", size=20 * MiB)
+    sha, store = hub_env.blob(url).sha256, s3_cache.store
+    _stage(store, url, hub_env, range(2))
+    kept, gone = sorted(store.staged_chunks(sha), key=lambda c: c.start)
+    store.client.delete_object(Bucket=store.bucket, Key=gone.key)
+
+    assert store.read_chunk(gone) is None
+    assert store.read_chunk(kept) == hub_env.blob(url).read(kept.start, kept.end)

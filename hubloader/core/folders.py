@@ -178,7 +178,7 @@ def _extra_model_paths(yaml_path: Path) -> list[tuple[str, Path, bool]]:
         for key, value in section.items():
             if key in ("base_path", "is_default") or value is None:
                 continue
-            kind = LEGACY_KINDS.get(key, key)
+            kind = LEGACY_KINDS.get(str(key), str(key))
             for line in str(value).splitlines():
                 if line.strip():
                     entries.append((kind, Path(os.path.normpath(base / line.strip())), is_default))

@@ -10,19 +10,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+_E = TypeVar("_E", bound="_StrEnum")
+
+
 class _StrEnum(str, Enum):
     def __str__(self) -> str:
-        return self.value
+        return str(self.value)
 
     @classmethod
-    def parse(cls, value: Any, default: Any = None) -> Any:
+    def parse(cls: type[_E], value: object, default: _E | None = None) -> _E:
         """Accept a member, its value or its name in any case; ``default`` (or ValueError) otherwise."""
         if isinstance(value, cls):
             return value
@@ -239,7 +242,7 @@ class SortBy(_StrEnum):
     def civitai(self) -> str:
         return _CIVITAI_SORTS[self]
 
-    def huggingface(self) -> str:
+    def huggingface(self) -> HubSort:
         return _HF_SORTS[self]
 
 
@@ -249,8 +252,10 @@ _CIVITAI_SORTS = {
     SortBy.NEWEST: "Newest",
     SortBy.LIKES: "Most Liked",
 }
+#: The orders the Hub's list_models sorts by that a SortBy maps to.
+HubSort = Literal["downloads", "likes", "last_modified"]
 # HuggingFace has no ratings; likes are the closest signal.
-_HF_SORTS = {
+_HF_SORTS: dict[SortBy, HubSort] = {
     SortBy.POPULARITY: "downloads",
     SortBy.RATING: "likes",
     SortBy.NEWEST: "last_modified",
@@ -339,7 +344,8 @@ class ModelMetadata:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (enums as their values, paths and dates as strings)."""
-        return _jsonable(dataclasses.asdict(self))
+        data: dict[str, Any] = _jsonable(dataclasses.asdict(self))
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelMetadata:

@@ -155,7 +155,7 @@ def weights_from_civitai(version: Mapping[str, Any] | None) -> list[Sourced]:
     """CivitAI's candidates for one version, best first: settings, description, example images."""
     version = version or {}
     found: list[Sourced] = []
-    settings = version.get("settings") if isinstance(version.get("settings"), dict) else {}
+    settings = found_settings if isinstance(found_settings := version.get("settings"), dict) else {}
     weight = _plausible(settings.get("strength"))
     if weight is not None:
         found.append(Sourced(weight, "civitai.settings", "settings.strength"))

@@ -523,6 +523,7 @@ class _Download:
             headers["Range"] = f"bytes={segment.pos}-{end}"
             if self.part.state.validator and (segment.pos > 0 or segment.end is not None):
                 headers["If-Range"] = self.part.state.validator
+        assert self.session is not None  # _fetch_all holds the session for the whole transfer, _open runs inside it
         response = await self.origin.open(self.session, headers)
         await self.responses.accept(response, segment, self.part.state)
         return response

@@ -36,4 +36,4 @@ def backoff_delay(failures: int, exc: Transient) -> float:
     """Exponential backoff with full jitter; a server's ``Retry-After`` wins."""
     if exc.retry_after is not None:
         return exc.retry_after
-    return random.uniform(0.5, 1.0) * min(30.0, 2**failures / 2)
+    return random.uniform(0.5, 1.0) * min(30.0, 2.0**failures / 2)

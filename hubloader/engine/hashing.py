@@ -91,7 +91,7 @@ class _Crc32:
     def __init__(self) -> None:
         self.value = 0
 
-    def update(self, data: memoryview) -> None:
+    def update(self, data: bytes | memoryview) -> None:
         self.value = zlib.crc32(data, self.value)
 
     def hexdigest(self) -> str:
@@ -126,14 +126,14 @@ def hash_chunks(
     autov1 = bytearray() if "autov1" in digests else None
     done = 0
     with ThreadPoolExecutor(4, thread_name_prefix="hubloader-hash") as pool:
-        pending: list[Future[None]] = []
+        pending: list[Future[object]] = []
         for chunk in chunks:
             view = memoryview(chunk)
             for future in pending:
                 future.result()
             start, end = done, done + len(view)
             pending = [pool.submit(h.update, view) for h in hashers.values()]
-            if addnet is not None and end > data_offset:
+            if addnet is not None and data_offset is not None and end > data_offset:
                 pending.append(pool.submit(addnet.update, view[max(0, data_offset - start) :]))
             if autov1 is not None and start < AUTOV1_OFFSET + AUTOV1_LENGTH and end > AUTOV1_OFFSET:
                 autov1 += view[max(0, AUTOV1_OFFSET - start) : AUTOV1_OFFSET + AUTOV1_LENGTH - start]

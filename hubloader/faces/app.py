@@ -192,7 +192,7 @@ def _search_tab(hub: ModelHub, results_state: Any, selected_state: Any) -> None:
         gallery.select(select, [results_state], [details, version, file, selected_state])
 
         @_guarded(4, 0)
-        def choose_version(meta: ModelMetadata | None, label: str) -> tuple[Any, Any, Any, str]:
+        def choose_version(meta: ModelMetadata | None, label: str) -> tuple[Any, Any, Any, str | dict[str, Any]]:
             if meta is None or not label:
                 return gr.update(), gr.update(), gr.update(), gr.update()
             chosen = hub.version(meta, version_of_label(meta, label))

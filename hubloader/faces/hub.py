@@ -6,6 +6,7 @@ without a browser. Errors reach the page phrased for this app (:func:`message`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import tempfile
 import threading
@@ -340,9 +341,7 @@ class ModelHub:
         changes: dict[str, Any] = {
             "hf_endpoint": (hf_endpoint or "").strip() or None,
             "civitai_endpoint": (civitai_endpoint or "").strip() or None,
-            "cache_limit_gb": float(cache_limit_gb)
-            if cache_limit_gb not in (None, "") and cache_limit_gb > 0
-            else None,
+            "cache_limit_gb": float(cache_limit_gb) if cache_limit_gb and cache_limit_gb > 0 else None,
             "allow_pickle": bool(allow_pickle),
             "max_connections": int(max_connections) if max_connections else None,
             "nsfw": bool(nsfw),
@@ -416,7 +415,7 @@ class ModelHub:
             jobs.append(
                 self.jobs.submit(
                     item.reference.name,
-                    lambda progress, cancel, item=item: self._fetch_item(item, progress, cancel),
+                    functools.partial(self._fetch_item, item),
                     kind=kind,
                     ref=item.chosen.url,
                 ).to_dict()

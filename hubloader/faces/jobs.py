@@ -18,7 +18,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from hubloader.core.errors import Cancelled, HubloaderError
 from hubloader.core.settings import redact_text, redact_url
@@ -31,10 +30,11 @@ FINISHED = frozenset({DONE, FAILED, CANCELLED})
 
 #: Progress callback given to a job's work: ``(done_bytes, total_bytes)``.
 ProgressFn = Callable[[int, int], None]
-#: The work itself: gets the progress callback and the cancel event, returns the placed file.
-Work = Callable[[ProgressFn, threading.Event], Any]
+#: The work itself: gets the progress callback and the cancel event, returns the placed file (a path, or an
+#: object with ``path`` and ``size_bytes``).
+Work = Callable[[ProgressFn, threading.Event], object]
 #: Listener: ``(event_name, job_dict)`` with event_name "progress" or "state".
-Listener = Callable[[str, dict[str, Any]], None]
+Listener = Callable[[str, dict[str, object]], None]
 
 #: Progress events are coalesced to at most one per job per this many seconds (state changes always go out).
 PROGRESS_INTERVAL_S = 0.25
@@ -63,12 +63,12 @@ class Job:
     filename: str = ""
     created_at: float = field(default_factory=time.time)
     finished_at: float | None = None
-    result: Any = field(default=None, repr=False)
+    result: object = field(default=None, repr=False)
     cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
     _started: float = field(default=0.0, repr=False)
     _last_emit: float = field(default=0.0, repr=False)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {
             "id": self.id,
             "label": self.label,

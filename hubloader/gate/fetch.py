@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 from urllib.parse import urljoin
 
 from hubloader.core.metadata import DownloadResult
@@ -18,7 +17,7 @@ from hubloader.engine.download import DownloadProgress, check_free_space, downlo
 from hubloader.engine.partfile import partial_ranges
 from hubloader.gate import policy
 from hubloader.gate.request import FileRequest
-from hubloader.sharedcache.cache import fetch_via_shared_cache
+from hubloader.sharedcache.cache import SharedCache, fetch_via_shared_cache
 
 Progress = Callable[[DownloadProgress], None]
 #: Redirects a preview may take (each hop checked like a download's).
@@ -30,7 +29,7 @@ def fetch_file(
     *,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
-    shared_cache: Any = None,
+    shared_cache: SharedCache | str | None = None,
 ) -> DownloadResult:
     """Fetch what ``request`` describes to ``request.dest`` (or reuse the same file there), or refuse it
     before the first byte. ``shared_cache``: a site cache or its URL (None: the configured one)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from hubloader.core.settings import Secret
 
@@ -40,7 +39,7 @@ class FileRequest:
     expect: str = "model"  # "model": refuse text answers; "any": config and text files too
     confirmed: bool = False
     resolve: Callable[[], str] | None = None
-    record: dict[str, Any] = field(default_factory=dict)
+    record: dict[str, object] = field(default_factory=dict)
 
     @property
     def dest(self) -> Path:

@@ -81,7 +81,8 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
-    return conn.execute("PRAGMA user_version").fetchone()[0]
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    return version
 
 
 def migrate(conn: sqlite3.Connection) -> int:
@@ -390,14 +391,15 @@ class ModelDatabase:
 
     def query_one(self, sql: str, params: Iterable[Any] = ()) -> tuple[Any, ...] | None:
         with index_errors(self.path), self._lock:
-            return self._conn.execute(sql, tuple(params)).fetchone()
+            row: tuple[Any, ...] | None = self._conn.execute(sql, tuple(params)).fetchone()
+            return row
 
     # -- models --
 
     def upsert(self, conn: sqlite3.Connection, key: str, meta: ModelMetadata, *, managed: bool, status: str) -> int:
         """Insert or update the row ``key`` and its hashes (inside the caller's transaction); return its pk."""
         conn.execute(_UPSERT, (*model_row(key, meta, status=status), int(managed)))
-        pk = conn.execute("SELECT pk FROM models WHERE id = ?", (key,)).fetchone()[0]
+        pk: int = conn.execute("SELECT pk FROM models WHERE id = ?", (key,)).fetchone()[0]
         hashes = hashes_of(meta)
         stored = conn.execute("SELECT value FROM model_hashes WHERE model_pk = ? AND kind = 'SHA256'", (pk,)).fetchone()
         if stored and hashes.get("SHA256") and stored[0] != hashes["SHA256"]:

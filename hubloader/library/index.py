@@ -54,7 +54,8 @@ def registry_key(meta: ModelMetadata) -> str:
 
 def registry_state(meta: ModelMetadata) -> dict[str, Any]:
     """What the index records about ``meta`` beyond its metadata (empty for a remote result)."""
-    return meta.extra.get("registry", {})
+    state: dict[str, Any] = meta.extra.get("registry", {})
+    return state
 
 
 class LibraryIndex:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from math import prod
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO, TypeGuard
 
 from hubloader.core.errors import AuthRequired, InvalidFile, NetworkError, NotFound, PickleNotAllowed, UnsafeFile
 from hubloader.core.metadata import BaseModel, ModelFormat, ModelType
@@ -118,7 +118,7 @@ def header_length_from_prefix(prefix: bytes, file_size: int | None, name: str = 
     """Check the 8-byte length prefix against the limits before anything is read from it."""
     if len(prefix) < 8 or (file_size is not None and file_size < 8):
         raise InvalidFile(f"{name} is not a safetensors file: it is shorter than the 8-byte header length.")
-    (header_length,) = struct.unpack("<Q", prefix[:8])
+    header_length: int = struct.unpack("<Q", prefix[:8])[0]
     if header_length > MAX_HEADER_SIZE:
         raise UnsafeFile(
             f"{name} claims a {header_length:,}-byte safetensors header, above the {MAX_HEADER_SIZE:,}-byte limit; "
@@ -186,7 +186,7 @@ def _tensor_info(tensor: str, info: Any, name: str) -> TensorInfo:
     return TensorInfo(dtype, tuple(shape), begin, end)
 
 
-def _int_list(value: Any) -> bool:
+def _int_list(value: object) -> TypeGuard[list[int]]:
     return isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
 
 
@@ -414,7 +414,7 @@ def _looks_like_tensor_name(text: str) -> bool:
     return ("." in text and " " not in text) or text in _EMBEDDING_KEYS
 
 
-def _collect_pickle_strings(stream: BinaryIO, names: list[str], *, pickles: int) -> None:
+def _collect_pickle_strings(stream: IO[bytes], names: list[str], *, pickles: int) -> None:
     for _ in range(pickles):
         try:
             for opcode, arg, _pos in pickletools.genops(stream):
@@ -760,7 +760,7 @@ class VaeRecogniser(Recogniser):
         for prefix in ("", *_VAE_PREFIXES):
             if f"{prefix}encoder.conv_in.weight" in t and f"{prefix}decoder.conv_in.weight" in t:
                 channels = t.dim(f"{prefix}decoder.conv_in.weight", 1)
-                details = {"latent_channels": channels}
+                details: dict[str, Any] = {"latent_channels": channels}
                 if t.startswith(f"{prefix}encoder.down_blocks."):
                     details["format"] = "diffusers"
                 return Detection(cls.kind, BaseModel.UNKNOWN, 0.9, [f"VAE with {channels} latent channels"], details)

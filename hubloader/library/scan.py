@@ -93,7 +93,7 @@ def scan_paths(
     ``.ckpt/.pt/.bin`` files (they are flagged either way, never loaded).
     """
     roots = [Path(r).expanduser().absolute() for r in roots]
-    known = {str(k): tuple(v) for k, v in (known or {}).items()}
+    known = {str(k): (v[0], v[1]) for k, v in (known or {}).items()}
     report = ScanReport()
     present: set[str] = set()
     for entry, names in iter_model_files(roots, extensions):
@@ -229,7 +229,7 @@ def _adopt_civitai_ids(meta: ModelMetadata, version: Mapping[str, Any]) -> None:
     meta.version_id = str(version.get("id") or meta.version_id)
     meta.air = str(version.get("air") or meta.air)
     meta.extra["civitai_model_id"] = version.get("modelId")
-    model = version.get("model") if isinstance(version.get("model"), dict) else {}
+    model = found_model if isinstance(found_model := version.get("model"), dict) else {}
     if model.get("name"):
         meta.extra["civitai_name"] = model["name"]
 

@@ -106,20 +106,6 @@ class ChunkStaging(Protocol):
     def read_chunk(self, chunk: StagedChunk) -> bytes | None:
         """The piece's bytes; None when it is gone (a publisher cleared the staging area) or when its bytes
         do not match the hash in its name (then it is deleted)."""
-        from botocore.exceptions import ClientError
-
-        try:
-            with self._errors():
-                data = self.client.get_object(Bucket=self.bucket, Key=chunk.key)["Body"].read()
-        except ClientError as exc:
-            if _status(exc) == 404:
-                return None
-            raise
-        if _sha256(data) == chunk.sha256 and len(data) == chunk.end - chunk.start:
-            return data
-        with self._errors():
-            self.client.delete_object(Bucket=self.bucket, Key=chunk.key)
-        return None
 
     def clear_staged(self, sha256: str) -> None: ...
 
@@ -393,7 +379,8 @@ class S3Store:
     def read_range(self, sha256: str, start: int, end: int) -> bytes:
         with self._errors():
             answer = self.client.get_object(Bucket=self.bucket, Key=self._key(sha256), Range=f"bytes={start}-{end - 1}")
-            return answer["Body"].read()
+            data: bytes = answer["Body"].read()
+            return data
 
     def read_record(self, sha256: str) -> dict[str, Any] | None:
         found = self._get_json(self._key(sha256, ".json"))
@@ -481,11 +468,20 @@ class S3Store:
             self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
 
     def read_chunk(self, chunk: StagedChunk) -> bytes | None:
-        """The chunk's bytes, or None (and it is deleted) when they do not match the hash in its name."""
+        """The chunk's bytes; None when it is gone (a publisher cleared the staging area) or when they do not
+        match the hash in its name (then it is deleted)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            with self._errors():
+                data: bytes = self.client.get_object(Bucket=self.bucket, Key=chunk.key)["Body"].read()
+        except ClientError as exc:
+            if _status(exc) == 404:
+                return None
+            raise
+        if _sha256(data) == chunk.sha256 and len(data) == chunk.end - chunk.start:
+            return data
         with self._errors():
-            data = self.client.get_object(Bucket=self.bucket, Key=chunk.key)["Body"].read()
-            if _sha256(data) == chunk.sha256 and len(data) == chunk.end - chunk.start:
-                return data
             self.client.delete_object(Bucket=self.bucket, Key=chunk.key)
         return None
 

@@ -69,6 +69,7 @@ log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from hubloader.engine.download import DownloadProgress
+    from hubloader.sharedcache.cache import SharedCache
 
 PERIODS = ("AllTime", "Year", "Month", "Week", "Day")
 
@@ -230,6 +231,7 @@ class CivitAIService:
         """One model (its newest version, or ``version_id``); ``model_id`` may also be any CivitAI reference."""
         ref = _civitai_ref(model_id, version_id)
         if ref.model_id is None:
+            # _civitai_ref: a reference without a model id names a version
             return self.get_model_version(ref.version_id)  # type: ignore[arg-type]
         model = self._get(f"models/{ref.model_id}", what=f"CivitAI model {ref.model_id}")
         version = _pick_version(model, ref.version_id)
@@ -252,9 +254,10 @@ class CivitAIService:
     def _version_by_hash(self, value: str) -> dict[str, Any] | None:
         """The version document of the file with this hash (any kind CivitAI stores), None if it has none."""
         try:
-            return self._get(f"model-versions/by-hash/{value.upper()}", what=f"hash {value}")
+            version: dict[str, Any] = self._get(f"model-versions/by-hash/{value.upper()}", what=f"hash {value}")
         except NotFound:
             return None
+        return version
 
     def find_by_hashes(self, hashes: Iterable[str]) -> dict[str, ModelMetadata]:
         """Look many hashes up: ``{hash (lower-case): metadata}``, unknown ones absent.
@@ -263,7 +266,7 @@ class CivitAIService:
         with any other element, so SHA256s go in batches of ``hash_batch`` and shorter hashes (AutoV2 from an A1111
         infotext, AutoV3, CRC32 …) one ``GET …/by-hash/{hash}`` each, as does every hash of a batch it refused.
         """
-        wanted = list(dict.fromkeys(parse_hash(h).hash for h in hashes))  # type: ignore[misc]
+        wanted = list(dict.fromkeys(parse_hash(h).hash or "" for h in hashes))
         full = [h for h in wanted if len(h) == 64]
         found: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}  # hash → (version doc, matched file)
         singles = [h for h in wanted if len(h) != 64]
@@ -279,7 +282,7 @@ class CivitAIService:
             found.update(_files_with_hashes([version] if version else [], {value}))
         models = self._models_by_id({v.get("modelId") for v, _ in found.values()})
         return {
-            h: self._from_version_document(version, models.get(version.get("modelId")), file)
+            h: self._from_version_document(version, models.get(version.get("modelId", 0)), file)
             for h, (version, file) in found.items()
         }
 
@@ -310,20 +313,21 @@ class CivitAIService:
             raise InvalidReference(f"{ref.text} is not a CivitAI reference.")
         if ref.version_id is not None:
             return self.get_model_version(ref.version_id)
+        # parse_reference: a CivitAI reference without a version id names a model
         return self.get_model_details(ref.model_id)  # type: ignore[arg-type]
 
     # --- downloads -------------------------------------------------------------------------------
 
     def download_model(
         self,
-        model_id: int | str,
+        model_id: int | str | ModelRef,
         version_id: int | None = None,
         download_dir: Path | str | None = None,
         *,
         allow_pickle: bool | None = None,
         progress: Callable[[DownloadProgress], None] | None = None,
         cancel: threading.Event | None = None,
-        shared_cache: Any = None,
+        shared_cache: SharedCache | str | None = None,
     ) -> DownloadResult:
         """Download a version's model file, verify its SHA256 and place it; ``result.metadata`` describes it.
 
@@ -506,7 +510,9 @@ class CivitAIService:
         self, version: dict[str, Any], model: dict[str, Any] | None, file: dict[str, Any] | None
     ) -> ModelMetadata:
         model = model or _model_for(version, {})
-        in_model = next((v for v in model.get("modelVersions") or [] if v.get("id") == version.get("id")), {})
+        in_model: dict[str, Any] = next(
+            (v for v in model.get("modelVersions") or [] if v.get("id") == version.get("id")), {}
+        )
         return self._describe(model, _merge_versions(in_model, version), file=file, complete=True)
 
     def _models_by_id(self, ids: set[Any]) -> dict[int, dict[str, Any]]:
@@ -767,7 +773,8 @@ def _model_for(version: dict[str, Any], models: dict[int, dict[str, Any]]) -> di
 
 
 def _file_with_hash(version: dict[str, Any], file_hash: str) -> dict[str, Any] | None:
-    for file in version.get("files") or []:
+    files: list[dict[str, Any]] = version.get("files") or []
+    for file in files:
         if file_hash.lower() in (str(v).lower() for v in (file.get("hashes") or {}).values()):
             return file
     return None
@@ -810,10 +817,10 @@ def _recommended_weight(
     Only the explicit setting counts for types without a strength (a checkpoint's "denoise strength"
     in a description is not a LoRA weight).
     """
-    settings = version.get("settings") if isinstance(version.get("settings"), dict) else {}
+    settings = found_settings if isinstance(found_settings := version.get("settings"), dict) else {}
     low, high = settings.get("minStrength"), settings.get("maxStrength")
-    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
-    weight_range = [float(low), float(high)] if numbers else None
+    numbers = [float(v) for v in (low, high) if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    weight_range = numbers if len(numbers) == 2 else None
     descriptions = "\n".join(text for text in (version_html, model_html) if text)
     for candidate in weights_from_civitai({**version, "description": descriptions}):
         if candidate.source == "civitai.settings" or model_type in WEIGHTED_TYPES:

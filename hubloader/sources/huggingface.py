@@ -47,7 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from hubloader.core import settings as config
 from hubloader.core.errors import (
@@ -130,6 +130,12 @@ class _HubCompat:
 
     metadata_takes_endpoint: bool  # get_hf_file_metadata(endpoint=) appeared with the httpx client
     transport_errors: tuple[type[BaseException], ...]  # connection/timeout errors of its HTTP stack
+
+
+class _EndpointOption(TypedDict, total=False):
+    """``get_hf_file_metadata``'s ``endpoint`` keyword, given only to the versions that take it."""
+
+    endpoint: str
 
 
 @functools.lru_cache(maxsize=1)
@@ -380,6 +386,7 @@ class HuggingFaceHubService:
         """Everything the Hub says about a repo (or one file of it), with file sizes and SHA256s."""
         ref = parse_model_id(model_id)
         revision = ref.revision or revision
+        assert ref.repo_id is not None  # parse_model_id: a HuggingFace reference names its repository
         if config.hf_offline():
             raise OfflineError(f"Reading {ref}'s details needs the network.", hint="Unset HF_HUB_OFFLINE.")
         with self._hub_errors(ref.repo_id, path=ref.filename, revision=revision):
@@ -400,7 +407,7 @@ class HuggingFaceHubService:
         from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
         endpoint = config.hf_endpoint()
-        extra = {"endpoint": endpoint} if _hub_compat().metadata_takes_endpoint else {}
+        extra: _EndpointOption = {"endpoint": endpoint} if _hub_compat().metadata_takes_endpoint else {}
         with self._hub_errors(repo_id, path=path, revision=revision):
             url = hf_hub_url(repo_id, path, repo_type=repo_type, revision=revision, endpoint=endpoint)
             meta = get_hf_file_metadata(url, token=self._hf_token(), **extra)
@@ -455,6 +462,7 @@ class HuggingFaceHubService:
         if not ref.filename:
             raise InvalidReference(f"{model_id!r} names a repository; name one file (owner/repo/file.safetensors).")
         revision = ref.revision or revision
+        assert ref.repo_id is not None  # parse_model_id: a HuggingFace reference names its repository
         if config.hf_offline():
             raise OfflineError(f"Reading {ref}'s header needs the network.", hint="Unset HF_HUB_OFFLINE.")
         from huggingface_hub.errors import SafetensorsParsingError
@@ -503,6 +511,7 @@ class HuggingFaceHubService:
         """
         ref = parse_model_id(model_id)
         revision = ref.revision or revision or "main"
+        assert ref.repo_id is not None  # parse_model_id: a HuggingFace reference names its repository
         cache = self._cache(cache_dir)
         self._used_caches[cache] = None
         # Before huggingface_hub is even imported: a pinned or offline re-get is a look at the disk.
@@ -539,7 +548,7 @@ class HuggingFaceHubService:
         from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
         endpoint = config.hf_endpoint()
-        extra = {"endpoint": endpoint} if _hub_compat().metadata_takes_endpoint else {}
+        extra: _EndpointOption = {"endpoint": endpoint} if _hub_compat().metadata_takes_endpoint else {}
         meta = get_hf_file_metadata(
             hf_hub_url(repo_id, path, revision=revision, endpoint=endpoint), token=self._hf_token(), **extra
         )
@@ -662,7 +671,7 @@ class HuggingFaceHubService:
                     )
                 )
         info = self.client.model_info(repo_id, revision=revision, files_metadata=True, token=self._hf_token())
-        commit: str = check_commit(info.sha)
+        commit: str = check_commit(info.sha or "")
         siblings = {check_repo_path(s.rfilename): s for s in info.siblings or []}
         wanted = select(list(siblings))
         if not wanted:
@@ -679,7 +688,7 @@ class HuggingFaceHubService:
         by_engine = [
             p
             for p in missing
-            if siblings[p].lfs and (site is not None or siblings[p].lfs.get("size", 0) >= RESUMABLE_MIN_BYTES)
+            if (lfs := siblings[p].lfs) and (site is not None or lfs.get("size", 0) >= RESUMABLE_MIN_BYTES)
         ]
         small = [p for p in missing if p not in by_engine]
         # Small files in parallel, as snapshot_download does (latency, not bandwidth, bounds them); each
@@ -694,6 +703,7 @@ class HuggingFaceHubService:
                 raise
         for path in by_engine:
             lfs = siblings[path].lfs
+            assert lfs is not None  # by_engine holds LFS files only
             self._fetch_lfs(repo_id, path, commit, lfs["sha256"], lfs["size"], cache, progress, cancel, site)
         _write_ref(folder, revision, commit)
         _write_file_list(folder, commit, list(siblings))

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TypedDict
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from hubloader.core.errors import InvalidReference
@@ -208,6 +209,14 @@ def parse_reference(text: str, *, hf_host: str | None = None, civitai_host: str 
     raise InvalidReference(f"Cannot tell what model {raw!r} names.")
 
 
+class _AirFields(TypedDict):
+    """What an AIR says besides the resource: its ecosystem, type and format."""
+
+    ecosystem: str
+    air_type: str
+    format: str | None
+
+
 def parse_air(text: str) -> ModelRef:
     """``urn:air:{ecosystem}:{type}:{source}:{id}[@{version}][.{format}][+{fileId}]``."""
     raw = str(text).strip()
@@ -221,7 +230,7 @@ def parse_air(text: str) -> ModelRef:
     version, fmt = _split_format(version) if version else (None, None)
     if not version:
         resource_id, fmt = _split_format(resource_id)
-    air = {"ecosystem": ecosystem, "air_type": air_type, "format": fmt}
+    air = _AirFields(ecosystem=ecosystem, air_type=air_type, format=fmt)
     if source == CIVITAI:
         if not resource_id.isdigit() or (version is not None and not version.isdigit()):
             raise InvalidReference(

@@ -3,12 +3,14 @@ cache when there is one), and the check of a short hash the workflow gives."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
-from typing import Any
 
 from hubloader.core.errors import IntegrityError
-from hubloader.gate.fetch import fetch_file
+from hubloader.core.metadata import DownloadResult
+from hubloader.gate.fetch import Progress, fetch_file
 from hubloader.gate.request import FileRequest
+from hubloader.sharedcache.cache import SharedCache
 from hubloader.sources.references import canonical_url
 from hubloader.workflows.finding import ModelReference
 from hubloader.workflows.report import Candidate
@@ -32,10 +34,10 @@ def download_candidate(
     dest: Path,
     expected_sha256: str,
     *,
-    progress: Any = None,
-    cancel: Any = None,
-    shared_cache: Any = None,
-) -> Any:
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    shared_cache: SharedCache | str | None = None,
+) -> DownloadResult:
     """The resolved file, through the gate (host, destination, trust, shared cache, engine)."""
     service = candidate.source if candidate.source in ("civitai", "huggingface") else "url"
     request = FileRequest(

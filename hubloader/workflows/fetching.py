@@ -23,7 +23,7 @@ def fetch_resolved(
     workflow names, checked against the hashes it gives); its failure is raised, not only recorded."""
     report = ResolutionReport(items=[item])
     resolver.fetch(report, progress=(lambda _item, event: progress(event)) if progress else None, cancel=cancel)
-    if item.status is not Status.FETCHED:
+    if item.status is not Status.FETCHED or item.chosen is None or item.path is None:
         raise HubloaderError(item.reason or f"Could not fetch {item.reference.name}.")
     kind = item.reference.kind or item.chosen.kind
     return Placed(Path(item.path), kind, _civitai_source(item), url=item.chosen.url, sha256=item.sha256)

@@ -242,6 +242,7 @@ def _scan_ui_node(node: dict[str, Any], node_type: str, node_id: str, subgraph: 
     by_name = {norm_name(e[0]): e for e in entries}
     by_file = {norm_name(e[0]).rsplit("/", 1)[-1]: e for e in entries}
     widgets = LOADER_WIDGETS.get(node_type)
+    items: list[tuple[str, int | None, Any]]
     if isinstance(values, dict):
         items = [(name, None, value) for name, value in values.items()]
     elif isinstance(values, list):

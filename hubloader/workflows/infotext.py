@@ -61,7 +61,9 @@ def parse_infotext(text: str) -> Infotext:
         if len(found) >= 3:
             params = {key.strip(): _unquote(value.strip()) for key, value in found}
             lines = lines[:-1]
-    prompt, negative, in_negative = [], [], False
+    prompt: list[str] = []
+    negative: list[str] = []
+    in_negative = False
     for line in lines:
         if line.startswith("Negative prompt:"):
             in_negative = True

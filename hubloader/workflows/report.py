@@ -7,10 +7,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hubloader.core.settings import redact_url
 from hubloader.workflows.finding import ModelReference
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hubloader.engine.download import DownloadProgress
 
 
 class Status(str, Enum):
@@ -105,4 +108,4 @@ class ResolutionReport:
 
 
 #: Told of each item's transfer events while it is fetched.
-ProgressCallback = Callable[[ModelStatus, Any], None]
+ProgressCallback = Callable[[ModelStatus, "DownloadProgress"], None]

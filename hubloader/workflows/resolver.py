@@ -12,9 +12,10 @@ whose hash differs from the one the workflow or source gives (:mod:`~hubloader.w
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
 from hubloader.core.errors import AuthRequired, HubloaderError, InvalidReference
 from hubloader.core.folders import ModelFolders, active_folders, safe_filename, type_of_kind
@@ -37,6 +38,25 @@ from hubloader.workflows.local import LocalIndex, folder_dirs, is_under, relativ
 from hubloader.workflows.reading import Workflow, read_workflow
 from hubloader.workflows.report import Candidate, ModelStatus, ProgressCallback, ResolutionReport, Status
 from hubloader.workflows.services import CivitAISource, HuggingFaceSource, ModelLookup
+
+if TYPE_CHECKING:  # pragma: no cover
+    from typing_extensions import Unpack
+
+#: What the resolver reads models from: a workflow (read or not: a path, a dict, JSON or infotext text), or the
+#: references already found in one.
+WorkflowInput = Workflow | list[ModelReference] | str | os.PathLike[str] | dict[str, object]
+
+
+class ResolverOptions(TypedDict, total=False):
+    """The keyword options of :class:`Resolver` that :func:`resolve_workflow` passes on."""
+
+    civitai: CivitAISource | None
+    huggingface: HuggingFaceSource | None
+    registry: ModelLookup | None
+    search: bool
+    min_confidence: float
+    max_workers: int
+    shared_cache: SharedCache | str | None
 
 
 class Resolver:
@@ -93,7 +113,7 @@ class Resolver:
 
     # -- local ----------------------------------------------------------------------------------
 
-    def check(self, workflow: Any) -> ResolutionReport:
+    def check(self, workflow: WorkflowInput) -> ResolutionReport:
         """Local matching only: what is present (and under which name), what is missing. No network."""
         refs, source = self._references(workflow)
         index = LocalIndex(self.folders)
@@ -111,8 +131,10 @@ class Resolver:
             report.items.append(ModelStatus(ref, Status.UNRESOLVED, reason="not found in the model folders"))
         return report
 
-    def _references(self, workflow: Any) -> tuple[list[ModelReference], str]:
-        if isinstance(workflow, list) and all(isinstance(r, ModelReference) for r in workflow):
+    def _references(self, workflow: WorkflowInput) -> tuple[list[ModelReference], str]:
+        if isinstance(workflow, list):
+            if not all(isinstance(r, ModelReference) for r in workflow):
+                raise TypeError("A list given as a workflow holds ModelReference items only.")
             return workflow, ""
         doc = workflow if isinstance(workflow, Workflow) else read_workflow(workflow)
         return find_references(doc), str(doc.path or "")
@@ -144,7 +166,7 @@ class Resolver:
 
     # -- remote ---------------------------------------------------------------------------------
 
-    def resolve(self, workflow: Any) -> ResolutionReport:
+    def resolve(self, workflow: WorkflowInput) -> ResolutionReport:
         """Local matching, then a ranked list of sources for each missing model."""
         report = self.check(workflow)
         missing = [item for item in report.items if item.status is Status.UNRESOLVED]
@@ -199,6 +221,7 @@ class Resolver:
                 raise InvalidReference(f"{ref.url!r} is neither a URL nor a CivitAI/HuggingFace reference.")
         if parsed.kind == CIVITAI:
             if parsed.version_id is None:
+                assert parsed.model_id is not None  # a CivitAI reference names a model, a version or both
                 meta = self.civitai.get_model_details(parsed.model_id)
             else:
                 meta = self.civitai.get_model_version(parsed.version_id)
@@ -216,6 +239,8 @@ class Resolver:
 
     def _hf_candidate(self, parsed: ModelRef, ref: ModelReference, confidence: float, evidence: str) -> Candidate:
         """A HuggingFace file, its size and SHA256 read from the hub (the LFS ETag) so the bytes are checked."""
+        # parse_url / parse_hf_path refuse a HuggingFace reference that names no file
+        assert parsed.repo_id is not None and parsed.filename is not None
         url = hf_resolve_url(parsed, hf_endpoint())
         size, sha256 = self.huggingface.file_size_and_sha256(
             parsed.repo_id, parsed.filename, parsed.revision or "main", parsed.repo_type
@@ -342,7 +367,7 @@ class Resolver:
         report: ResolutionReport,
         *,
         progress: ProgressCallback | None = None,
-        cancel: Any = None,
+        cancel: threading.Event | None = None,
     ) -> ResolutionReport:
         """Download every RESOLVED item into its folder, a few at a time; update the items in place."""
         todo = report.by_status(Status.RESOLVED)
@@ -353,7 +378,7 @@ class Resolver:
                 list(pool.map(lambda item: self._fetch_one(item, progress, cancel), todo))
         return report
 
-    def _fetch_one(self, item: ModelStatus, progress: ProgressCallback | None, cancel: Any) -> None:
+    def _fetch_one(self, item: ModelStatus, progress: ProgressCallback | None, cancel: threading.Event | None) -> None:
         candidate, ref = item.chosen, item.reference
         assert candidate is not None
         try:
@@ -396,10 +421,17 @@ class Resolver:
         subdirs = [safe_filename(p, default_ext="").rstrip(".") or "_" for p in parts[:-1]]
         return root.joinpath(*subdirs, safe_filename(name))
 
-    def run(self, workflow: Any, *, download: bool = False, **fetch_options: Any) -> ResolutionReport:
+    def run(
+        self,
+        workflow: WorkflowInput,
+        *,
+        download: bool = False,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ResolutionReport:
         """check → resolve → (optionally) fetch, the whole flow the faces call."""
         report = self.resolve(workflow)
-        return self.fetch(report, **fetch_options) if download else report
+        return self.fetch(report, progress=progress, cancel=cancel) if download else report
 
 
 _SERVICE_NAMES = {CIVITAI: "CivitAI", HUGGINGFACE: "HuggingFace"}
@@ -419,7 +451,11 @@ def _needs_token(label: str, candidate: Candidate, exc: AuthRequired) -> str:
 
 
 def resolve_workflow(
-    workflow: Any, folders: ModelFolders | None = None, *, download: bool = False, **resolver_options: Any
+    workflow: WorkflowInput,
+    folders: ModelFolders | None = None,
+    *,
+    download: bool = False,
+    **resolver_options: Unpack[ResolverOptions],
 ) -> ResolutionReport:
     """One-call form: ``resolve_workflow("wf.json", standalone_folders(dir), download=True)``."""
     return Resolver(folders, **resolver_options).run(workflow, download=download)

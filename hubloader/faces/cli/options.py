@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
 from hubloader.core.errors import NotFound
 from hubloader.core.metadata import BaseModel, ModelType, Source
@@ -22,13 +22,13 @@ if TYPE_CHECKING:  # pragma: no cover
 #: What a command runs: parsed arguments and the output → an exit code.
 Command = Callable[[argparse.Namespace, Output], int]
 #: The ``add_subparsers`` object commands register on.
-Commands = Any
+Commands: TypeAlias = "argparse._SubParsersAction[Parser]"
 
 
 class Parser(argparse.ArgumentParser):
     """argparse that reports a usage error in one line (plus where to look), exit code 2."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         print(f"{self.prog}: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
 
@@ -62,7 +62,8 @@ def add_command(
         help=help,
         description=help,
         epilog=epilog,
-        parents=[common],
+        # typeshed wants parents of the subparser class; a parent only lends its arguments, any parser does
+        parents=[common],  # type: ignore[list-item]
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub.set_defaults(func=func)

@@ -106,7 +106,7 @@ class _ItemBars:
         """Close every bar drawn."""
         for bar in self.bars.values():
             if bar is not None and getattr(bar, "bar", None) is not None:
-                bar.bar.close()  # type: ignore[attr-defined]
+                bar.bar.close()  # type: ignore[attr-defined]  # getattr above: this bar draws a tqdm bar
 
 
 def print_report(report: ResolutionReport, out: Output, *, downloaded: bool) -> None:
