@@ -211,7 +211,7 @@ def _fetch_huggingface(
                 hint="Name one: owner/repo/path/file.safetensors.",
             )
         ref = dataclasses.replace(ref, filename=weights[0])
-    assert ref.filename is not None
+    assert ref.filename is not None and ref.repo_id is not None  # a HuggingFace file reference names both
     cached = service.cached_file(str(ref), revision=revision)  # pinned or offline: the disk alone
     source = service.model_info(str(ref), revision=revision) if cached is None else _cached_source(ref, cached)
     if source.format.is_pickle and not _pickle_allowed(allow_pickle):

@@ -94,6 +94,7 @@ def retry_after_seconds(value: str | None) -> float | None:
     date (RFC 9110); None when absent or unreadable (``NaN`` included)."""
     if not value:
         return None
+    seconds: float | None
     try:
         seconds = float(value)
     except ValueError:

@@ -287,7 +287,9 @@ class ModelHub:
             text += f", {len(report.errors)} unreadable ({report.errors[0][0].name}: {report.errors[0][1]})"
         return text + "."
 
-    def cleanup(self, keep_recent: int = 0, max_size_gb: float | None = None, dry_run: bool = True) -> tuple[list, str]:
+    def cleanup(
+        self, keep_recent: int = 0, max_size_gb: float | str | None = None, dry_run: bool = True
+    ) -> tuple[list, str]:
         """What a cache cleanup would delete (``dry_run``: the preview), or, confirmed, deletes of what the last
         preview listed: only Hubloader's own, unpinned downloads beyond ``max_size_gb`` (default: the limit)."""
         if not dry_run:

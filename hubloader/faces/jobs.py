@@ -216,7 +216,7 @@ class JobManager:
             self._pool = None
 
 
-def _shown_name(result: Any, path: Path) -> str:
+def _shown_name(result: object, path: Path) -> str:
     """The file's name as its host lists it: the result's own ``name`` when it gives one (a ComfyUI loader's
     combo name, ``owner__repo/model.safetensors`` for a file placed apart), else the file name."""
     name = None if isinstance(result, (str, Path)) else getattr(result, "name", None)

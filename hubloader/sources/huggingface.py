@@ -568,7 +568,7 @@ class HuggingFaceHubService:
         """One file's path in the cache, from the disk alone and without a request, when asking the Hub could
         not change the answer: pinned to a commit (in the id or as ``revision``), or offline. None otherwise."""
         ref = parse_model_id(model_id)
-        if not ref.filename:
+        if not ref.filename or not ref.repo_id:
             return None
         return self._settled_file(ref.repo_id, ref.filename, ref.revision or revision or "main", self._cache(cache_dir))
 

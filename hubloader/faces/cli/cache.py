@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hubloader.core.metadata import CacheCleanupReport
 from hubloader.core.units import human_size
 from hubloader.faces.cli.listing import library_record
 from hubloader.faces.cli.options import (
@@ -233,11 +234,11 @@ def _paths(report: Any) -> list[dict[str, str]]:
     return [{"id": m.model_id, "path": str(m.local_path)} for m in report.deleted_models]
 
 
-def _over_gb(report: Any, limit: float | None) -> float:
+def _over_gb(report: CacheCleanupReport, limit: float | None) -> float:
     """How far the downloads (a dry run's deleted plus kept) are over ``limit``; 0 when under or no limit."""
     if limit is None:
         return 0.0
-    return max(0.0, report.total_size_gb + report.freed_space_gb - limit)
+    return max(0.0, float(report.total_size_gb + report.freed_space_gb) - limit)
 
 
 def _print_cleanup(report: Any, out: Output) -> None:
