@@ -558,8 +558,11 @@ def _in_order(read: Callable[[T], R], items: list[T]) -> Iterator[tuple[T, R]]:
 
 
 def _poll_interval(lease_s: float) -> float:
-    """Often enough to start copying soon after publication, rarely enough for 100 waiters; jittered."""
-    return min(2.0, max(0.25, lease_s / 10)) * random.uniform(0.7, 1.3)
+    """About once per renewal (the holder renews every third of the TTL): a waiter polling faster only
+    sees the same token again. Every waiter's poll is a request to the store that the fetcher stages
+    its chunks in, so polls it cannot learn from slow the staging down and leave more for a taker to
+    fetch again from the origin. At most 2 s, to start copying soon after publication; jittered."""
+    return min(2.0, lease_s / 3) * random.uniform(0.7, 1.3)
 
 
 def _record(sha256: str, size: int, info: dict[str, Any]) -> dict[str, Any]:
