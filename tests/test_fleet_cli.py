@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -67,3 +68,18 @@ def test_push_without_a_shared_cache_is_a_usage_error(tmp_path: Path) -> None:
     result = _hubloader("cache", "push", home=tmp_path / "h")
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "HUBLOADER_SHARED_CACHE" in result.stderr
+
+
+def test_push_follows_the_shared_cache_setting_as_get_does(tmp_path: Path) -> None:
+    """`cache push` uses the shared_cache setting when no flag or variable names a cache (get already did)."""
+    share = tmp_path / "share"
+    share.mkdir()
+    home = tmp_path / "h"
+    home.mkdir()
+    (home / "settings.json").write_text(json.dumps({"shared_cache": str(share)}))
+    mine = tmp_path / "m" / "loras"
+    mine.mkdir(parents=True)
+    (mine / "own.safetensors").write_bytes(b"own model bytes" * 100)
+    result = _hubloader("cache", "push", "--models-dir", str(tmp_path / "m"), home=home)
+    assert result.returncode == 0, result.stderr
+    assert (share / object_key(hashlib.sha256(b"own model bytes" * 100).hexdigest())).is_file()

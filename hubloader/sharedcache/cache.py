@@ -147,10 +147,16 @@ def open_shared_cache(
     return SharedCache(open_store(url), fallback=fallback, lease_s=max(1.0, lease), origin=origin)
 
 
+def shared_cache_url(given: str | None = None) -> str:
+    """The shared cache in effect, the one rule every face follows: ``given`` (a command's ``--shared-cache``),
+    else ``HUBLOADER_SHARED_CACHE``, else the ``shared_cache`` setting; "" when none is named."""
+    return str(given or os.environ.get(ENV_URL) or load_settings().get("shared_cache") or "").strip()
+
+
 def configured_shared_cache() -> SharedCache | None:
     """The cache named by ``HUBLOADER_SHARED_CACHE`` (or the ``shared_cache`` setting), else None."""
-    url = os.environ.get(ENV_URL) or load_settings().get("shared_cache") or ""
-    return open_shared_cache(url) if url.strip() else None
+    url = shared_cache_url()
+    return open_shared_cache(url) if url else None
 
 
 def resolve_shared_cache(cache: SharedCache | str | None) -> SharedCache | None:

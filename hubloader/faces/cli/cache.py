@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -133,12 +132,15 @@ def run(args: argparse.Namespace, out: Output) -> int:
 
 
 def _shared_cache(args: argparse.Namespace) -> Any:
-    """The shared cache named by --shared-cache or the environment; a usage error when neither names one."""
-    from hubloader.sharedcache.cache import ENV_URL, open_shared_cache
+    """The shared cache in effect (--shared-cache, the environment, the setting, as ``get`` follows it); a usage
+    error when none is named."""
+    from hubloader.sharedcache.cache import ENV_URL, open_shared_cache, shared_cache_url
 
-    url = args.shared_cache or os.environ.get(ENV_URL)
+    url = shared_cache_url(args.shared_cache)
     if not url:
-        raise UsageError(f"No shared cache named: pass --shared-cache URL or set {ENV_URL}.")
+        raise UsageError(
+            f"No shared cache named: pass --shared-cache URL, set {ENV_URL}, or save the shared_cache setting."
+        )
     return open_shared_cache(url, fallback="fail")
 
 
