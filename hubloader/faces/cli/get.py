@@ -15,7 +15,7 @@ from hubloader.faces.cli.options import (
     model_type,
     open_registry,
 )
-from hubloader.faces.cli.output import EXIT_OK, Output, short_hash
+from hubloader.faces.cli.output import EXIT_OK, Output, model_fields, short_hash
 
 EXAMPLES = (
     "hubloader get stabilityai/sdxl-vae/sdxl_vae.safetensors",
@@ -62,13 +62,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
         out.record(
             {
                 "path": str(path),
-                "name": meta.name,
-                "id": meta.model_id,
-                "source": meta.source.value,
-                "type": meta.type.value,
-                "base": meta.base_model.value,
-                "size_bytes": meta.size_bytes,
-                "sha256": meta.sha256,
+                **model_fields(meta),
                 "reused": reused,
                 "verified": bool(meta.sha256),
                 "trigger_words": meta.trigger_words,

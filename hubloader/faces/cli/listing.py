@@ -8,7 +8,7 @@ from typing import Any
 from hubloader.core.metadata import ModelMetadata
 from hubloader.core.units import human_size
 from hubloader.faces.cli.options import Commands, add_command, model_type, open_registry, source
-from hubloader.faces.cli.output import EXIT_OK, Output
+from hubloader.faces.cli.output import EXIT_OK, Output, model_fields
 
 EXAMPLES = (
     "hubloader list",
@@ -65,13 +65,7 @@ def library_record(meta: ModelMetadata) -> dict[str, Any]:
 
     state = registry_state(meta)
     return {
-        "name": meta.name,
-        "id": meta.model_id,
-        "source": meta.source.value,
-        "type": meta.type.value,
-        "base": meta.base_model.value,
-        "size_bytes": meta.size_bytes,
-        "sha256": meta.sha256,
+        **model_fields(meta),
         "status": state.get("status", ""),
         "pinned": bool(state.get("pinned")),
         "path": str(meta.local_path) if meta.local_path else None,

@@ -177,3 +177,16 @@ def rating(meta: ModelMetadata) -> str:
     if meta.rating:
         return f"{meta.rating:.1f}"
     return f"{meta.like_count} likes" if meta.like_count else "-"
+
+
+def model_fields(meta: ModelMetadata) -> dict[str, object]:
+    """What every JSON line about a model says of it (``get``, ``list`` and ``info`` add their own fields)."""
+    return {
+        "name": meta.name,
+        "id": meta.model_id,
+        "source": meta.source.value,
+        "type": meta.type.value,
+        "base": meta.base_model.value,
+        "size_bytes": meta.size_bytes,
+        "sha256": meta.sha256,
+    }
