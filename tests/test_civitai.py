@@ -632,3 +632,22 @@ def test_short_hashes_never_go_into_a_batch_and_a_refused_batch_falls_back_to_si
     assert found[sha].model_id == f"civitai:{model_id}@{version_id}" and len(found) == 1
     (refused,) = api_requests(hub_env, "/by-hash", method="POST")
     assert len(api_requests(hub_env, "/by-hash/", method="GET")) == 101  # every hash of the refused batch, alone
+
+
+def test_every_version_path_carries_the_versions_air(service, hub_env):
+    model_id, version_id = hub_env.add_civitai_model("Air Lora", type="LORA", base_model="SDXL 1.0")
+    expected = f"urn:air:sdxl:lora:civitai:{model_id}@{version_id}"
+    sha256 = service.get_model_details(model_id).sha256
+    by_version = service.get_model_version(version_id)
+    by_hash = service.find_by_hash(sha256)
+    by_hashes = service.find_by_hashes([sha256, sha256[:10]])
+    assert by_hash is not None and set(by_hashes) == {sha256, sha256[:10]}
+    assert {m.air for m in (by_version, by_hash, *by_hashes.values())} == {expected}
+    assert service.lookup(f"civitai:@{version_id}").air == expected
+
+    # A version document without ``air`` (older answers) whose model is hidden (404): built from what it says.
+    document = {k: v for k, v in hub_env.civitai.version(version_id).items() if k != "air"}
+    hub_env.civitai.recorded_versions[version_id] = document
+    del hub_env.civitai.models[model_id]
+    bare = service.get_model_version(version_id)
+    assert bare.air == expected and bare.model_id == f"civitai:{model_id}@{version_id}"
