@@ -651,3 +651,17 @@ def test_every_version_path_carries_the_versions_air(service, hub_env):
     del hub_env.civitai.models[model_id]
     bare = service.get_model_version(version_id)
     assert bare.air == expected and bare.model_id == f"civitai:{model_id}@{version_id}"
+
+
+def test_get_of_a_present_civitai_file_works_with_hf_offline(hub_env, tmp_path):
+    from tests.test_cli import hubloader
+
+    model_id, version_id = hub_env.add_civitai_model("Offline Lora", type="LORA")
+    target = ["--to", str(tmp_path / "models")]
+    for ref in (f"civitai:{model_id}@{version_id}", f"civitai:{model_id}"):
+        first = hubloader("get", ref, *target)
+        assert first.returncode == 0, first.stderr
+        hub_env.bytes_sent.clear()
+        again = hubloader("get", ref, *target, env={"HF_HUB_OFFLINE": "1"})
+        assert again.returncode == 0, again.stderr
+        assert "Already present" in again.stdout and hub_env.bytes_sent.total() == 0

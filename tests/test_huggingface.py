@@ -526,3 +526,32 @@ def test_token_comes_from_the_environment(monkeypatch):
     service = HuggingFaceHubService()
     assert service.client.token == TOKEN
     assert TOKEN not in repr(service)
+
+
+_UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens
+
+
+def test_pinned_present_file_needs_no_hub_in_the_api_and_the_cli(hub_env, tmp_path, monkeypatch):
+    from tests.test_cli import hubloader
+
+    commit, data = add_lora(hub_env, "acme/pinned-lora")
+    name = "acme/pinned-lora/pytorch_lora_weights.safetensors"
+    target = ["--to", str(tmp_path / "models")]
+    cached = HuggingFaceHubService().download_model(name, revision=commit)
+    assert hubloader("get", name, "--revision", commit, *target).returncode == 0
+    hub_env.requests.clear()
+
+    for env in (
+        {"HF_HUB_OFFLINE": "1"},
+        {"HF_ENDPOINT": _UNREACHABLE},
+        {"HF_HUB_OFFLINE": "1", "HF_ENDPOINT": _UNREACHABLE},
+    ):
+        with monkeypatch.context() as patched:
+            for key, value in env.items():
+                patched.setenv(key, value)
+            assert HuggingFaceHubService().download_model(name, revision=commit) == cached
+            again = hubloader("get", name, "--revision", commit, *target)
+        assert again.returncode == 0, (env, again.stderr)
+        assert "Already present" in again.stdout
+    assert (tmp_path / "models" / "pytorch_lora_weights.safetensors").read_bytes() == data
+    assert hub_env.requests == []
