@@ -555,3 +555,23 @@ def test_pinned_present_file_needs_no_hub_in_the_api_and_the_cli(hub_env, tmp_pa
         assert "Already present" in again.stdout
     assert (tmp_path / "models" / "pytorch_lora_weights.safetensors").read_bytes() == data
     assert hub_env.requests == []
+
+
+def test_small_git_files_pass_the_same_gate_as_lfs_files(hub_env):
+    # A small git-stored file (no LFS, no SHA256 published) holding pickle bytes under a name that promises
+    # none: the gate's check on the actual bytes refuses it, in a one-file get and inside a repository.
+    pickled = b"\x80\x04\x95" + b"pickle bytes posing as a config " * 4
+    commit = hub_env.add_hf_repo("acme/sneaky", {"README.md": b"# sneaky\n", "config.json": pickled})
+    service = HuggingFaceHubService()
+    with pytest.raises(errors.UnsafeFile, match="config.json"):
+        service.download_model("acme/sneaky/config.json")
+    with pytest.raises(errors.UnsafeFile, match="config.json"):
+        service.download_model("acme/sneaky")
+    blobs = Path(os.environ["HF_HUB_CACHE"]) / "models--acme--sneaky" / "blobs"
+    assert not [p for p in blobs.iterdir() if p.read_bytes() == pickled]
+
+    # The small files that pass land as huggingface_hub lays them out: blobs named by their git blob id.
+    readme = service.download_model(f"acme/sneaky@{commit}/README.md")
+    blob = Path(os.path.realpath(readme))
+    assert readme.read_bytes() == b"# sneaky\n"
+    assert blob.name == hashlib.sha1(b"blob 9\0# sneaky\n").hexdigest() and blob.parent == blobs

@@ -14,13 +14,14 @@ Everything lands in the standard HuggingFace cache layout (``models--owner--repo
 ``snapshots/<commit>``, ``refs/<rev>``), so diffusers and transformers find the same files; use
 :func:`link_into` to place a cached file into a host's model folder without a second copy.
 
-Why not ``hf_hub_download`` for every file: since 1.0 it no longer resumes a partial file across
-calls or processes. So LFS files asked for one by one, and LFS files of at least
-:data:`RESUMABLE_MIN_BYTES` inside a repository, go through our download engine (resume from
-``blobs/<sha256>.part``, parallel ranges, SHA256 verified against the Hub's etag) and are then linked
-into the cache exactly as huggingface_hub would have done; small git files and the rest of a
-repository go through huggingface_hub itself (``hf_hub_download``, several at once as snapshot_download
-does, each checking the cancel event before it starts; what is already in the snapshot is skipped).
+Why not ``hf_hub_download``: since 1.0 it no longer resumes a partial file across calls or processes, and
+what it fetches would bypass the gate (:func:`hubloader.gate.fetch.fetch_file`: allowed hosts at every
+redirect hop, the destination, the pickle policy on the bytes, the shared cache). So every file, LFS or small
+git-stored, goes through the gate and our download engine (resume from ``blobs/<id>.part``, parallel ranges,
+an LFS file's SHA256 verified against the Hub's etag, a small file's bytes against its git blob id) and is
+then linked into the cache exactly as huggingface_hub would have done. Inside a repository, LFS files of at
+least :data:`RESUMABLE_MIN_BYTES` go one by one (the engine parallelises each), the rest several at once as
+snapshot_download does; what is already in the snapshot is skipped.
 With a site's shared cache (:mod:`hubloader.sharedcache.cache`) every LFS file of a download goes through the
 engine and the cache: copied from it, or fetched by the one worker the site elects and published.
 Next to each repo we keep ``.hubloader/<commit>.json``, the commit's file list, so a download
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import inspect
 import json
 import logging
@@ -52,7 +54,6 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from hubloader.core import settings as config
 from hubloader.core.errors import (
     AuthRequired,
-    Cancelled,
     FileNotFoundOnHub,
     GatedModel,
     HubloaderError,
@@ -77,7 +78,7 @@ from hubloader.core.metadata import (
 )
 from hubloader.core.settings import Secret
 from hubloader.gate.fetch import fetch_file
-from hubloader.gate.policy import check_commit, check_repo_path, check_sha256
+from hubloader.gate.policy import DownloadRefused, check_commit, check_repo_path
 from hubloader.gate.request import FileRequest
 from hubloader.sources.references import HUGGINGFACE, ModelRef, parse_reference
 
@@ -504,8 +505,7 @@ class HuggingFaceHubService:
         ``revision``) it makes no HTTP request at all. With ``prefer_safetensors`` (default), pickle
         weights (.bin/.ckpt/.pt) are skipped in folders that also hold .safetensors, unless an
         ``allow_patterns`` entry names their extension. Setting ``cancel`` stops the download engine
-        mid-file (its ``.part`` is kept to resume) and huggingface_hub between small files; both raise
-        Cancelled. ``shared_cache`` (a :class:`~hubloader.sharedcache.cache.SharedCache` or its URL; default
+        mid-file (its ``.part`` is kept to resume) and raises Cancelled. ``shared_cache`` (a :class:`~hubloader.sharedcache.cache.SharedCache` or its URL; default
         ``HUBLOADER_SHARED_CACHE``, else the ``shared_cache`` setting) lets one worker of a site ask the
         Hub for each LFS file; small git-stored files (no SHA256 known up front) always come from the Hub.
         """
@@ -555,12 +555,20 @@ class HuggingFaceHubService:
         if not meta.commit_hash or not meta.etag:
             raise NetworkError(f"{endpoint} did not answer like a HuggingFace Hub for {repo_id}/{path}.")
         check_commit(meta.commit_hash)
-        if _SHA256.fullmatch(meta.etag):
-            pointer = self._fetch_lfs(
-                repo_id, path, meta.commit_hash, meta.etag, meta.size, cache, progress, cancel, shared_cache
-            )
-        else:  # a small git-stored file: the library is simplest, and cannot need resuming
-            pointer = self._fetch_small(repo_id, path, meta.commit_hash, cache, cancel)
+        # An LFS file's ETag is its SHA256; a small git-stored file's is its git blob id.
+        sha256 = meta.etag if _SHA256.fullmatch(meta.etag) else ""
+        pointer = self._fetch_blob(
+            repo_id,
+            path,
+            meta.commit_hash,
+            meta.etag,
+            sha256=sha256,
+            size=meta.size,
+            cache=cache,
+            progress=progress,
+            cancel=cancel,
+            shared_cache=shared_cache,
+        )
         _write_ref(_repo_folder(cache, repo_id), revision, meta.commit_hash)
         return pointer
 
@@ -581,11 +589,13 @@ class HuggingFaceHubService:
             raise FileNotFoundOnHub(f"{path} does not exist in {repo_id} at {revision}.")
         return cached if isinstance(cached, Path) else None
 
-    def _fetch_lfs(
+    def _fetch_blob(
         self,
         repo_id: str,
         path: str,
         commit: str,
+        blob_id: str,
+        *,
         sha256: str,
         size: int | None,
         cache: Path,
@@ -593,10 +603,12 @@ class HuggingFaceHubService:
         cancel: threading.Event | None,
         shared_cache: SharedCache | str | None,
     ) -> Path:
-        """Put one LFS file into the cache through the gate: ``blobs/<sha256>`` + snapshot link.
+        """Put one repository file into the cache through the gate: ``blobs/<blob_id>`` + snapshot link.
 
-        Through the site's shared cache when there is one: the blob is copied from it, or this worker is
-        elected to download it and publish it there.
+        LFS files: ``blob_id`` and ``sha256`` are the file's SHA256, the engine verifies it, and a site's shared
+        cache serves it (copied from it, or fetched by the one worker elected and published). Small git-stored
+        files: ``blob_id`` is the git blob id (what huggingface_hub names their blobs by), no SHA256 is published,
+        and the bytes are checked against that id here (the gate's trust step knows SHA256s only).
         """
         from huggingface_hub import hf_hub_url
 
@@ -604,7 +616,7 @@ class HuggingFaceHubService:
         pointer = _snapshot_file(folder, commit, path)
         if pointer.exists():
             return pointer
-        blob = folder / "blobs" / check_sha256(sha256)
+        blob = folder / "blobs" / _check_blob_id(blob_id)
         if not blob.exists():
             # The resolve URL pinned to the commit (not the CDN location): it redirects to a fresh
             # signed URL on every attempt, so a resume days later still works.
@@ -613,7 +625,7 @@ class HuggingFaceHubService:
                 url=url,
                 folder=blob.parent,
                 name=blob.name,  # the blob is named by its hash; the record keeps the file's own name
-                sha256=blob.name,
+                sha256=sha256,
                 size=size,
                 token_service="huggingface",
                 token=self._token,
@@ -624,21 +636,10 @@ class HuggingFaceHubService:
                 record={"source": "huggingface", "url": url},
             )
             fetch_file(request, progress=progress, cancel=cancel, shared_cache=shared_cache)
+            if not sha256:
+                _check_git_blob(blob, blob_id, f"{repo_id}/{path}")
         _link_pointer(blob, pointer)
         return pointer
-
-    def _fetch_small(self, repo_id: str, path: str, commit: str, cache: Path, cancel: threading.Event | None) -> Path:
-        """One small file through huggingface_hub, which cannot be stopped mid-file: ``cancel`` is checked first."""
-        from huggingface_hub import hf_hub_download
-
-        if cancel is not None and cancel.is_set():
-            raise Cancelled(f"Download of {repo_id} cancelled before {path}.")
-        _snapshot_file(_repo_folder(cache, repo_id), commit, path)  # the gate's checks on what the server named
-        return Path(
-            hf_hub_download(
-                repo_id, path, revision=commit, cache_dir=cache, endpoint=config.hf_endpoint(), token=self._hf_token()
-            )
-        )
 
     def _download_repo(
         self,
@@ -690,21 +691,41 @@ class HuggingFaceHubService:
             for p in missing
             if (lfs := siblings[p].lfs) and (site is not None or lfs.get("size", 0) >= RESUMABLE_MIN_BYTES)
         ]
-        small = [p for p in missing if p not in by_engine]
-        # Small files in parallel, as snapshot_download does (latency, not bandwidth, bounds them); each
-        # checks ``cancel`` before it starts. The engine's go one by one: it parallelises each itself.
-        with ThreadPoolExecutor(max_workers=SMALL_FILE_WORKERS, thread_name_prefix="hubloader-hf") as pool:
-            futures = [pool.submit(self._fetch_small, repo_id, p, commit, cache, cancel) for p in small]
-            try:
-                for future in futures:
-                    future.result()
-            except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
-        for path in by_engine:
-            lfs = siblings[path].lfs
-            assert lfs is not None  # by_engine holds LFS files only
-            self._fetch_lfs(repo_id, path, commit, lfs["sha256"], lfs["size"], cache, progress, cancel, site)
+        rest = [p for p in missing if p not in by_engine]
+
+        def fetch(path: str, progress: Callable[[Any], None] | None) -> Path:
+            sibling = siblings[path]
+            lfs = sibling.lfs
+            return self._fetch_blob(
+                repo_id,
+                path,
+                commit,
+                lfs["sha256"] if lfs else sibling.blob_id or "",
+                sha256=lfs["sha256"] if lfs else "",
+                size=lfs["size"] if lfs else sibling.size,
+                cache=cache,
+                progress=progress,
+                cancel=cancel,
+                shared_cache=site,
+            )
+
+        # Small files in parallel, as snapshot_download does (latency, not bandwidth, bounds them), each
+        # through the gate like the large ones. The large go one by one: the engine parallelises each itself.
+        try:
+            with ThreadPoolExecutor(max_workers=SMALL_FILE_WORKERS, thread_name_prefix="hubloader-hf") as pool:
+                futures = [pool.submit(fetch, p, None) for p in rest]
+                try:
+                    for future in futures:
+                        future.result()
+                except BaseException:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
+            for path in by_engine:
+                fetch(path, progress)
+        except AuthRequired as exc:
+            if info.gated:  # the Hub shows a gated repo's file list to all; its files need the terms accepted
+                raise GatedModel(repo_id, endpoint=config.redact_url(config.hf_endpoint())) from exc
+            raise
         _write_ref(folder, revision, commit)
         _write_file_list(folder, commit, list(siblings))
         return snapshot
@@ -877,6 +898,33 @@ def _matches(meta: ModelMetadata, wanted: ModelFilter) -> bool:
     ):
         return False
     return True
+
+
+# --- blobs -----------------------------------------------------------------------------------------
+
+_GIT_BLOB_ID = re.compile(r"[0-9a-f]{40}")
+
+
+def _check_blob_id(blob_id: str) -> str:
+    """A blob's name in the cache, from the server: a SHA256 (LFS) or a git blob id (40 hex), nothing else."""
+    value = (blob_id or "").lower()
+    if not (_SHA256.fullmatch(value) or _GIT_BLOB_ID.fullmatch(value)):
+        raise DownloadRefused(f"The server gave {blob_id!r} as a file's id; not a SHA256 or a git blob id.")
+    return value
+
+
+def _check_git_blob(blob: Path, blob_id: str, what: str) -> None:
+    """A small git-stored file is the bytes its git blob id hashes (``sha1("blob <size>\\0" + bytes)``), or
+    it is removed: the Hub publishes no SHA256 for it, so this is its only published check."""
+    if _SHA256.fullmatch(blob_id):
+        return
+    digest = hashlib.sha1(b"blob %d\0" % blob.stat().st_size, usedforsecurity=False)
+    with open(blob, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != blob_id.lower():
+        blob.unlink(missing_ok=True)
+        raise DownloadRefused(f"{what} does not match the git blob id the Hub published for it; it was removed.")
 
 
 # --- file selection and completeness ----------------------------------------------------------------
