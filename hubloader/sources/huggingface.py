@@ -2,8 +2,8 @@
 
 Model ids (``model_id``) for HuggingFace are:
 
-* ``owner/repo`` — the whole repository (a diffusers folder, a LoRA repo …), fetched with
-  ``snapshot_download``; :meth:`HuggingFaceHubService.download_model` returns the snapshot folder.
+* ``owner/repo`` — the whole repository (a diffusers folder, a LoRA repo …), fetched as
+  ``snapshot_download`` would; :meth:`HuggingFaceHubService.download_model` returns the snapshot folder.
 * ``owner/repo/path/in/repo.safetensors`` — one file of it; returns the file's path in the cache.
 * ``owner/repo@revision`` or ``owner/repo@revision/path`` — the same, pinned to a branch, tag or commit.
 * ``https://huggingface.co/owner/repo/resolve/<rev>/<path>`` or ``…/blob/<rev>/<path>`` (also on
@@ -24,8 +24,10 @@ least :data:`RESUMABLE_MIN_BYTES` go one by one (the engine parallelises each), 
 snapshot_download does; what is already in the snapshot is skipped.
 With a site's shared cache (:mod:`hubloader.sharedcache.cache`) every LFS file of a download goes through the
 engine and the cache: copied from it, or fetched by the one worker the site elects and published.
-Next to each repo we keep ``.hubloader/<commit>.json``, the commit's file list, so a download
-pinned to a commit can prove itself complete from the disk alone and make no request.
+The cache layout is :mod:`hubloader.sources.hf_cache`'s, the mapping of the Hub's answers
+:mod:`hubloader.sources.hf_metadata`'s, huggingface_hub's versions and exceptions :mod:`hubloader.sources.hf_errors`'s;
+the public names of those (``link_into``, ``default_hub_cache``, ``is_commit_hash``, ``RepoNotFoundOrPrivate``) are
+importable from here too.
 
 huggingface_hub reads ``HF_ENDPOINT`` and ``HF_HUB_OFFLINE`` once, at import, so every call here
 passes ``endpoint=`` and ``token=`` explicitly and checks offline mode itself.
@@ -33,59 +35,74 @@ passes ``endpoint=`` and ``token=`` explicitly and checks offline mode itself.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import hashlib
-import inspect
-import json
 import logging
-import os
 import posixpath
-import re
-import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from datetime import datetime, timezone
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any
 
 from hubloader.core import settings as config
 from hubloader.core.errors import (
     AuthRequired,
     FileNotFoundOnHub,
     GatedModel,
-    HubloaderError,
     InvalidFile,
     InvalidReference,
     NetworkError,
-    NotFound,
     OfflineError,
-    RateLimited,
-    RevisionNotFound,
-    network_reason,
 )
 from hubloader.core.folders import looks_like_path
-from hubloader.core.metadata import (
-    BaseModel,
-    ModelFile,
-    ModelFilter,
-    ModelFormat,
-    ModelMetadata,
-    ModelType,
-    Source,
-)
+from hubloader.core.metadata import ModelFilter, ModelFormat, ModelMetadata, ModelType
 from hubloader.core.settings import Secret
 from hubloader.gate.fetch import fetch_file
-from hubloader.gate.policy import DownloadRefused, check_commit, check_repo_path
+from hubloader.gate.policy import check_commit, check_repo_path
 from hubloader.gate.request import FileRequest
+from hubloader.sources.hf_cache import (
+    KNOWN_MISSING,
+    SHA256_HEX,
+    cached_pointer,
+    check_blob_id,
+    check_git_blob,
+    complete_snapshot,
+    default_hub_cache,
+    delete_cached_file,
+    is_commit_hash,
+    link_into,
+    link_pointer,
+    repo_cache_folder,
+    snapshot_file,
+    write_file_list,
+    write_ref,
+)
+from hubloader.sources.hf_errors import EndpointOption, RepoNotFoundOrPrivate, hub_compat, hub_errors
+from hubloader.sources.hf_metadata import (
+    cached_entries,
+    matches_filter,
+    metadata_from_info,
+    narrow_to_file,
+    select_files,
+)
 from hubloader.sources.references import HUGGINGFACE, ModelRef, parse_reference
 
 if TYPE_CHECKING:  # pragma: no cover
     from huggingface_hub import HfApi
 
     from hubloader.sharedcache.cache import SharedCache
+
+__all__ = [
+    "RESUMABLE_MIN_BYTES",
+    "SEED_CACHE_DIR",
+    "HuggingFaceHubService",
+    "RepoNotFoundOrPrivate",
+    "default_hub_cache",
+    "is_commit_hash",
+    "link_into",
+    "parse_model_id",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -95,65 +112,6 @@ SEED_CACHE_DIR = Path("~/.cache/huggingface")
 #: LFS files at least this large are fetched by our resumable engine even inside a repo snapshot.
 RESUMABLE_MIN_BYTES = 32 * 1024 * 1024
 SMALL_FILE_WORKERS = 8  # huggingface_hub's snapshot_download default
-
-_COMMIT = re.compile(r"[0-9a-f]{40}")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-_UNREACHABLE_HINT = "Check the connection (and HF_ENDPOINT, if set) and try again; downloads resume."
-#: What :func:`_cached_pointer` returns for a file huggingface_hub recorded as absent at a commit (``.no_exist``).
-_KNOWN_MISSING = object()
-_MARKER_DIR = ".hubloader"  # per-repo folder in the HF cache: the file list of each fully fetched commit
-
-# diffusers pipeline classes (tag ``diffusers:<Class>``) that name the architecture outright.
-_PIPELINE_BASES = {
-    "stablediffusionpipeline": BaseModel.SD15,
-    "stablediffusionxlpipeline": BaseModel.SDXL,
-    "stablediffusion3pipeline": BaseModel.SD3,
-    "fluxpipeline": BaseModel.FLUX1,
-}
-# Component folders of a diffusers repo, for a single file taken out of one.
-_COMPONENT_TYPES = {
-    "unet": ModelType.DIFFUSION_MODEL,
-    "transformer": ModelType.DIFFUSION_MODEL,
-    "vae": ModelType.VAE,
-    "text_encoder": ModelType.TEXT_ENCODER,
-    "text_encoder_2": ModelType.TEXT_ENCODER,
-    "text_encoder_3": ModelType.TEXT_ENCODER,
-    "controlnet": ModelType.CONTROLNET,
-}
-
-
-# --- version compatibility ------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class _HubCompat:
-    """What differs between the huggingface_hub versions we support (0.26.x … 2.x)."""
-
-    metadata_takes_endpoint: bool  # get_hf_file_metadata(endpoint=) appeared with the httpx client
-    transport_errors: tuple[type[BaseException], ...]  # connection/timeout errors of its HTTP stack
-
-
-class _EndpointOption(TypedDict, total=False):
-    """``get_hf_file_metadata``'s ``endpoint`` keyword, given only to the versions that take it."""
-
-    endpoint: str
-
-
-@functools.lru_cache(maxsize=1)
-def _hub_compat() -> _HubCompat:
-    """The one place that looks at the installed huggingface_hub. (``list_models(filter=)`` works in all.)"""
-    from huggingface_hub import get_hf_file_metadata
-
-    errors: list[type[BaseException]] = []
-    for module, name in (("requests", "RequestException"), ("httpx2", "TransportError"), ("httpx", "TransportError")):
-        try:
-            errors.append(getattr(__import__(module), name))
-        except (ImportError, AttributeError):
-            continue
-    return _HubCompat(
-        metadata_takes_endpoint="endpoint" in inspect.signature(get_hf_file_metadata).parameters,
-        transport_errors=tuple(errors),
-    )
 
 
 # --- model ids --------------------------------------------------------------------------------------
@@ -167,89 +125,6 @@ def parse_model_id(model_id: str) -> ModelRef:
     if ref.kind != HUGGINGFACE or ref.repo_type != "model":
         raise InvalidReference(f"{ref.text!r} is not a HuggingFace model repository or file.")
     return ref
-
-
-def is_commit_hash(revision: str | None) -> bool:
-    return bool(revision and _COMMIT.fullmatch(revision))
-
-
-# --- cache paths ----------------------------------------------------------------------------------
-
-
-def default_hub_cache() -> Path:
-    """huggingface_hub's cache dir, read from the environment now (the library froze it at import)."""
-    explicit = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
-    if explicit:
-        return Path(explicit).expanduser()
-    home = os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "huggingface"
-    return Path(home).expanduser() / "hub"
-
-
-def _repo_folder(cache: Path, repo_id: str) -> Path:
-    return cache / ("models--" + repo_id.replace("/", "--"))
-
-
-def _scratch_name(path: Path) -> Path:
-    """A sibling name no other thread or process is using, for build-then-rename."""
-    return path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.hubloader-tmp")
-
-
-def link_into(path: Path | str, dest: Path | str) -> Path:
-    """Make ``dest`` show the cached file ``path`` without a second copy when the filesystem allows.
-
-    Hardlink first (survives the HF cache being cleaned), then a symlink, a copy only as last resort.
-    ``dest`` appears atomically; an existing ``dest`` that is a different file is an error.
-    """
-    source = Path(os.path.realpath(path))
-    dest = Path(dest)
-    if dest.exists():
-        if os.path.samefile(source, dest):
-            return dest
-        raise HubloaderError(
-            f"{dest} already exists and is a different file.", hint="Move it away or pick another name."
-        )
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _scratch_name(dest)
-    tmp.unlink(missing_ok=True)
-    for make in (os.link, os.symlink, shutil.copyfile):
-        try:
-            make(source, tmp)
-        except OSError as exc:
-            logger.debug("%s %s -> %s failed: %s", make.__name__, source, dest, exc)
-            continue
-        os.replace(tmp, dest)
-        return dest
-    raise HubloaderError(f"Could not place {source.name} at {dest}.", hint="Check that the folder is writable.")
-
-
-def _link_pointer(blob: Path, pointer: Path) -> None:
-    """Point ``snapshots/<commit>/<path>`` at its blob the way huggingface_hub does (relative symlink)."""
-    pointer.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _scratch_name(pointer)
-    tmp.unlink(missing_ok=True)
-    try:
-        os.symlink(os.path.relpath(blob, pointer.parent), tmp)
-        os.replace(tmp, pointer)
-    except OSError:  # no symlinks here (Windows without developer mode): fall back like the library does
-        link_into(blob, pointer)
-
-
-def _snapshot_file(repo_folder: Path, commit: str, path: str) -> Path:
-    """Where a repository file lands in the cache, once the server's commit id and file name are checked."""
-    return repo_folder / "snapshots" / check_commit(commit) / check_repo_path(path)
-
-
-def _write_ref(repo_folder: Path, revision: str, commit: str) -> None:
-    """Remember which commit a branch or tag named, so offline and pinned lookups work."""
-    if revision == commit:
-        return
-    ref = repo_folder / "refs" / revision
-    if ref.is_file() and ref.read_text(encoding="utf-8").strip() == commit:
-        return
-    ref.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _scratch_name(ref)
-    tmp.write_text(commit, encoding="utf-8")
-    os.replace(tmp, ref)
 
 
 # --- the service ------------------------------------------------------------------------------------
@@ -299,50 +174,11 @@ class HuggingFaceHubService:
     def _known_caches(self) -> list[Path]:
         return list(dict.fromkeys([self._cache(), *self._used_caches]))
 
-    @contextmanager
-    def _hub_errors(self, repo_id: str, *, path: str | None = None, revision: str | None = None) -> Iterator[None]:
-        """Turn huggingface_hub's exceptions into ours: distinct, actionable, without the token."""
-        from huggingface_hub import errors as hf
-
-        endpoint = config.redact_url(config.hf_endpoint())
-        what = f"{repo_id}/{path}" if path else repo_id
-        try:
-            yield
-        except HubloaderError:
-            raise
-        except hf.GatedRepoError as exc:
-            raise GatedModel(repo_id, endpoint=endpoint) from exc
-        except hf.RepositoryNotFoundError as exc:
-            if self._token:
-                raise NotFound(f"{repo_id} was not found on {endpoint}, or your token cannot see it.") from exc
-            raise RepoNotFoundOrPrivate(
-                f"{repo_id} was not found on {endpoint}.",
-                service=HUGGINGFACE,
-                hint="Check the name; a private repository needs a HuggingFace token with access to it.",
-            ) from exc
-        except hf.RevisionNotFoundError as exc:
-            raise RevisionNotFound(f"Revision {revision!r} does not exist in {repo_id}.") from exc
-        except hf.LocalEntryNotFoundError as exc:
-            if config.hf_offline() or isinstance(exc.__cause__, hf.OfflineModeIsEnabled):
-                raise OfflineError(f"{what} is not in the local cache and HF_HUB_OFFLINE is set.") from exc
-            raise NetworkError(
-                f"Could not reach {endpoint} for {what} ({network_reason(exc)}), and it is not in the local cache.",
-                hint=_UNREACHABLE_HINT,
-            ) from exc
-        except hf.EntryNotFoundError as exc:
-            raise FileNotFoundOnHub(
-                f"{path or 'The file'} does not exist in {repo_id} at {revision or 'main'}."
-            ) from exc
-        except hf.OfflineModeIsEnabled as exc:
-            raise OfflineError(f"{what}: huggingface_hub is in offline mode.") from exc
-        except hf.HfHubHTTPError as exc:
-            raise _http_error(exc, what, endpoint, has_token=bool(self._token)) from exc
-        except _hub_compat().transport_errors as exc:
-            raise NetworkError(
-                f"Could not reach {endpoint} for {what} ({network_reason(exc)}).", hint=_UNREACHABLE_HINT
-            ) from exc
-        except hf.HFValidationError as exc:
-            raise InvalidReference(f"{what!r} is not a valid HuggingFace repository or file name.") from exc
+    def _hub_errors(
+        self, repo_id: str, *, path: str | None = None, revision: str | None = None
+    ) -> AbstractContextManager[None]:
+        """:func:`~hubloader.sources.hf_errors.hub_errors` for this service's token."""
+        return hub_errors(repo_id, path=path, revision=revision, has_token=bool(self._token))
 
     # -- search and metadata
 
@@ -376,8 +212,8 @@ class HuggingFaceHubService:
             )
             results: list[ModelMetadata] = []
             for info in infos:
-                meta = self._metadata_from_info(info)
-                if _matches(meta, wanted):
+                meta = metadata_from_info(info)
+                if matches_filter(meta, wanted):
                     results.append(meta)
                 if len(results) >= limit:
                     break
@@ -392,8 +228,8 @@ class HuggingFaceHubService:
             raise OfflineError(f"Reading {ref}'s details needs the network.", hint="Unset HF_HUB_OFFLINE.")
         with self._hub_errors(ref.repo_id, path=ref.filename, revision=revision):
             info = self.client.model_info(ref.repo_id, revision=revision, files_metadata=True, token=self._hf_token())
-        meta = self._metadata_from_info(info)
-        return _narrow_to_file(meta, ref.filename) if ref.filename else meta
+        meta = metadata_from_info(info)
+        return narrow_to_file(meta, ref.filename) if ref.filename else meta
 
     def repo_files(self, repo_id: str, revision: str = "main") -> list[str]:
         """The path of every file in a repository, from one light request (no per-file metadata)."""
@@ -408,51 +244,12 @@ class HuggingFaceHubService:
         from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
         endpoint = config.hf_endpoint()
-        extra: _EndpointOption = {"endpoint": endpoint} if _hub_compat().metadata_takes_endpoint else {}
+        extra: EndpointOption = {"endpoint": endpoint} if hub_compat().metadata_takes_endpoint else {}
         with self._hub_errors(repo_id, path=path, revision=revision):
             url = hf_hub_url(repo_id, path, repo_type=repo_type, revision=revision, endpoint=endpoint)
             meta = get_hf_file_metadata(url, token=self._hf_token(), **extra)
         etag = (meta.etag or "").strip('"').lower()
-        return int(meta.size or 0), etag if _SHA256.fullmatch(etag) else ""
-
-    def _metadata_from_info(self, info: Any) -> ModelMetadata:
-        """Map a huggingface_hub ``ModelInfo`` (any version) to our :class:`ModelMetadata`."""
-        repo_id: str = info.id
-        tags = list(info.tags or [])
-        card = info.card_data
-        card_bases = card.get("base_model") if card is not None else None
-        card_bases = [card_bases] if isinstance(card_bases, str) else list(card_bases or [])
-        files = [_model_file(s, repo_id, info.sha) for s in info.siblings or []]
-        model_type, model_format = _classify(tags, info.library_name, info.pipeline_tag, [f.name for f in files])
-        created = info.created_at or info.last_modified or datetime.now(timezone.utc)
-        primary = _primary_weight(files) if model_format is not ModelFormat.DIFFUSERS else None
-        return ModelMetadata(
-            model_id=repo_id,
-            name=repo_id.split("/")[-1],
-            source=Source.HUGGINGFACE,
-            type=model_type,
-            base_model=_base_model(repo_id, tags, card_bases),
-            version=info.sha or "",
-            format=model_format,
-            size_bytes=sum(f.size_bytes for f in files),
-            sha256=primary.sha256 if primary else "",
-            tags=tags,
-            download_count=info.downloads or 0,
-            like_count=info.likes or 0,
-            remote_url=f"{config.hf_endpoint()}/{repo_id}",
-            created_at=created,
-            updated_at=info.last_modified or created,
-            version_id=info.sha or "",
-            files=files,
-            author=info.author or repo_id.split("/")[0],
-            extra={
-                "pipeline_tag": info.pipeline_tag,
-                "library_name": info.library_name,
-                "gated": info.gated,
-                "private": info.private,
-                "base_models": card_bases,
-            },
-        )
+        return int(meta.size or 0), etag if SHA256_HEX.fullmatch(etag) else ""
 
     def peek_safetensors(self, model_id: str, revision: str = "main") -> dict[str, Any]:
         """The raw safetensors header of a remote file (``__metadata__`` and tensor entries), read by Range.
@@ -548,7 +345,7 @@ class HuggingFaceHubService:
         from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
         endpoint = config.hf_endpoint()
-        extra: _EndpointOption = {"endpoint": endpoint} if _hub_compat().metadata_takes_endpoint else {}
+        extra: EndpointOption = {"endpoint": endpoint} if hub_compat().metadata_takes_endpoint else {}
         meta = get_hf_file_metadata(
             hf_hub_url(repo_id, path, revision=revision, endpoint=endpoint), token=self._hf_token(), **extra
         )
@@ -556,7 +353,7 @@ class HuggingFaceHubService:
             raise NetworkError(f"{endpoint} did not answer like a HuggingFace Hub for {repo_id}/{path}.")
         check_commit(meta.commit_hash)
         # An LFS file's ETag is its SHA256; a small git-stored file's is its git blob id.
-        sha256 = meta.etag if _SHA256.fullmatch(meta.etag) else ""
+        sha256 = meta.etag if SHA256_HEX.fullmatch(meta.etag) else ""
         pointer = self._fetch_blob(
             repo_id,
             path,
@@ -569,7 +366,7 @@ class HuggingFaceHubService:
             cancel=cancel,
             shared_cache=shared_cache,
         )
-        _write_ref(_repo_folder(cache, repo_id), revision, meta.commit_hash)
+        write_ref(repo_cache_folder(cache, repo_id), revision, meta.commit_hash)
         return pointer
 
     def cached_file(self, model_id: str, revision: str = "main", cache_dir: Path | str | None = None) -> Path | None:
@@ -584,8 +381,8 @@ class HuggingFaceHubService:
         """:meth:`cached_file` for a parsed id; a file the cache knows to be missing at that commit raises."""
         if not (is_commit_hash(revision) or config.hf_offline()):
             return None
-        cached = _cached_pointer(cache, repo_id, path, revision)
-        if cached is _KNOWN_MISSING:
+        cached = cached_pointer(cache, repo_id, path, revision)
+        if cached is KNOWN_MISSING:
             raise FileNotFoundOnHub(f"{path} does not exist in {repo_id} at {revision}.")
         return cached if isinstance(cached, Path) else None
 
@@ -612,11 +409,11 @@ class HuggingFaceHubService:
         """
         from huggingface_hub import hf_hub_url
 
-        folder = _repo_folder(cache, repo_id)
-        pointer = _snapshot_file(folder, commit, path)
+        folder = repo_cache_folder(cache, repo_id)
+        pointer = snapshot_file(folder, commit, path)
         if pointer.exists():
             return pointer
-        blob = folder / "blobs" / _check_blob_id(blob_id)
+        blob = folder / "blobs" / check_blob_id(blob_id)
         if not blob.exists():
             # The resolve URL pinned to the commit (not the CDN location): it redirects to a fresh
             # signed URL on every attempt, so a resume days later still works.
@@ -637,8 +434,8 @@ class HuggingFaceHubService:
             )
             fetch_file(request, progress=progress, cancel=cancel, shared_cache=shared_cache)
             if not sha256:
-                _check_git_blob(blob, blob_id, f"{repo_id}/{path}")
-        _link_pointer(blob, pointer)
+                check_git_blob(blob, blob_id, f"{repo_id}/{path}")
+        link_pointer(blob, pointer)
         return pointer
 
     def _download_repo(
@@ -658,10 +455,10 @@ class HuggingFaceHubService:
         from hubloader.sharedcache.cache import resolve_shared_cache
 
         select = functools.partial(
-            _select_files, allow=allow_patterns, ignore=ignore_patterns, prefer_safetensors=prefer_safetensors
+            select_files, allow=allow_patterns, ignore=ignore_patterns, prefer_safetensors=prefer_safetensors
         )
         if is_commit_hash(revision) or config.hf_offline():
-            complete = _complete_snapshot(cache, repo_id, revision, select)
+            complete = complete_snapshot(cache, repo_id, revision, select)
             if complete is not None:
                 return complete
             if config.hf_offline():
@@ -680,7 +477,7 @@ class HuggingFaceHubService:
                 f"No file of {repo_id} at {revision} matches the given patterns.",
                 hint="Check allow_patterns / ignore_patterns against the repository's file list.",
             )
-        folder = _repo_folder(cache, repo_id)
+        folder = repo_cache_folder(cache, repo_id)
         snapshot = folder / "snapshots" / commit
         missing = [p for p in wanted if not (snapshot / p).exists()]  # a branch's second call: none
         site = resolve_shared_cache(shared_cache) if any(siblings[p].lfs for p in missing) else None
@@ -726,8 +523,8 @@ class HuggingFaceHubService:
             if info.gated:  # the Hub shows a gated repo's file list to all; its files need the terms accepted
                 raise GatedModel(repo_id, endpoint=config.redact_url(config.hf_endpoint())) from exc
             raise
-        _write_ref(folder, revision, commit)
-        _write_file_list(folder, commit, list(siblings))
+        write_ref(folder, revision, commit)
+        write_file_list(folder, commit, list(siblings))
         return snapshot
 
     # -- the local cache
@@ -745,7 +542,7 @@ class HuggingFaceHubService:
                 logger.debug("HF cache %s: %s", cache, warning)
             for repo in sorted(info.repos, key=lambda r: r.repo_id):
                 if repo.repo_type == "model" and repo.revisions:
-                    models.extend(_cached_entries(repo))
+                    models.extend(cached_entries(repo))
         return models
 
     def delete_cached_model(self, model_id: str) -> bool:
@@ -766,7 +563,7 @@ class HuggingFaceHubService:
                     continue
                 revisions = [r for r in repo.revisions if not ref.revision or ref.revision in (r.commit_hash, *r.refs)]
                 if ref.filename:
-                    removed = [_delete_file(repo, r, ref.filename) for r in revisions]
+                    removed = [delete_cached_file(repo, r, ref.filename) for r in revisions]
                     deleted = deleted or any(removed)
                     info = scan_cache_dir(cache)  # the emptied revisions are now those without files
                     revisions = [r for again in info.repos if again.repo_id == ref.repo_id for r in again.revisions]
@@ -777,292 +574,3 @@ class HuggingFaceHubService:
                     strategy.execute()
                     deleted = True
         return deleted
-
-
-# --- errors ---------------------------------------------------------------------------------------
-
-
-class RepoNotFoundOrPrivate(NotFound, AuthRequired):
-    """The Hub hides private repos from anonymous callers: missing and private look the same."""
-
-
-def _http_error(exc: Any, what: str, endpoint: str, *, has_token: bool) -> HubloaderError:
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    if status in (401, 403):
-        if has_token:
-            return AuthRequired(
-                f"{endpoint} refused the HuggingFace token for {what} (HTTP {status}).",
-                service=HUGGINGFACE,
-                hint="The token is invalid, expired or lacks read access; a new token with read access is needed.",
-            )
-        return AuthRequired(f"{endpoint} requires a token for {what} (HTTP {status}).", service=HUGGINGFACE)
-    if status == 429:
-        retry_after = getattr(exc.response, "headers", {}).get("Retry-After")
-        return RateLimited(
-            f"{endpoint} is rate limiting requests for {what}.",
-            retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
-        )
-    return NetworkError(f"{endpoint} answered HTTP {status} for {what}.")
-
-
-# --- mapping helpers --------------------------------------------------------------------------------
-
-
-def _classify(
-    tags: list[str], library: str | None, pipeline_tag: str | None, files: list[str]
-) -> tuple[ModelType, ModelFormat]:
-    """What kind of repo this is, from its tags, library, pipeline tag and file names."""
-    lowered = {t.lower() for t in tags}
-    weights = [f for f in files if ModelFormat.from_filename(f) is not ModelFormat.OTHER]
-    single_format = ModelFormat.from_filename(_primary_name(weights)) if weights else ModelFormat.SAFETENSORS
-    if "lora" in lowered or library == "peft" or any(t.startswith("base_model:adapter:") for t in lowered):
-        return ModelType.LORA, single_format
-    if lowered & {"textual_inversion", "textual-inversion", "embedding", "embeddings"}:
-        return ModelType.EMBEDDING, single_format
-    diffusers = "model_index.json" in files or library == "diffusers" or "diffusers" in lowered
-    if "controlnet" in lowered:
-        return ModelType.CONTROLNET, ModelFormat.DIFFUSERS if diffusers else single_format
-    if diffusers:
-        return ModelType.BASE_MODEL, ModelFormat.DIFFUSERS
-    if pipeline_tag in ("text-to-image", "image-to-image") or (weights and library is None):
-        return ModelType.BASE_MODEL, single_format
-    return ModelType.OTHER, ModelFormat.OTHER
-
-
-def _base_model(repo_id: str, tags: list[str], card_bases: list[str]) -> BaseModel:
-    """``base_model:`` entries and card data first (what it was made from), then the repo's own tags and id."""
-    for tag in tags:
-        lowered = tag.lower()
-        if lowered.startswith("diffusers:") and lowered[len("diffusers:") :] in _PIPELINE_BASES:
-            return _PIPELINE_BASES[lowered[len("diffusers:") :]]
-    declared = [t for t in tags if t.lower().startswith("base_model:")] + [f"base_model:{b}" for b in card_bases]
-    for hints in (declared, tags, [repo_id]):
-        found = BaseModel.from_hf_tags(hints)
-        if found is not BaseModel.UNKNOWN:
-            return found
-    return BaseModel.UNKNOWN
-
-
-def _model_file(sibling: Any, repo_id: str, commit: str | None) -> ModelFile:
-    lfs = sibling.lfs or {}
-    return ModelFile(
-        name=sibling.rfilename,
-        size_bytes=lfs.get("size") or sibling.size or 0,
-        url=f"{config.hf_endpoint()}/{repo_id}/resolve/{commit or 'main'}/{sibling.rfilename}",
-        sha256=lfs.get("sha256") or "",
-        format=ModelFormat.from_filename(sibling.rfilename),
-    )
-
-
-def _primary_name(names: list[str]) -> str:
-    """The file a single-file repo is about: a root .safetensors before anything else."""
-    return sorted(names, key=lambda n: ("/" in n, ModelFormat.from_filename(n) is not ModelFormat.SAFETENSORS, n))[0]
-
-
-def _primary_weight(files: list[ModelFile]) -> ModelFile | None:
-    weights = [f for f in files if f.format is not ModelFormat.OTHER]
-    if not weights:
-        return None
-    name = _primary_name([f.name for f in weights])
-    return next(f for f in weights if f.name == name)
-
-
-def _narrow_to_file(meta: ModelMetadata, path: str) -> ModelMetadata:
-    """A repo's metadata, turned into the metadata of one of its files."""
-    match = next((f for f in meta.files if f.name == path), None)
-    if match is None:
-        raise FileNotFoundOnHub(f"{path} does not exist in {meta.model_id} at {meta.version or 'main'}.")
-    component = _COMPONENT_TYPES.get(path.split("/")[0]) if "/" in path else None
-    kind = component or (meta.type if meta.format is not ModelFormat.DIFFUSERS else ModelType.BASE_MODEL)
-    return dataclasses.replace(
-        meta,
-        model_id=f"{meta.model_id}/{path}",
-        name=posixpath.basename(path),
-        type=kind,
-        format=match.format,
-        size_bytes=match.size_bytes,
-        sha256=match.sha256,
-        files=[match],
-        remote_url=match.url,
-    )
-
-
-def _matches(meta: ModelMetadata, wanted: ModelFilter) -> bool:
-    if wanted.base_model is not None and not meta.base_model.compatible_with(wanted.base_model):
-        return False
-    loras = (ModelType.LORA, ModelType.LYCORIS)  # the Hub does not tell LoCon from LoRA
-    if (
-        wanted.model_type is not None
-        and meta.type is not wanted.model_type
-        and not {meta.type, wanted.model_type} <= set(loras)
-    ):
-        return False
-    return True
-
-
-# --- blobs -----------------------------------------------------------------------------------------
-
-_GIT_BLOB_ID = re.compile(r"[0-9a-f]{40}")
-
-
-def _check_blob_id(blob_id: str) -> str:
-    """A blob's name in the cache, from the server: a SHA256 (LFS) or a git blob id (40 hex), nothing else."""
-    value = (blob_id or "").lower()
-    if not (_SHA256.fullmatch(value) or _GIT_BLOB_ID.fullmatch(value)):
-        raise DownloadRefused(f"The server gave {blob_id!r} as a file's id; not a SHA256 or a git blob id.")
-    return value
-
-
-def _check_git_blob(blob: Path, blob_id: str, what: str) -> None:
-    """A small git-stored file is the bytes its git blob id hashes (``sha1("blob <size>\\0" + bytes)``), or
-    it is removed: the Hub publishes no SHA256 for it, so this is its only published check."""
-    if _SHA256.fullmatch(blob_id):
-        return
-    digest = hashlib.sha1(b"blob %d\0" % blob.stat().st_size, usedforsecurity=False)
-    with open(blob, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    if digest.hexdigest() != blob_id.lower():
-        blob.unlink(missing_ok=True)
-        raise DownloadRefused(f"{what} does not match the git blob id the Hub published for it; it was removed.")
-
-
-# --- file selection and completeness ----------------------------------------------------------------
-
-
-def _select_files(
-    paths: list[str], *, allow: list[str] | None, ignore: list[str] | None, prefer_safetensors: bool
-) -> list[str]:
-    """The repo files a download wants: the patterns (as snapshot_download applies them), minus
-    pickle weights sitting next to safetensors ones unless an allow pattern names their extension."""
-    from huggingface_hub.utils import filter_repo_objects
-
-    selected = list(filter_repo_objects(paths, allow_patterns=allow, ignore_patterns=ignore))
-    if not prefer_safetensors:
-        return selected
-    safe_folders = {posixpath.dirname(p) for p in selected if ModelFormat.from_filename(p) is ModelFormat.SAFETENSORS}
-    asked = {Path(p).suffix.lower() for p in allow or []}
-
-    def redundant(path: str) -> bool:
-        return (
-            ModelFormat.from_filename(path).is_pickle
-            and posixpath.dirname(path) in safe_folders
-            and Path(path).suffix.lower() not in asked
-        )
-
-    return [p for p in selected if not redundant(p)]
-
-
-def _write_file_list(folder: Path, commit: str, paths: list[str]) -> None:
-    """Record a commit's full file list: with it, a pinned download can prove itself complete offline."""
-    target = folder / _MARKER_DIR / f"{commit}.json"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _scratch_name(target)
-    tmp.write_text(json.dumps({"files": sorted(paths)}), encoding="utf-8")
-    os.replace(tmp, target)
-
-
-def _complete_snapshot(
-    cache: Path, repo_id: str, revision: str, select: Callable[[list[str]], list[str]]
-) -> Path | None:
-    """The snapshot folder if every wanted file of that revision is on disk, from the cache alone."""
-    folder = _repo_folder(cache, repo_id)
-    commit = revision if is_commit_hash(revision) else _read_ref(folder, revision)
-    if commit is None:
-        return None
-    try:
-        listing = json.loads((folder / _MARKER_DIR / f"{commit}.json").read_text(encoding="utf-8"))["files"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    snapshot = folder / "snapshots" / commit
-    wanted = select(listing)
-    return snapshot if wanted and all((snapshot / p).exists() for p in wanted) else None
-
-
-def _read_ref(folder: Path, revision: str) -> str | None:
-    try:
-        commit = (folder / "refs" / revision).read_text(encoding="utf-8").strip()
-    except OSError:
-        return None
-    return commit if is_commit_hash(commit) else None
-
-
-def _cached_pointer(cache: Path, repo_id: str, path: str, revision: str) -> Path | object | None:
-    """The cached file (a Path), :data:`_KNOWN_MISSING`, or None, read from the cache layout as
-    huggingface_hub's ``try_to_load_from_cache`` reads it, without importing the library (a pinned re-get
-    pays neither its import nor a request)."""
-    folder = _repo_folder(cache, repo_id)
-    commit = revision if is_commit_hash(revision) else _read_ref(folder, revision)
-    if commit is None:
-        return None
-    pointer = _snapshot_file(folder, commit, path)
-    if pointer.is_file():
-        return pointer
-    return _KNOWN_MISSING if (folder / ".no_exist" / commit / path).is_file() else None
-
-
-# --- cached entries and deletion --------------------------------------------------------------------
-
-
-def _cached_entries(repo: Any) -> list[ModelMetadata]:
-    """Entries for one cached repo, from its newest revision."""
-    revision = max(repo.revisions, key=lambda r: r.last_modified)
-    names = {str(f.file_path.relative_to(revision.snapshot_path)).replace(os.sep, "/"): f for f in revision.files}
-    modified = datetime.fromtimestamp(revision.last_modified, timezone.utc)
-    base = ModelMetadata(
-        model_id=repo.repo_id,
-        name=repo.repo_id.split("/")[-1],
-        source=Source.HUGGINGFACE,
-        base_model=_base_model(repo.repo_id, [], []),
-        version=revision.commit_hash,
-        version_id=revision.commit_hash,
-        size_bytes=revision.size_on_disk,
-        local_path=revision.snapshot_path,
-        remote_url=f"{config.hf_endpoint()}/{repo.repo_id}",
-        author=repo.repo_id.split("/")[0],
-        created_at=modified,
-        updated_at=modified,
-        extra={"refs": sorted(revision.refs)},
-    )
-    files = [
-        ModelFile(
-            name=name,
-            size_bytes=f.size_on_disk,
-            sha256=f.blob_path.name if _SHA256.fullmatch(f.blob_path.name) else "",
-            format=ModelFormat.from_filename(name),
-        )
-        for name, f in sorted(names.items())
-    ]
-    weights = [f for f in files if f.format is not ModelFormat.OTHER]
-    if "model_index.json" in names or not weights:
-        kind, fmt = _classify([], None, None, list(names))
-        return [dataclasses.replace(base, type=kind, format=fmt, files=files)]
-    return [
-        dataclasses.replace(
-            base,
-            model_id=f"{repo.repo_id}/{f.name}",
-            name=posixpath.basename(f.name),
-            type=_COMPONENT_TYPES.get(f.name.split("/")[0], ModelType.OTHER) if "/" in f.name else ModelType.OTHER,
-            format=f.format,
-            size_bytes=f.size_bytes,
-            sha256=f.sha256,
-            files=[f],
-            local_path=Path(names[f.name].file_path),
-        )
-        for f in weights
-    ]
-
-
-def _delete_file(repo: Any, revision: Any, path: str) -> bool:
-    """Remove one file from a cached revision, and its blob when no other snapshot uses it."""
-    pointer = revision.snapshot_path / path
-    target = next((f for f in revision.files if Path(f.file_path) == pointer), None)
-    if target is None:
-        return False
-    shared = any(
-        f.blob_path == target.blob_path and Path(f.file_path) != pointer for r in repo.revisions for f in r.files
-    )
-    pointer.unlink()
-    if not shared:
-        Path(target.blob_path).unlink(missing_ok=True)
-    return True
