@@ -575,3 +575,15 @@ def test_small_git_files_pass_the_same_gate_as_lfs_files(hub_env):
     blob = Path(os.path.realpath(readme))
     assert readme.read_bytes() == b"# sneaky\n"
     assert blob.name == hashlib.sha1(b"blob 9\0# sneaky\n").hexdigest() and blob.parent == blobs
+
+
+def test_a_small_file_that_is_not_its_git_blob_id_is_refused_and_removed(hub_env):
+    hub_env.add_hf_repo("acme/flipped", {"config.json": b'{"hidden_size": 32, "layers": 4}'})
+    hub_env.faults.wrong_bytes = 0  # the Hub's bytes differ from the git blob id it published
+    with pytest.raises(errors.UnsafeFile, match="git blob id"):
+        HuggingFaceHubService().download_model("acme/flipped/config.json")
+    folder = Path(os.environ["HF_HUB_CACHE"]) / "models--acme--flipped"
+    assert not list(folder.glob("blobs/*")) and not list(folder.glob("snapshots/*/config.json"))
+
+    hub_env.faults.wrong_bytes = None
+    assert HuggingFaceHubService().download_model("acme/flipped/config.json").read_bytes().startswith(b'{"hidden')
