@@ -587,3 +587,19 @@ def test_a_small_file_that_is_not_its_git_blob_id_is_refused_and_removed(hub_env
 
     hub_env.faults.wrong_bytes = None
     assert HuggingFaceHubService().download_model("acme/flipped/config.json").read_bytes().startswith(b'{"hidden')
+
+
+def test_an_unreachable_hub_serves_what_the_cache_last_saw_of_a_branch(hub_env, monkeypatch):
+    add_tiny_sdxl(hub_env)
+    add_lora(hub_env, "acme/pixel-lora")
+    service = HuggingFaceHubService()
+    repo_path = service.download_model(TINY_SDXL)
+    file_path = service.download_model("acme/pixel-lora/pytorch_lora_weights.safetensors")
+
+    monkeypatch.setenv("HF_ENDPOINT", _UNREACHABLE)
+    assert service.download_model(TINY_SDXL) == repo_path
+    assert service.download_model("acme/pixel-lora/pytorch_lora_weights.safetensors") == file_path
+    with pytest.raises(errors.NetworkError, match="connection refused"):
+        service.download_model("acme/pixel-lora/other.safetensors")  # never cached: nothing to serve
+    with pytest.raises(errors.NetworkError, match="connection refused"):
+        service.download_model(TINY_SDXL, allow_patterns=["*.bin"], prefer_safetensors=False)

@@ -43,7 +43,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hubloader.core import settings as config
 from hubloader.core.errors import (
@@ -105,6 +105,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+_Answer = TypeVar("_Answer")
 
 #: The seed's default ``cache_dir``: it means "huggingface_hub's own cache", resolved at call time.
 SEED_CACHE_DIR = Path("~/.cache/huggingface")
@@ -298,13 +299,14 @@ class HuggingFaceHubService:
     ) -> Path:
         """Download a repo (→ its snapshot folder) or one file (→ its path) into the HF cache.
 
-        A second call for the same revision downloads nothing; with a commit hash (in the id or as
-        ``revision``) it makes no HTTP request at all. With ``prefer_safetensors`` (default), pickle
-        weights (.bin/.ckpt/.pt) are skipped in folders that also hold .safetensors, unless an
-        ``allow_patterns`` entry names their extension. Setting ``cancel`` stops the download engine
-        mid-file (its ``.part`` is kept to resume) and raises Cancelled. ``shared_cache`` (a :class:`~hubloader.sharedcache.cache.SharedCache` or its URL; default
-        ``HUBLOADER_SHARED_CACHE``, else the ``shared_cache`` setting) lets one worker of a site ask the
-        Hub for each LFS file; small git-stored files (no SHA256 known up front) always come from the Hub.
+        A second call for the same revision downloads nothing; with a commit hash (in the id or as ``revision``)
+        it makes no HTTP request at all; with the Hub unreachable, a branch's cached copy serves. With
+        ``prefer_safetensors`` (default), pickle weights (.bin/.ckpt/.pt) are skipped in folders that also hold
+        .safetensors, unless an ``allow_patterns`` entry names their extension. Setting ``cancel`` stops the
+        download mid-file (its ``.part`` is kept to resume) and raises Cancelled. ``shared_cache`` (a
+        :class:`~hubloader.sharedcache.cache.SharedCache` or its URL; default ``HUBLOADER_SHARED_CACHE``, else the
+        ``shared_cache`` setting) lets one worker of a site ask the Hub for each LFS file; small git-stored files
+        (no SHA256 known up front) always come from the Hub.
         """
         ref = parse_model_id(model_id)
         revision = ref.revision or revision or "main"
@@ -315,20 +317,29 @@ class HuggingFaceHubService:
         settled = self._settled_file(ref.repo_id, ref.filename, revision, cache) if ref.filename else None
         if settled is not None:
             return settled
+        select = functools.partial(
+            select_files, allow=allow_patterns, ignore=ignore_patterns, prefer_safetensors=prefer_safetensors
+        )
         with self._hub_errors(ref.repo_id, path=ref.filename, revision=revision):
             if ref.filename:
                 return self._download_file(ref.repo_id, ref.filename, revision, cache, progress, cancel, shared_cache)
-            return self._download_repo(
-                ref.repo_id,
-                revision,
-                cache,
-                allow_patterns,
-                ignore_patterns,
-                prefer_safetensors,
-                progress,
-                cancel,
-                shared_cache,
-            )
+            return self._download_repo(ref.repo_id, revision, cache, select, progress, cancel, shared_cache)
+
+    def _hub_or_cache(
+        self, repo_id: str, path: str | None, revision: str, ask: Callable[[], _Answer], known: Callable[[], object]
+    ) -> _Answer | Path:
+        """``ask()``, the one question that names a branch or tag's commit; when the Hub cannot be asked (unreachable
+        or failing), what the cache last saw of that revision (``known()``, a Path) serves, as hf_hub_download
+        does. Failures after that question (the transfer itself) are not covered: they never serve an old commit."""
+        try:
+            with self._hub_errors(repo_id, path=path, revision=revision):
+                return ask()
+        except NetworkError:
+            cached = known()
+            if not isinstance(cached, Path):
+                raise
+            logger.warning("hubloader: the Hub could not be asked about %s; using the cached copy", repo_id)
+            return cached
 
     def _download_file(
         self,
@@ -346,9 +357,18 @@ class HuggingFaceHubService:
 
         endpoint = config.hf_endpoint()
         extra: EndpointOption = {"endpoint": endpoint} if hub_compat().metadata_takes_endpoint else {}
-        meta = get_hf_file_metadata(
-            hf_hub_url(repo_id, path, revision=revision, endpoint=endpoint), token=self._hf_token(), **extra
+        answer = self._hub_or_cache(
+            repo_id,
+            path,
+            revision,
+            lambda: get_hf_file_metadata(
+                hf_hub_url(repo_id, path, revision=revision, endpoint=endpoint), token=self._hf_token(), **extra
+            ),
+            lambda: cached_pointer(cache, repo_id, path, revision),
         )
+        if isinstance(answer, Path):
+            return answer
+        meta = answer
         if not meta.commit_hash or not meta.etag:
             raise NetworkError(f"{endpoint} did not answer like a HuggingFace Hub for {repo_id}/{path}.")
         check_commit(meta.commit_hash)
@@ -443,9 +463,7 @@ class HuggingFaceHubService:
         repo_id: str,
         revision: str,
         cache: Path,
-        allow_patterns: list[str] | None,
-        ignore_patterns: list[str] | None,
-        prefer_safetensors: bool,
+        select: Callable[[list[str]], list[str]],
         progress: Callable[[Any], None] | None,
         cancel: threading.Event | None,
         shared_cache: SharedCache | str | None,
@@ -454,9 +472,6 @@ class HuggingFaceHubService:
 
         from hubloader.sharedcache.cache import resolve_shared_cache
 
-        select = functools.partial(
-            select_files, allow=allow_patterns, ignore=ignore_patterns, prefer_safetensors=prefer_safetensors
-        )
         if is_commit_hash(revision) or config.hf_offline():
             complete = complete_snapshot(cache, repo_id, revision, select)
             if complete is not None:
@@ -468,7 +483,16 @@ class HuggingFaceHubService:
                         repo_id, revision=revision, cache_dir=cache, local_files_only=True, token=self._hf_token()
                     )
                 )
-        info = self.client.model_info(repo_id, revision=revision, files_metadata=True, token=self._hf_token())
+        answer = self._hub_or_cache(
+            repo_id,
+            None,
+            revision,
+            lambda: self.client.model_info(repo_id, revision=revision, files_metadata=True, token=self._hf_token()),
+            lambda: complete_snapshot(cache, repo_id, revision, select),
+        )
+        if isinstance(answer, Path):
+            return answer
+        info = answer
         commit: str = check_commit(info.sha or "")
         siblings = {check_repo_path(s.rfilename): s for s in info.siblings or []}
         wanted = select(list(siblings))
