@@ -57,11 +57,7 @@ def main() -> None:
 
         root = Path(tmp) / "models"
         paths = _files(root, args.models, args.size_mib << 20)
-        locked = Lockfile(
-            models=[
-                LockedModel(p.parent.name, p.name, p.stat().st_size, sha256_file(p)) for p in paths
-            ]
-        )
+        locked = Lockfile(models=[LockedModel(p.parent.name, p.name, p.stat().st_size, sha256_file(p)) for p in paths])
         lockfile = locked.save(Path(tmp) / "wf.lock.json")
         folders = standalone_folders(root)
         cache_file = Path(tmp) / "home" / "hashes.sqlite3"
