@@ -304,6 +304,8 @@ class Planner:
             url, model.file_name, service, 0.95, evidence, answer.size, answer.sha256, kind=model.kind
         )
         resolved = ModelStatus(item.reference, Status.RESOLVED, candidates=[candidate], sha256=model.sha256)
+        if refused_only:  # what its source answers, not the resolver's failed attempts to describe it
+            model.reason = answer.reason or evidence
         return self._resolvable(model, resolved, candidate, answer)
 
     def _resolvable(
