@@ -53,6 +53,7 @@ from hubloader.core.folders import ModelFolders, active_folders
 from hubloader.core.settings import redact_url
 from hubloader.core.version import __version__
 from hubloader.engine.hashing import sha256_file
+from hubloader.library.hashcache import HashCache
 from hubloader.sharedcache.cache import SharedCache
 from hubloader.sources.references import (
     CIVITAI,
@@ -329,8 +330,17 @@ def _replace_gone(entry: LockedModel, reason: str, resolver: Resolver) -> str:
 
 def _item_sha256(item: ModelStatus) -> str:
     if not item.sha256 and item.path is not None:
-        item.sha256 = sha256_file(item.path)
+        item.sha256 = _cached_sha256(item.path)
     return item.sha256
+
+
+def _cached_sha256(path: Path) -> str:
+    """A model file's SHA256 through the hash cache: an unchanged file is not read again."""
+    cache = HashCache()
+    try:
+        return cache.sha256(path)
+    finally:
+        cache.close()
 
 
 def _item_url(item: ModelStatus) -> str:
@@ -402,7 +412,7 @@ def _plan(entry: LockedModel, folders: ModelFolders) -> ModelStatus:
         path = root / entry.name
         if not path.is_file():
             continue
-        if path.stat().st_size == entry.size and sha256_file(path) == entry.sha256:
+        if path.stat().st_size == entry.size and _cached_sha256(path) == entry.sha256:
             return ModelStatus(ref, Status.FOUND, path, use_as=entry.name, sha256=entry.sha256, size_bytes=entry.size)
         # Never replace a user's file: the locked bytes differ from what is there.
         return ModelStatus(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -41,9 +42,10 @@ from hubloader.sources.references import (
     parse_reference,
     parse_url,
 )
+from hubloader.workflows.finding import ModelReference
 from hubloader.workflows.lockfile import Lockfile, is_lockfile, resolve_lockfile
 from hubloader.workflows.probe import Need, Probe, civitai_ids, probe
-from hubloader.workflows.report import Candidate, ModelStatus, Status
+from hubloader.workflows.report import Candidate, ModelStatus, ProgressCallback, ResolutionReport, Status
 from hubloader.workflows.resolver import Resolver, WorkflowInput
 from hubloader.workflows.speeds import recent_speed
 
@@ -115,6 +117,8 @@ class PlannedModel:
     needs: list[Need] = field(default_factory=list)
     can_fetch: bool = False
     why_not: str = ""
+    #: The workflow's reference, kept to fetch it (not part of the JSON).
+    reference: ModelReference | None = field(default=None, repr=False, compare=False)
 
     @property
     def fetches(self) -> bool:
@@ -123,6 +127,7 @@ class PlannedModel:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data.pop("reference")
         data["status"] = self.status.value
         for key in ("alternatives", "similar", "candidates"):
             data[key] = [s.to_dict() for s in getattr(self, key)]
@@ -237,6 +242,7 @@ class Planner:
     def _model(self, item: ModelStatus) -> PlannedModel:
         ref = item.reference
         model = PlannedModel(ref.name, ref.kind, PlanStatus.UNAVAILABLE, item.reason, file_name=ref.file_name)
+        model.reference = ref
         model.sha256 = ref.sha256 or item.sha256
         if item.status in (Status.FOUND, Status.FOUND_ELSEWHERE, Status.FOUND_BY_HASH) and item.path is not None:
             return self._present(model, item)
@@ -385,6 +391,8 @@ class Planner:
             model.why_not = (model.reason + "; " if model.reason else "") + "no other source serves the same SHA256"
             return model
         best = found[0]
+        if not best.url:  # only the site's shared cache has the bytes: fetched from it, no origin asked
+            return self._from_shared_cache(model, item, best, found)
         candidate = Candidate(best.url, best.file_name or model.file_name, best.service, best.confidence,
                               best.evidence, best.size, sha, best.air, model.kind)  # fmt: skip
         resolved = ModelStatus(
@@ -396,6 +404,40 @@ class Planner:
         if reason:
             planned.reason = f"{reason}; same SHA256 from {best.evidence}"
         return planned
+
+    def _from_shared_cache(
+        self, model: PlannedModel, item: ModelStatus, best: PlannedSource, found: list[PlannedSource]
+    ) -> PlannedModel:
+        model.status, model.source, model.alternatives = PlanStatus.RESOLVABLE, best, found[1:]
+        model.size = model.size or best.size
+        model.reason = (model.reason + "; " if model.reason else "") + best.evidence
+        candidate = Candidate("", model.file_name, "url", 1.0, best.evidence, model.size, model.sha256, kind=model.kind)
+        self._destination(model, item, candidate)
+        model.can_fetch = not model.why_not
+        return model
+
+    # -- fetching ---------------------------------------------------------------------------------
+
+    def fetch(
+        self,
+        plan: InstallPlan,
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ResolutionReport:
+        """ "Fetch all": the plan's fetchable models from the sources it chose (a same-bytes fallback included),
+        through the resolver (the gate, the shared cache, the engine), each verified against its SHA256."""
+        report = ResolutionReport(source=plan.source)
+        for model in plan.fetchable:
+            source, ref = model.source, model.reference
+            assert source is not None and ref is not None  # fetchable: resolvable with a source
+            service = source.service if source.service in ("huggingface", "civitai") else "url"
+            candidate = Candidate(source.url, source.file_name or model.file_name, service, source.confidence,
+                                  source.evidence, model.size, model.sha256, source.air, model.kind)  # fmt: skip
+            report.items.append(
+                ModelStatus(ref, Status.RESOLVED, candidates=[candidate], sha256=model.sha256, size_bytes=model.size)
+            )
+        return self.resolver.fetch(report, progress=progress, cancel=cancel)
 
     def _same_bytes_sources(self, sha: str, gone_url: str) -> list[PlannedSource]:
         found: list[PlannedSource] = []
