@@ -47,3 +47,17 @@ def test_plan_route_answers_the_plan_for_a_posted_or_queried_workflow(comfy, hub
         assert bad.status == 400 and "JSON object" in (await bad.json())["error"]
 
     run_app(test)
+
+
+def test_the_app_face_plans_an_uploaded_workflow(hub_env, tmp_path):
+    pytest.importorskip("gradio")
+    from hubloader.core.folders import standalone_folders
+    from hubloader.faces.hub import ModelHub
+
+    hub_env.add_hf_repo("acme/base", files={"base.safetensors": CKPT})
+    url = "https://huggingface.co/acme/base/resolve/main/base.safetensors"
+    workflow = {"nodes": [{"id": 1, "type": "CheckpointLoaderSimple", "mode": 0, "widgets_values": ["base.safetensors"],
+                           "properties": {"models": [{"name": "base.safetensors", "url": url, "directory": "checkpoints"}]}}]}  # fmt: skip
+    plan = ModelHub(standalone_folders(tmp_path / "m")).plan(image=json.dumps(workflow).encode())
+    (model,) = plan.models
+    assert model.status.value == "resolvable" and model.can_fetch and model.size == len(CKPT)
