@@ -153,3 +153,22 @@ def test_lock_update_command_keeps_the_pin(hub_env, tmp_path: Path):
     result = hubloader("lock", str(path), "--update")
     assert result.returncode == 1 and "not accepted" in result.stderr
     assert Lockfile.load(path).models[0].sha256 == sha(LORA)
+
+
+@pytest.mark.hf
+def test_resolve_download_shows_the_plan_before_fetching(hub_env, tmp_path: Path):
+    hub_env.add_hf_repo("acme/base", files={"base.safetensors": CKPT})
+    hub_env.add_hf_repo("org/gated", files={"g.safetensors": LORA}, gated=True)
+    models = [
+        {"name": "base.safetensors", "url": "https://huggingface.co/acme/base/resolve/main/base.safetensors", "directory": "checkpoints"},
+        {"name": "g.safetensors", "url": "https://huggingface.co/org/gated/resolve/main/g.safetensors", "directory": "loras"},
+    ]  # fmt: skip
+    graph = ui_workflow([node(1, "CheckpointLoaderSimple", ["base.safetensors"]), node(2, "LoraLoader", ["g.safetensors", 1, 1])], models=models)  # fmt: skip
+    workflow = put(tmp_path / "wf.json", json.dumps(graph).encode())
+    planned = hubloader("plan", str(workflow), "--models-dir", str(tmp_path / "m"))
+    assert planned.returncode == 1  # the gated one cannot be fetched now, and the plan says why
+    assert f"needs its licence accepted at {hub_env.hf_url}/org/gated" in planned.stdout
+    result = hubloader("resolve", str(workflow), "--download", "--models-dir", str(tmp_path / "m"))
+    out = result.stdout
+    assert out.index("1 to fetch") < out.index("fetched")  # the plan first, then the fetch
+    assert (tmp_path / "m" / "checkpoints" / "base.safetensors").read_bytes() == CKPT
