@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -43,7 +44,7 @@ from hubloader.sources.references import (
     parse_url,
 )
 from hubloader.workflows.finding import ModelReference
-from hubloader.workflows.lockfile import Lockfile, is_lockfile, resolve_lockfile
+from hubloader.workflows.lockfile import Lockfile, is_lockfile, is_required, resolve_lockfile
 from hubloader.workflows.probe import Need, Probe, civitai_ids, probe
 from hubloader.workflows.report import Candidate, ModelStatus, ProgressCallback, ResolutionReport, Status
 from hubloader.workflows.resolver import Resolver, WorkflowInput
@@ -230,10 +231,11 @@ class Planner:
             report = self.resolver.resolve(file)
             optional = set()
         plan = InstallPlan(source=report.source, speed_bps=recent_speed())
-        for item in report.items:
-            model = self._model(item)
-            model.required = item.reference.name not in optional and _required(item)
-            plan.models.append(model)
+        # Each model asks its source once (a HEAD or an un-followed GET): a few at a time, as the resolver fetches.
+        with ThreadPoolExecutor(max_workers=self.resolver.max_workers, thread_name_prefix="hubloader-plan") as pool:
+            plan.models = list(pool.map(self._model, report.items))
+        for model in plan.models:
+            model.required = model.name not in optional and model.reference is not None and is_required(model.reference)
         plan.filesystems = self._fit(plan.models)
         return plan
 
@@ -552,11 +554,6 @@ def _apart(candidate: Candidate, name: str) -> str:
     version_id, _ = civitai_ids(candidate.url)
     stem, ext = os.path.splitext(name)
     return f"{stem}-{version_id}{ext}" if version_id else f"{stem}-{candidate.sha256[:8] or 'other'}{ext}"
-
-
-def _required(item: ModelStatus) -> bool:
-    """A model a node loads is required; one only listed in the workflow's models list is optional."""
-    return bool(item.reference.uses) or item.reference.origin not in ("models",)
 
 
 def _existing(folder: Path) -> Path:

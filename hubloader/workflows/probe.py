@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 
 from hubloader.core.settings import civitai_endpoint, hf_endpoint, redact_text, redact_url
 from hubloader.core.version import USER_AGENT
+from hubloader.engine.ratelimit import limiter_for
 from hubloader.gate import policy
 from hubloader.gate.request import FileRequest
 
@@ -91,6 +92,7 @@ def probe(url: str) -> Probe:
             needs=[Need("confirmation", detail="a download from another host needs its SHA256 and your confirmation")],
         )
     request = FileRequest(url=url, folder=Path("."), name="probe", token_service=service or None)
+    limiter_for(service or "url").wait_if_needed()  # a plan of many models must not hammer a hub
     try:
         if service == "huggingface":
             return _probe_hf(requests, url, request)
@@ -161,7 +163,10 @@ def _probe_civitai(requests: Any, url: str, request: FileRequest) -> Probe:
     headers, has_token = _headers(request, url)
     with requests.get(url, allow_redirects=False, stream=True, timeout=(10, 30), headers=headers) as r:
         status = r.status_code
-        body: Any = r.json() if "json" in r.headers.get("Content-Type", "") and status >= 400 else {}
+        try:
+            body: Any = r.json() if "json" in r.headers.get("Content-Type", "") and status >= 400 else {}
+        except ValueError:
+            body = {}
     message = str(body.get("message") or body.get("error") or "") if isinstance(body, dict) else ""
     token_need = Need("token", "civitai", "a CivitAI API key", met=has_token)
     page = f"{redact_url(civitai_endpoint()).rstrip('/')}/model-versions/{version_id}"
