@@ -91,6 +91,13 @@ def test_each_status_and_the_totals(hub_env, tmp_path: Path):
     nowhere = models["nowhere.safetensors"]
     assert nowhere.status is PlanStatus.UNAVAILABLE and not nowhere.can_fetch and nowhere.why_not
 
+    report = planner(root).fetch(plan)  # "Fetch all": the reused file is linked, the resolvable one fetched
+    fetched = {i.reference.name: i for i in report.items}
+    assert fetched["style.safetensors"].path == root / "loras" / "style.safetensors"
+    assert (root / "loras" / "style.safetensors").stat().st_ino == elsewhere.stat().st_ino  # a link, not a copy
+    assert fetched["base.safetensors"].status.value == "fetched"
+    assert (root / "checkpoints" / "base.safetensors").read_bytes() == CKPT
+
     data = json.loads(plan.to_json())
     assert data["totals"]["bytes_to_fetch"] == len(CKPT) and data["totals"]["files_reused"] == 1
     assert data["totals"]["filesystems"][0]["fits"] is True
