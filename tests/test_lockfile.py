@@ -260,3 +260,25 @@ def test_update_moves_a_gone_source_to_one_serving_the_same_bytes(hub_env, tmp_p
     (ink,) = locked.models
     assert ink.sha256 == digest and ink.version_id == kept and f"/models/{kept}" in ink.url
     assert "is gone" in notes[0] and "same SHA256" in notes[0]
+
+
+@pytest.mark.hf
+def test_update_follows_a_renamed_repository_and_a_plan_says_so(hub_env, tmp_path: Path):
+    from hubloader.workflows.plan import Planner, PlanStatus
+
+    data = safetensors_bytes(kohya_lora("sd15"), seed=10)
+    hub_env.add_hf_repo("newowner/style", {"style.safetensors": data})
+    hub_env.rename_hf_repo("oldowner/style", "newowner/style")
+    digest = hashlib.sha256(data).hexdigest()
+    url = "https://huggingface.co/oldowner/style/resolve/main/style.safetensors"
+    path = Lockfile(models=[LockedModel("loras", "style.safetensors", len(data), digest, url)]).save(
+        tmp_path / "wf.lock.json"
+    )
+    resolver = Resolver(standalone_folders(tmp_path / "m"), registry=_NoRegistry())
+    (model,) = Planner(resolver).plan(str(path)).models
+    assert model.status is PlanStatus.RESOLVABLE and model.can_fetch
+    assert model.source is not None and "moved to newowner/style" in model.source.note
+
+    locked, notes = update_lockfile(path, resolver=resolver)
+    assert locked.models[0].url == "https://huggingface.co/newowner/style/resolve/main/style.safetensors"
+    assert locked.models[0].sha256 == digest and "renamed newowner/style" in notes[0]

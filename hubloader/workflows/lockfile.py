@@ -297,6 +297,8 @@ def update_lockfile(path: str | os.PathLike[str], *, resolver: Resolver | None =
         if answer.gone:
             notes.append(_replace_gone(entry, answer.reason, resolver))
             continue
+        if answer.moved_to and entry.url:
+            notes.append(_follow_rename(entry, answer.moved_to))
         before = (entry.revision, entry.version_id, entry.file_id, entry.needs)
         record_facts(entry)
         if (entry.revision, entry.version_id, entry.file_id, entry.needs) != before:
@@ -317,6 +319,13 @@ def _other_bytes(entry: LockedModel, answer: Probe, resolver: Resolver) -> str:
         if served and entry.sha256 not in served:
             return f"CivitAI version {answer.version_id} no longer lists a file with the pinned SHA256"
     return ""
+
+
+def _follow_rename(entry: LockedModel, new_repo: str) -> str:
+    """A renamed HuggingFace repository: the entry's URL names the new one (same file, same pinned bytes)."""
+    old_repo = parse_url(entry.url).repo_id or ""
+    entry.url = entry.url.replace(f"/{old_repo}/", f"/{new_repo}/", 1)
+    return f"{entry.name}: its repository {old_repo} was renamed {new_repo}; the URL follows it"
 
 
 def _replace_gone(entry: LockedModel, reason: str, resolver: Resolver) -> str:
