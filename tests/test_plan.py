@@ -279,3 +279,22 @@ def test_plan_is_exported_and_a_python_call(hub_env, tmp_path: Path):
     )
     plan = hubloader.plan(str(workflow), standalone_folders(tmp_path / "m"))
     assert plan.source == str(workflow) and plan.models[0].status is PlanStatus.RESOLVABLE
+
+
+def test_a_png_with_a_workflow_and_an_a1111_infotext_are_planned(hub_env, tmp_path: Path):
+    from tests.workflow_samples import save_png
+
+    hub_env.add_hf_repo("acme/base", files={"base.safetensors": CKPT})
+    url = "https://huggingface.co/acme/base/resolve/main/base.safetensors"
+    graph = ui_workflow([loader(1, "CheckpointLoaderSimple", "base.safetensors", url, "checkpoints")])
+    image = save_png(tmp_path / "out.png", workflow=json.dumps(graph))
+    (model,) = planner(tmp_path / "m").plan(str(image)).models
+    assert model.status is PlanStatus.RESOLVABLE and model.size == len(CKPT)
+
+    root = tmp_path / "m"
+    put(root / "loras" / "ink.safetensors", LORA)
+    infotext = "a cat <lora:ink:0.8>\nSteps: 20, Sampler: Euler a"
+    text = tmp_path / "params.txt"
+    text.write_text(infotext, encoding="utf-8")
+    (lora,) = planner(root).plan(str(text)).models
+    assert lora.status is PlanStatus.PRESENT and lora.kind == "loras"
