@@ -298,3 +298,15 @@ def test_a_png_with_a_workflow_and_an_a1111_infotext_are_planned(hub_env, tmp_pa
     text.write_text(infotext, encoding="utf-8")
     (lora,) = planner(root).plan(str(text)).models
     assert lora.status is PlanStatus.PRESENT and lora.kind == "loras"
+
+
+def test_a_lockfile_whose_path_holds_another_file_plans_it_apart(hub_env, tmp_path: Path):
+    hub_env.add_hf_repo("acme/base", files={"base.safetensors": CKPT})
+    root = tmp_path / "models"
+    put(root / "checkpoints" / "base.safetensors", OTHER)  # the user's own, different file: kept
+    url = "https://huggingface.co/acme/base/resolve/main/base.safetensors"
+    locked = Lockfile(models=[LockedModel("checkpoints", "base.safetensors", len(CKPT), sha(CKPT), url)])
+    (model,) = planner(root).plan(str(locked.save(tmp_path / "wf.lock.json"))).models
+    assert model.status is PlanStatus.RESOLVABLE and not model.can_fetch
+    assert model.destination == str(root / "checkpoints" / "acme__base" / "base.safetensors")
+    assert "it is kept" in model.why_not

@@ -88,7 +88,8 @@ class Planner:
             return self._present(model, item)
         if item.status is Status.FAILED and item.path is not None:  # a lockfile's path holds another file
             model.reason = f"a different file is at {item.path}"
-            return self._from_elsewhere(model, item, taken=item.path)
+            named = self._named(model, item, refused_only=False) if ref.url else None
+            return named or self._from_elsewhere(model, item, taken=item.path)
         if item.status is Status.RESOLVED and item.chosen is not None:
             return self._resolvable(model, item, item.chosen)
         if not item.candidates and ref.url:
