@@ -310,3 +310,19 @@ def test_a_lockfile_whose_path_holds_another_file_plans_it_apart(hub_env, tmp_pa
     assert model.status is PlanStatus.RESOLVABLE and not model.can_fetch
     assert model.destination == str(root / "checkpoints" / "acme__base" / "base.safetensors")
     assert "it is kept" in model.why_not
+
+
+def test_present_elsewhere_through_the_registry(hub_env, tmp_path: Path):
+    from hubloader.core.metadata import ModelMetadata, Source
+    from hubloader.registry import ModelRegistry
+
+    elsewhere = put(tmp_path / "archive" / "ink-v1.safetensors", LORA)
+    record = ModelMetadata(model_id="ink/style", name="ink", source=Source.HUGGINGFACE, sha256=sha(LORA))
+    record.local_path = elsewhere
+    with ModelRegistry() as registry:
+        registry.register_model(record)
+    root = tmp_path / "models"
+    graph = ui_workflow([loader(1, "LoraLoader", "ink.safetensors", "", "loras", sha(LORA))])
+    (model,) = Planner(Resolver(standalone_folders(root), search=False)).plan(graph).models
+    assert model.status is PlanStatus.PRESENT_ELSEWHERE and model.path == str(elsewhere)
+    assert model.reuse in ("link", "copy") and model.destination == str(root / "loras" / "ink.safetensors")
