@@ -42,14 +42,21 @@ _LAZY = {
     "CivitAIService": "sources.civitai",
     "ModelRegistry": "registry",
     "RateLimiter": "engine.ratelimit",
+    "plan": "workflows.plan",
+    "InstallPlan": "workflows.plan",
+    "verify": "workflows.verify",
 }
+
+
+#: A public name that is another name in its module.
+_ATTRIBUTE = {"plan": "plan_install", "verify": "verify_file"}
 
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'hubloader' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __package__), name)
+    value = getattr(importlib.import_module(f".{module}", __package__), _ATTRIBUTE.get(name, name))
     globals()[name] = value
     return value
 

@@ -26,6 +26,9 @@ def _register_routes() -> None:
     from .routes import HubRoutes
 
     HubRoutes(JobManager(face=COMFYUI), prompt_server.send_sync).add_to(prompt_server.routes)
+    from . import verify
+
+    verify.register(prompt_server)  # "verify models before a prompt runs" (off unless the setting is on)
 
 
 try:

@@ -10,6 +10,7 @@ Blocking hub calls run in a worker thread so the server's event loop stays respo
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -108,6 +109,8 @@ class HubRoutes:
         routes.post(f"{PREFIX}/settings")(self.set_settings)
         routes.post(f"{PREFIX}/missing")(self.missing)
         routes.post(f"{PREFIX}/missing/fetch")(self.fetch_missing)
+        routes.get(f"{PREFIX}/plan")(self.plan)
+        routes.post(f"{PREFIX}/plan")(self.plan)
         routes.get(f"{PREFIX}/nodes")(self.node_inputs)
 
     # -- events ----------------------------------------------------------------------------------------
@@ -276,6 +279,14 @@ class HubRoutes:
 
         return self.jobs.submit(item.reference.name, work, kind=kind, ref=item.chosen.url)
 
+    async def plan(self, request: web.Request) -> web.Response:
+        """The install plan of a workflow: POST ``{"workflow": <JSON>}`` or GET ``?workflow=<JSON text>``.
+
+        Read-only (it fetches nothing: each source is asked what a download would need), so any client may ask;
+        the workflow comes in the request, never as a path on this machine. The answer is
+        :meth:`hubloader.workflows.plan.InstallPlan.to_dict` (see the README's "Install plans")."""
+        return await _plan_response(request)
+
 
 # -- blocking helpers (run in a worker thread) ------------------------------------------------------------
 
@@ -367,6 +378,31 @@ def _model_info(kind: str, name: str) -> dict[str, Any]:
     if known is not None:
         info["url"], info["sha256"] = known
     return info
+
+
+async def _plan_response(request: web.Request) -> web.Response:
+    try:
+        if request.method == "POST":
+            workflow = (await request.json()).get("workflow")
+        else:
+            workflow = json.loads(request.query.get("workflow", ""))
+    except (ValueError, AttributeError):
+        return _error(ValueError('Send {"workflow": <the workflow JSON>} (POST) or ?workflow=<JSON> (GET).'))
+    try:
+        plan = await _blocking(_install_plan, workflow)
+    except HubloaderError as exc:
+        return _error(exc, _status_of(exc))
+    return web.json_response(plan.to_dict())
+
+
+def _install_plan(workflow: Any) -> Any:
+    if not isinstance(workflow, dict):
+        raise InvalidReference(
+            "The workflow must be a JSON object (UI or API format).", hint="Send the workflow as saved by ComfyUI."
+        )
+    from hubloader.workflows.plan import Planner
+
+    return Planner(_resolver()).plan(workflow)
 
 
 def _public_settings() -> dict[str, Any]:

@@ -15,10 +15,12 @@ from hubloader.registry import ModelRegistry
 from hubloader.workflows import Resolver, Status
 from hubloader.workflows.lockfile import (
     LOCKFILE_VERSION,
+    LockedModel,
     Lockfile,
     lock,
     lockfile_path,
     resolve_lockfile,
+    update_lockfile,
     write_lockfile,
 )
 from tests.fakehub.modelfiles import kohya_lora, safetensors_bytes, sd15_checkpoint
@@ -73,7 +75,10 @@ def test_lockfile_format_round_trip(machine_a, tmp_path: Path):
     assert path == lockfile_path(workflow) == workflow.with_name("wf.lock.json")
     data = json.loads(path.read_text(encoding="utf-8"))
     assert data["lockfile_version"] == LOCKFILE_VERSION
-    assert set(data["models"][0]) == {"kind", "name", "size", "sha256", "url", "air"}
+    assert set(data["models"][0]) == {
+        *("kind", "name", "size", "sha256", "url", "air"),  # format 1
+        *("revision", "version_id", "file_id", "required", "needs"),  # format 2
+    }
     assert Lockfile.load(path).to_dict() == data
 
 
@@ -169,3 +174,111 @@ def test_bad_lockfiles_are_refused_clearly(tmp_path: Path):
         Lockfile.from_dict({"models": []})
     with pytest.raises(InvalidFile, match="not valid JSON"):
         Lockfile.load(put(tmp_path / "broken.lock.json", b"{"))
+
+
+# --- format 2 ----------------------------------------------------------------------------------------------------
+
+V1 = {
+    "lockfile_version": 1,
+    "generator": "hubloader 0.1.0",
+    "created_at": "2026-01-01T12:00:00+00:00",
+    "workflow": {"name": "wf.json", "sha256": ""},
+    "models": [
+        {"kind": "loras", "name": "ink.safetensors", "size": 3, "sha256": "a" * 64, "url": "", "air": "civitai:1@2"}
+    ],
+}
+
+
+def test_a_format_1_lockfile_reads_and_is_written_back_as_format_2(tmp_path: Path):
+    assert LOCKFILE_VERSION == 2
+    path = put(tmp_path / "old.lock.json", json.dumps(V1).encode())
+    locked = Lockfile.load(path)
+    (ink,) = locked.models
+    assert (ink.revision, ink.version_id, ink.file_id, ink.required, ink.needs) == ("", None, None, True, [])
+    locked.save(path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert data["lockfile_version"] == 2
+    assert {k: data["models"][0][k] for k in V1["models"][0]} == V1["models"][0]  # nothing of format 1 lost
+    assert Lockfile.load(path).to_dict() == data  # and format 2 round-trips
+
+
+@pytest.mark.hf
+def test_lock_records_the_revision_the_licence_and_what_is_optional(hub_env, tmp_path: Path, monkeypatch):
+    ckpt = safetensors_bytes(sd15_checkpoint(), seed=5)
+    commit = hub_env.add_hf_repo("org/gated", {"g.safetensors": ckpt}, gated=True)
+    hub_env.grant("org/gated", "hf_ok")
+    root = tmp_path / "models"
+    put(root / "checkpoints" / "g.safetensors", ckpt)
+    put(root / "loras" / "extra.safetensors", safetensors_bytes(kohya_lora("sd15"), seed=6))
+    url = "https://huggingface.co/org/gated/resolve/main/g.safetensors"
+    graph = ui_workflow(
+        [node(1, "CheckpointLoaderSimple", ["g.safetensors"], models=[{"name": "g.safetensors", "url": url, "directory": "checkpoints"}])],
+        models=[{"name": "extra.safetensors", "directory": "loras"}],
+    )  # fmt: skip
+    workflow = put(tmp_path / "wf.json", json.dumps(graph).encode())
+    entries = {m.name: m for m in lock(workflow, standalone_folders(root)).models}
+    g = entries["g.safetensors"]
+    assert g.required and g.revision == "" and {n["what"] for n in g.needs} == {"token", "licence"}
+    assert {n["url"] for n in g.needs if n["what"] == "licence"} == {f"{hub_env.hf_url}/org/gated"}
+    assert entries["extra.safetensors"].required is False  # listed, loaded by no node
+
+    monkeypatch.setenv("HF_TOKEN", "hf_ok")
+    g = next(m for m in lock(workflow, standalone_folders(root)).models if m.name == "g.safetensors")
+    assert g.revision == commit and g.needs == []  # with access: the commit it serves, nothing unmet
+
+
+@pytest.mark.hf
+def test_update_refreshes_sources_but_never_the_pinned_bytes(hub_env, tmp_path: Path):
+    first = safetensors_bytes(kohya_lora("sd15"), seed=7)
+    hub_env.add_hf_repo("acme/style", {"style.safetensors": first})
+    digest = hashlib.sha256(first).hexdigest()
+    url = "https://huggingface.co/acme/style/resolve/main/style.safetensors"
+    path = Lockfile(models=[LockedModel("loras", "style.safetensors", len(first), digest, url)]).save(
+        tmp_path / "wf.lock.json"
+    )
+    locked, notes = update_lockfile(path, resolver=Resolver(standalone_folders(tmp_path / "m"), registry=_NoRegistry()))
+    assert len(locked.models[0].revision) == 40 and "refreshed" in notes[0]
+
+    hub_env.add_hf_repo("acme/style", {"style.safetensors": safetensors_bytes(kohya_lora("sd15"), seed=8)})
+    locked, notes = update_lockfile(path, resolver=Resolver(standalone_folders(tmp_path / "m"), registry=_NoRegistry()))
+    assert locked.models[0].sha256 == digest  # the pin is kept
+    assert "now serves other bytes" in notes[0] and "not accepted" in notes[0]
+
+
+@pytest.mark.hf
+def test_update_moves_a_gone_source_to_one_serving_the_same_bytes(hub_env, tmp_path: Path):
+    data = safetensors_bytes(kohya_lora("sd15"), seed=9)
+    _, gone = hub_env.add_civitai_model("Ink", files=[{"name": "ink.safetensors", "data": data}])
+    _, kept = hub_env.add_civitai_model("Ink again", files=[{"name": "ink.safetensors", "data": data}])
+    digest = hashlib.sha256(data).hexdigest()
+    url = f"https://civitai.com/api/download/models/{gone}"
+    path = Lockfile(models=[LockedModel("loras", "ink.safetensors", len(data), digest, url)]).save(
+        tmp_path / "wf.lock.json"
+    )
+    hub_env.delete_civitai_version(gone)
+    locked, notes = update_lockfile(path, resolver=Resolver(standalone_folders(tmp_path / "m"), registry=_NoRegistry()))
+    (ink,) = locked.models
+    assert ink.sha256 == digest and ink.version_id == kept and f"/models/{kept}" in ink.url
+    assert "is gone" in notes[0] and "same SHA256" in notes[0]
+
+
+@pytest.mark.hf
+def test_update_follows_a_renamed_repository_and_a_plan_says_so(hub_env, tmp_path: Path):
+    from hubloader.workflows.plan import Planner, PlanStatus
+
+    data = safetensors_bytes(kohya_lora("sd15"), seed=10)
+    hub_env.add_hf_repo("newowner/style", {"style.safetensors": data})
+    hub_env.rename_hf_repo("oldowner/style", "newowner/style")
+    digest = hashlib.sha256(data).hexdigest()
+    url = "https://huggingface.co/oldowner/style/resolve/main/style.safetensors"
+    path = Lockfile(models=[LockedModel("loras", "style.safetensors", len(data), digest, url)]).save(
+        tmp_path / "wf.lock.json"
+    )
+    resolver = Resolver(standalone_folders(tmp_path / "m"), registry=_NoRegistry())
+    (model,) = Planner(resolver).plan(str(path)).models
+    assert model.status is PlanStatus.RESOLVABLE and model.can_fetch
+    assert model.source is not None and "moved to newowner/style" in model.source.note
+
+    locked, notes = update_lockfile(path, resolver=resolver)
+    assert locked.models[0].url == "https://huggingface.co/newowner/style/resolve/main/style.safetensors"
+    assert locked.models[0].sha256 == digest and "renamed newowner/style" in notes[0]

@@ -34,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "max_connections_per_host": {"civitai": 4},
     "nsfw": False,
     "shared_cache": None,  # a folder or s3://bucket/prefix shared by a fleet (HUBLOADER_SHARED_CACHE wins)
+    "verify_before_prompt": False,  # ComfyUI: check a workflow's pinned hashes before its prompt runs
 }
 SECRET_KEYS = frozenset({"hf_token", "civitai_token"})
 #: Settings that change where bytes come from or go, or which bytes are trusted: only a local face writes them
@@ -80,6 +81,7 @@ def settings_path() -> Path:
 SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "allow_pickle": (bool,),
     "nsfw": (bool,),
+    "verify_before_prompt": (bool,),
     "max_connections": (int,),
     "cache_limit_gb": (int, float),
     "max_connections_per_host": (dict,),

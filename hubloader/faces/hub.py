@@ -370,22 +370,17 @@ class ModelHub:
     # -- missing models ---------------------------------------------------------------------------------
     def missing(self, infotext: str = "", image: bytes | None = None) -> Any:
         """Read infotext (or an image carrying it, or a workflow) and resolve what is missing."""
-        from hubloader.workflows import Resolver, read_workflow
+        from hubloader.workflows import Resolver
 
-        if image:
-            suffix = ".png" if image[:4] == b"\x89PNG" else ".webp" if image[8:12] == b"WEBP" else ".jpg"
-            if image[:1] in (b"{", b"["):
-                suffix = ".json"
-            with tempfile.TemporaryDirectory(prefix="hubloader-ui-") as tmp:
-                path = Path(tmp) / f"upload{suffix}"
-                path.write_bytes(image)
-                workflow = read_workflow(path)
-        elif (infotext or "").strip():
-            workflow = read_workflow(infotext.strip())
-        else:
-            raise InvalidReference("Paste generation parameters (infotext) or drop an image that carries them.")
-        resolver = Resolver(self.folders)
-        return resolver.resolve(workflow)
+        return Resolver(self.folders).resolve(_uploaded_workflow(infotext, image))
+
+    def plan(self, infotext: str = "", image: bytes | None = None) -> Any:
+        """The install plan (:class:`~hubloader.workflows.plan.InstallPlan`) of pasted infotext or a dropped
+        image/workflow: per model its status, source, destination, needs and whether it can be fetched."""
+        from hubloader.workflows import Resolver
+        from hubloader.workflows.plan import Planner
+
+        return Planner(Resolver(self.folders)).plan(_uploaded_workflow(infotext, image))
 
     @staticmethod
     def missing_rows(report: Any) -> list[list[Any]]:
@@ -446,6 +441,23 @@ class ModelHub:
             self.on_downloaded(kind, path)
         except Exception:  # a host refresh that fails must not turn a good download into a failure
             log.exception("hubloader: refreshing the host's %s list failed", kind)
+
+
+def _uploaded_workflow(infotext: str, image: bytes | None) -> Any:
+    """The workflow a user gave the app: a dropped image (PNG/WebP/JPEG) or workflow JSON, else pasted infotext."""
+    from hubloader.workflows import read_workflow
+
+    if image:
+        suffix = ".png" if image[:4] == b"\x89PNG" else ".webp" if image[8:12] == b"WEBP" else ".jpg"
+        if image[:1] in (b"{", b"["):
+            suffix = ".json"
+        with tempfile.TemporaryDirectory(prefix="hubloader-ui-") as tmp:
+            path = Path(tmp) / f"upload{suffix}"
+            path.write_bytes(image)
+            return read_workflow(path)
+    if (infotext or "").strip():
+        return read_workflow(infotext.strip())
+    raise InvalidReference("Paste generation parameters (infotext) or drop an image that carries them.")
 
 
 # --- the Blocks ---------------------------------------------------------------------------------------------

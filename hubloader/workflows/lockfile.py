@@ -3,10 +3,10 @@
 ``hubloader lock workflow.json`` writes ``workflow.lock.json``; ``hubloader resolve workflow.lock.json``
 fetches exactly those files (verified by SHA256) into that machine's folders.
 
-Format (JSON, UTF-8, ``lockfile_version`` 1)::
+Format (JSON, UTF-8, ``lockfile_version`` 2; version 1 files are read as well)::
 
     {
-      "lockfile_version": 1,
+      "lockfile_version": 2,
       "generator": "hubloader 0.1.0",
       "created_at": "2026-01-01T12:00:00+00:00",
       "workflow": {"name": "workflow.json", "sha256": "<sha256 of the workflow file, or empty>"},
@@ -17,7 +17,13 @@ Format (JSON, UTF-8, ``lockfile_version`` 1)::
           "size": 151234,                       # bytes
           "sha256": "<64 lower-case hex>",      # the bytes to fetch; a different file is refused
           "url": "https://huggingface.co/…/resolve/<rev>/…",   # where to fetch it; public host
-          "air": "urn:air:sdxl:lora:civitai:123@456"           # CivitAI resource, when known
+          "air": "urn:air:sdxl:lora:civitai:123@456",          # CivitAI resource, when known
+          "revision": "<40 hex>",               # v2: the HuggingFace commit that served these bytes, or ""
+          "version_id": 456, "file_id": 789,    # v2: the CivitAI version and file, or null
+          "required": true,                     # v2: false for a model only listed, not loaded by a node
+          "needs": [{"what": "licence", "service": "huggingface", "url": "https://huggingface.co/org/repo"}]
+                                                # v2: what fetching it needs (token, licence, early_access,
+                                                # login, downloads_disabled, archived), as last seen
         }
       ]
     }
@@ -25,7 +31,11 @@ Format (JSON, UTF-8, ``lockfile_version`` 1)::
 URLs are stored with their public hosts (huggingface.co, civitai.com) even when made through a mirror or
 the test server; resolving rewrites them to the configured ``HF_ENDPOINT``/``CIVITAI_ENDPOINT``. An entry
 needs ``url`` or a CivitAI ``air``; ``url`` wins. Unknown keys are ignored (newer minor additions), a
-higher ``lockfile_version`` is refused with a message saying to upgrade Hubloader.
+higher ``lockfile_version`` is refused with a message saying to upgrade Hubloader. A version 1 file reads as
+version 2 with no revisions, every model required and no needs recorded; it is written back as version 2.
+
+``sha256`` is the pin: :func:`update_lockfile` (``hubloader lock --update``) refreshes where and how the bytes
+are fetched, never which bytes.
 """
 
 from __future__ import annotations
@@ -40,8 +50,10 @@ from typing import Any
 
 from hubloader.core.errors import HubloaderError, InvalidFile
 from hubloader.core.folders import ModelFolders, active_folders
+from hubloader.core.settings import redact_url
 from hubloader.core.version import __version__
 from hubloader.engine.hashing import sha256_file
+from hubloader.library.hashcache import HashCache
 from hubloader.sharedcache.cache import SharedCache
 from hubloader.sources.references import (
     CIVITAI,
@@ -52,11 +64,12 @@ from hubloader.sources.references import (
     parse_url,
 )
 from hubloader.workflows.finding import ModelReference
+from hubloader.workflows.probe import Probe, civitai_ids, probe
 from hubloader.workflows.reading import Workflow, read_workflow
 from hubloader.workflows.report import Candidate, ModelStatus, ResolutionReport, Status
 from hubloader.workflows.resolver import Resolver
 
-LOCKFILE_VERSION = 1
+LOCKFILE_VERSION = 2
 SUFFIX = ".lock.json"
 
 
@@ -68,6 +81,11 @@ class LockedModel:
     sha256: str
     url: str = ""
     air: str = ""
+    revision: str = ""
+    version_id: int | None = None
+    file_id: int | None = None
+    required: bool = True
+    needs: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,6 +100,11 @@ class LockedModel:
                 sha256=str(data["sha256"]).lower(),
                 url=str(data.get("url") or ""),
                 air=str(data.get("air") or ""),
+                revision=str(data.get("revision") or ""),
+                version_id=_int_or_none(data.get("version_id")),
+                file_id=_int_or_none(data.get("file_id")),
+                required=bool(data.get("required", True)),
+                needs=[{str(k): str(v) for k, v in n.items()} for n in data.get("needs") or [] if isinstance(n, dict)],
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidFile(f"A lockfile entry is incomplete or malformed ({exc!r}): {data!r}.") from None
@@ -156,6 +179,28 @@ class Lockfile:
         return cls.from_dict(data)
 
 
+def _int_or_none(value: Any) -> int | None:
+    return None if value in (None, "") else int(value)
+
+
+def is_lockfile(path: Path) -> bool:
+    """Whether ``path`` is a lockfile: by its suffix, else by its ``lockfile_version`` key."""
+    if path.name.endswith(SUFFIX):
+        return True
+    if path.suffix.lower() != ".json":
+        return False
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "lockfile_version" in data
+
+
+def is_required(ref: ModelReference) -> bool:
+    """A model a node loads is required; one only listed in a workflow's models list is optional."""
+    return bool(ref.uses) or ref.origin != "models"
+
+
 def lockfile_path(workflow_path: str | os.PathLike[str]) -> Path:
     """``wf.json`` → ``wf.lock.json``; ``image.png`` → ``image.lock.json``."""
     path = Path(workflow_path)
@@ -168,8 +213,12 @@ def lock(
     *,
     resolver: Resolver | None = None,
     download: bool = False,
+    facts: bool = True,
 ) -> Lockfile:
     """Pin every model of ``workflow``: kind, name, size, SHA256 and where to get it.
+
+    ``facts``: also ask each source (one HEAD/un-followed GET, no bytes) for the revision it serves and what a
+    download needs (token, licence, early access…), recorded as lockfile version 2 keeps them.
 
     Local files are hashed; missing ones must be resolvable to a source that states their SHA256 (or be
     fetched first with ``download=True``). A local file whose workflow entry gives no URL is looked up by
@@ -183,7 +232,11 @@ def lock(
     models, problems = [], []
     for item in report.items:
         try:
-            models.append(_locked(item, resolver.folders, sources))
+            entry = _locked(item, resolver.folders, sources)
+            entry.required = is_required(item.reference)
+            if facts:
+                record_facts(entry)
+            models.append(entry)
         except HubloaderError as exc:
             problems.append(f"{item.reference.name}: {exc.message}")
     if problems:
@@ -202,10 +255,101 @@ def write_lockfile(
     return lock(workflow_path, **options).save(output or lockfile_path(workflow_path))
 
 
+def fetch_url(entry: LockedModel) -> str:
+    """Where an entry's bytes are asked for on this machine: its URL on the configured endpoint, else its AIR's."""
+    return endpoint_url(entry.url) if entry.url else _civitai_download_url(entry.air)
+
+
+def record_facts(entry: LockedModel) -> Probe:
+    """Ask the entry's source what it serves and needs; keep the revision, CivitAI ids and needs it states."""
+    url = fetch_url(entry)
+    answer = probe(url) if url else Probe(reason="no source")
+    entry.revision = answer.revision or entry.revision
+    version_id, file_id = civitai_ids(url) if url else (None, None)
+    entry.version_id = answer.version_id or version_id or entry.version_id
+    entry.file_id = answer.file_id or file_id or entry.file_id
+    if answer.ok or answer.needs:  # a token sent and accepted says nothing of whether one is needed
+        entry.needs = [
+            {"what": n.what, "service": n.service, "url": n.url}
+            for n in answer.needs
+            if not (n.what == "token" and n.met)
+        ]
+    return answer
+
+
+def update_lockfile(path: str | os.PathLike[str], *, resolver: Resolver | None = None) -> tuple[Lockfile, list[str]]:
+    """Refresh every entry's source facts (revision, CivitAI ids, needs) without changing its pinned bytes.
+
+    A source that now serves other bytes is reported and left as it was; a source that is gone is replaced by
+    another serving the same SHA256 when one is known (our registry, CivitAI by hash), else reported. Returns
+    the updated lockfile (not saved) and one line per thing to tell.
+    """
+    locked = Lockfile.load(path)
+    resolver = resolver or Resolver()
+    notes: list[str] = []
+    for entry in locked.models:
+        url = fetch_url(entry)
+        answer = probe(url) if url else Probe(gone=True, reason="no source")
+        other = _other_bytes(entry, answer, resolver)
+        if other:
+            notes.append(f"{entry.name}: {other}; the pin (SHA256 {entry.sha256}) is kept, the new bytes not accepted")
+            continue
+        if answer.gone:
+            notes.append(_replace_gone(entry, answer.reason, resolver))
+            continue
+        if answer.moved_to and entry.url:
+            notes.append(_follow_rename(entry, answer.moved_to))
+        before = (entry.revision, entry.version_id, entry.file_id, entry.needs)
+        record_facts(entry)
+        if (entry.revision, entry.version_id, entry.file_id, entry.needs) != before:
+            notes.append(f"{entry.name}: source facts refreshed (revision {entry.revision or '-'})")
+    return locked, notes
+
+
+def _other_bytes(entry: LockedModel, answer: Probe, resolver: Resolver) -> str:
+    """Why the entry's source now serves bytes other than the pinned ones ("" when it does not, or cannot tell)."""
+    if answer.sha256 and answer.sha256 != entry.sha256:
+        return f"its source now serves other bytes (SHA256 {answer.sha256})"
+    if answer.ok and answer.version_id is not None:
+        try:
+            meta = resolver.civitai.get_model_version(answer.version_id)
+        except HubloaderError:
+            return ""
+        served = {f.sha256.lower() for f in meta.files if f.sha256}
+        if served and entry.sha256 not in served:
+            return f"CivitAI version {answer.version_id} no longer lists a file with the pinned SHA256"
+    return ""
+
+
+def _follow_rename(entry: LockedModel, new_repo: str) -> str:
+    """A renamed HuggingFace repository: the entry's URL names the new one (same file, same pinned bytes)."""
+    old_repo = parse_url(entry.url).repo_id or ""
+    entry.url = entry.url.replace(f"/{old_repo}/", f"/{new_repo}/", 1)
+    return f"{entry.name}: its repository {old_repo} was renamed {new_repo}; the URL follows it"
+
+
+def _replace_gone(entry: LockedModel, reason: str, resolver: Resolver) -> str:
+    found = resolver.sources_by_sha256([entry.sha256]).get(entry.sha256)
+    if found is None or found.sha256 != entry.sha256:
+        return f"{entry.name}: its source is gone ({reason}) and no other source serves the same SHA256"
+    entry.url, entry.air = canonical_url(found.url), found.air or entry.air
+    record_facts(entry)
+    return f"{entry.name}: its source is gone ({reason}); now {redact_url(entry.url)}, serving the same SHA256"
+
+
 def _item_sha256(item: ModelStatus) -> str:
     if not item.sha256 and item.path is not None:
-        item.sha256 = sha256_file(item.path)
+        item.sha256 = _cached_sha256(item.path)
     return item.sha256
+
+
+def _cached_sha256(path: Path) -> str:
+    """A model file's SHA256 through the hash cache: an unchanged file is not read again."""
+    cache = HashCache()
+    try:
+        return cache.sha256(path)
+    finally:
+        cache.close()
 
 
 def _item_url(item: ModelStatus) -> str:
@@ -277,13 +421,13 @@ def _plan(entry: LockedModel, folders: ModelFolders) -> ModelStatus:
         path = root / entry.name
         if not path.is_file():
             continue
-        if path.stat().st_size == entry.size and sha256_file(path) == entry.sha256:
+        if path.stat().st_size == entry.size and _cached_sha256(path) == entry.sha256:
             return ModelStatus(ref, Status.FOUND, path, use_as=entry.name, sha256=entry.sha256, size_bytes=entry.size)
         # Never replace a user's file: the locked bytes differ from what is there.
         return ModelStatus(
             ref, Status.FAILED, path, reason=f"a different file is already at {path}; move it away and run again"
         )
-    url = endpoint_url(entry.url) if entry.url else _civitai_download_url(entry.air)
+    url = fetch_url(entry)
     if not url:
         return ModelStatus(ref, Status.UNRESOLVED, reason="the lockfile gives no URL or CivitAI AIR for it")
     source = _source_of(url)
@@ -345,9 +489,13 @@ __all__ = [
     "LOCKFILE_VERSION",
     "LockedModel",
     "Lockfile",
+    "fetch_url",
+    "is_lockfile",
+    "record_facts",
     "lock",
     "lockfile_path",
     "pull_lockfile",
     "resolve_lockfile",
+    "update_lockfile",
     "write_lockfile",
 ]

@@ -407,6 +407,10 @@ class Resolver:
         )
         item.use_as = relative_to(result.path, self.folders.target(ref.kind or candidate.kind))
 
+    def destination(self, ref: ModelReference, candidate: Candidate) -> Path:
+        """Where fetching ``candidate`` for ``ref`` writes (what an install plan shows before it is fetched)."""
+        return self._destination(ref, candidate)
+
     def _destination(self, ref: ModelReference, candidate: Candidate) -> Path:
         """``<first folder of the kind>/<subfolders as in the workflow>/<safe file name>``."""
         kind = ref.kind or candidate.kind

@@ -336,6 +336,20 @@ class CivitaiCatalog:
         self.rules[version_id] = VersionRules(login_required, downloads_disabled, early_access, archived)
         return version_id
 
+    def delete_version(self, version_id: int) -> None:
+        """Delete a version as its creator would: every route then answers 404 for it, and a by-hash lookup of its
+        files finds another version with the same bytes, if any (the real site's behaviour)."""
+        self._hash_pending()
+        model = self.models[self.version_model.pop(version_id)]
+        model["modelVersions"] = [v for v in model["modelVersions"] if v["id"] != version_id]
+        self.rules.pop(version_id, None)
+        self.hashes = {h: v for h, v in self.hashes.items() if v != version_id}
+        for other in self.models.values():
+            for version in other["modelVersions"]:
+                for f in version["files"]:
+                    for value in f.get("hashes", {}).values():
+                        self.hashes.setdefault(value.upper(), version["id"])
+
     def _file_entry(self, spec: dict, model: dict, base_model: str, download_url: str, primary: bool) -> dict:
         file_id = self._new_id()
         body = spec.get("data")

@@ -253,6 +253,14 @@ class FakeHub:
         """See ``CivitaiCatalog.add_version``. Returns the new (newest) version id."""
         return self.civitai.add_version(model_id, name, **kwargs)  # type: ignore[arg-type]
 
+    def delete_civitai_version(self, version_id: int) -> None:
+        """See ``CivitaiCatalog.delete_version``: the version answers 404 everywhere from now on."""
+        self.civitai.delete_version(version_id)
+
+    def delete_hf_repo(self, repo_id: str) -> None:
+        """The repo is gone: the Hub answers RepoNotFound (401 without a token, 404 with one) for it."""
+        self.hf.repos.pop(repo_id, None)
+
     def grant(self, target: str | int, token: str) -> None:
         """Give ``token`` access to a gated/private HF repo (repo id) or an early-access CivitAI version (id)."""
         self.grants.setdefault(target, set()).add(token)

@@ -1,7 +1,7 @@
 """The ``hubloader`` command line: search, get, library, resolve, lock and cache, over the hub layer.
 
-One module per command (``search``, ``get``, ``listing``, ``info``, ``scan``, ``resolve``, ``lock``,
-``cache``, ``login``, ``ui``), each with ``register`` (its parser, help and examples) and ``run``; what they
+One module per command (``search``, ``get``, ``listing``, ``info``, ``scan``, ``plan``, ``resolve``, ``lock``,
+``verify``, ``cache``, ``login``, ``ui``), each with ``register`` (its parser, help and examples) and ``run``; what they
 share lives in :mod:`.options` (parsing) and :mod:`.output` (tables, JSON lines, exit codes, the error line).
 Every command is a thin face: it parses arguments, calls the services/registry/resolver, and prints a table
 (or JSON with ``--json``). Importing this package stays cheap (argparse and our light modules), so
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from hubloader.core.errors import HubloaderError
 from hubloader.core.version import __version__
-from hubloader.faces.cli import cache, get, info, listing, lock, login, resolve, scan, search, ui
+from hubloader.faces.cli import cache, get, info, listing, lock, login, plan, resolve, scan, search, ui, verify
 from hubloader.faces.cli.options import Parser, output_options
 from hubloader.faces.cli.output import (
     EXIT_CODES_HELP,
@@ -39,7 +39,7 @@ __all__ = ["EXIT_CODES_HELP", "build_parser", "exit_code_for", "main"]
 log = logging.getLogger("hubloader")
 
 #: In the order ``hubloader --help`` lists them.
-COMMANDS = (search, get, listing, info, scan, resolve, lock, cache, login, ui)
+COMMANDS = (search, get, listing, info, scan, plan, resolve, lock, verify, cache, login, ui)
 
 
 def build_parser() -> argparse.ArgumentParser:

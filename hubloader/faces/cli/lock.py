@@ -9,12 +9,13 @@ from typing import Any
 from hubloader.core.settings import redact_url
 from hubloader.core.units import human_size
 from hubloader.faces.cli.options import Commands, add_command, add_host_options, existing_file, host_folders
-from hubloader.faces.cli.output import EXIT_NOT_FOUND, EXIT_OK, Output, short_hash
+from hubloader.faces.cli.output import EXIT_ERROR, EXIT_NOT_FOUND, EXIT_OK, Output, short_hash
 
 EXAMPLES = (
     "hubloader lock workflow.json",
     "hubloader lock workflow.json --comfyui ~/ComfyUI --download",
     "hubloader lock image.png -o shared/image.lock.json --json",
+    "hubloader lock workflow.lock.json --update",
 )
 
 
@@ -31,6 +32,11 @@ def register(commands: Commands, common: argparse.ArgumentParser) -> None:
     lock.add_argument("file", metavar="FILE", help="workflow .json, PNG/WebP image or infotext .txt")
     lock.add_argument("-o", "--output", type=Path, metavar="PATH", help="where to write (default: <stem>.lock.json)")
     lock.add_argument("--download", action="store_true", help="fetch missing models first")
+    lock.add_argument(
+        "--update",
+        action="store_true",
+        help="FILE is a lockfile: refresh its sources (revision, needs, a moved source) keeping every pinned SHA256",
+    )
     add_host_options(lock)
 
 
@@ -39,6 +45,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
     from hubloader.workflows.lockfile import lock, lockfile_path
 
     path = existing_file(args.file)
+    if args.update:
+        return _update(path, args, out)
     locked = lock(str(path), host_folders(args), download=args.download)
     target = locked.save(args.output or lockfile_path(path))
     if out.json:
@@ -52,6 +60,25 @@ def run(args: argparse.Namespace, out: Output) -> int:
     if rows:
         out.table(("KIND", "MODEL", "SIZE", "SHA256", "SOURCE"), rows, widths={1: 50, 4: 80})
     return _lock_exit(locked, target, out)
+
+
+def _update(path: Path, args: argparse.Namespace, out: Output) -> int:
+    """``--update``: sources refreshed, pins kept; a source serving other bytes or gone for good fails (exit 1)."""
+    from hubloader.workflows import Resolver
+    from hubloader.workflows.lockfile import update_lockfile
+
+    locked, notes = update_lockfile(path, resolver=Resolver(host_folders(args)))
+    target = locked.save(args.output or path)
+    refused = [n for n in notes if "not accepted" in n or "no other source" in n]
+    if out.json:
+        out.record({"lockfile": str(target), "notes": notes, **locked.to_dict()})
+    else:
+        out.line(f"Updated {target} ({len(locked.models)} model(s), every SHA256 kept).")
+        for note in notes:
+            out.line(f"  {note}")
+    for note in refused:
+        out.error(note)
+    return EXIT_ERROR if refused else EXIT_OK
 
 
 def _lock_exit(locked: Any, target: Path, out: Output) -> int:

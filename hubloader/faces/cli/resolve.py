@@ -61,6 +61,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
     else:
         report = resolver.resolve(str(path))
     if args.download:
+        _show_plan(resolver, path, out)
         bars = _ItemBars(out)
         with cancel_on_sigint() as cancel:
             resolver.fetch(report, progress=bars, cancel=cancel)
@@ -69,6 +70,17 @@ def run(args: argparse.Namespace, out: Output) -> int:
             raise KeyboardInterrupt
     print_report(report, out, downloaded=args.download)
     return resolve_exit(report, download=args.download, out=out)
+
+
+def _show_plan(resolver: Any, path: Path, out: Output) -> None:
+    """Before fetching: what the fetch will take (sizes, needs, disk space), as ``hubloader plan`` prints it."""
+    if out.json or out.quiet:
+        return
+    from hubloader.faces.cli.plan import print_plan
+    from hubloader.workflows.plan import Planner
+
+    print_plan(Planner(resolver).plan(str(path)), out)
+    out.line("Fetching what can be fetched…")
 
 
 def _is_lockfile(path: Path) -> bool:
