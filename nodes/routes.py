@@ -17,6 +17,7 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -84,6 +85,13 @@ def _one_line_on_storage_faults(handler: Handler) -> Handler:
             return web.json_response({"error": config.redact_text(storage_fault(exc)), "hint": ""}, status=status)
 
     return wrapped
+
+
+def _same_origin(request: web.Request) -> bool:
+    """No ``Origin``, or the page's own: another site's page in a local browser can post to 127.0.0.1 (a JSON body
+    sent as text/plain needs no CORS preflight), so what only this machine's user may do also needs this."""
+    origin = request.headers.get("Origin")
+    return origin is None or urlsplit(origin).netloc.lower() == request.host.lower()
 
 
 def _forbidden(message: str) -> web.Response:
@@ -283,7 +291,7 @@ class HubRoutes:
         except (ValueError, AttributeError):
             return _error(ValueError('Send {"workflow": <the workflow JSON>}.'))
         confirming = (CONFIRM_FIELDS | {CONFIRM_HOSTS}) & set(body)
-        if confirming and not is_local(request):
+        if confirming and not (is_local(request) and _same_origin(request)):
             return _forbidden(
                 "A request from the network cannot confirm a host outside HuggingFace and CivitAI; nothing was queued."
             )

@@ -315,6 +315,28 @@ def test_a_network_client_cannot_confirm_a_host(comfy, foreign):
     run_app(test, client_ip=NETWORK)
 
 
+def test_another_sites_page_in_a_local_browser_cannot_confirm_a_host(comfy, foreign):
+    """A page from elsewhere can post to 127.0.0.1 as text/plain (no CORS preflight): its Origin gives it away."""
+    import json
+
+    from hubloader.gate.policy import host_key
+    from tests.fakehub.modelfiles import safetensors_bytes
+
+    workflow, url = _foreign_workflow(foreign, safetensors_bytes({"w": ("F16", [2, 2])}, seed=14))
+    body = json.dumps({"workflow": workflow, "confirm_hosts": [host_key(url)]})
+
+    async def test(client: TestClient, events: Events, jobs: JobManager) -> None:
+        headers = {"Origin": "http://evil.example", "Content-Type": "text/plain"}
+        response = await client.post("/hubloader/missing/fetch", data=body, headers=headers)
+        assert response.status == 403 and "cannot confirm" in (await response.json())["error"]
+        assert jobs.list() == [] and _asked(foreign, "hashed.safetensors") == []
+        own = f"http://{client.server.host}:{client.server.port}"
+        response = await client.post("/hubloader/missing/fetch", data=body, headers={"Origin": own})
+        assert response.status == 202, await response.text()
+
+    run_app(test)
+
+
 @pytest.mark.parametrize("hosts", ["127.0.0.1", [5], ["a b"], [""]])
 def test_confirm_hosts_must_be_a_list_of_host_names(comfy, foreign, hosts):
     from tests.fakehub.modelfiles import safetensors_bytes
