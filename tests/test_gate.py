@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import os
 import pickle
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -314,15 +316,25 @@ class _RunsACommand:
         return (os.system, ("echo pwned",))
 
 
-def test_a_pickle_that_runs_code_is_refused_before_it_gets_its_name(hub_env, tmp_path):
-    url = hub_env.add_file("/files/evil.ckpt", pickle.dumps(_RunsACommand(), protocol=4))
+def _torch_zip(payload: bytes) -> bytes:
+    """What torch.save writes: a zip whose ``archive/data.pkl`` is the pickle."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("archive/data.pkl", payload)
+        archive.writestr("archive/version", "3\n")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("name, wrap", [("evil.ckpt", bytes), ("evil.pt", _torch_zip)])
+def test_a_pickle_that_runs_code_is_refused_before_it_gets_its_name(hub_env, tmp_path, name, wrap):
+    url = hub_env.add_file(f"/files/{name}", wrap(pickle.dumps(_RunsACommand(), protocol=4)))
 
     with pytest.raises(UnsafeFile) as refused:
         pipeline.fetch(url, tmp_path, kind="checkpoints", allow_pickle=True)
 
     message = str(refused.value)
-    assert "evil.ckpt" in message and "system" in message and "\n" not in message
-    assert list(tmp_path.rglob("evil.ckpt*")) == []  # no final name, no .part kept to resume
+    assert name in message and "system" in message and "\n" not in message
+    assert list(tmp_path.rglob(f"{name}*")) == []  # no final name, no .part kept to resume
 
 
 def test_a_benign_pickle_lands_when_pickles_are_allowed(hub_env, tmp_path):
