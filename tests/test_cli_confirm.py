@@ -93,3 +93,23 @@ def test_on_a_terminal_the_user_is_asked_per_host_with_the_hash(foreign, tmp_pat
     assert "unhashed.safetensors from host" not in result.stdout  # no hash: never asked, never fetched
     assert (models / "loras" / "hashed.safetensors").exists() is fetched
     assert _asked(foreign, "unhashed.safetensors") == []
+
+
+def test_a_lockfile_url_on_a_foreign_host_needs_allow_host(foreign, tmp_path):
+    """A lockfile always carries each file's SHA256; its URL on another host still waits for the user's word."""
+    url = foreign.add_file("/files/locked.safetensors", DATA)
+    entry = {"kind": "loras", "name": "locked.safetensors", "size": len(DATA), "sha256": hashlib.sha256(DATA).hexdigest(),
+             "url": url}  # fmt: skip
+    lockfile = tmp_path / "workflow.lock.json"
+    lockfile.write_text(json.dumps({"lockfile_version": 1, "workflow": {"name": "w.json"}, "models": [entry]}))
+    models = tmp_path / "models"
+
+    refused = hubloader("resolve", str(lockfile), "--download", "--models-dir", str(models))
+    assert refused.returncode == 1 and f"--allow-host {host_key(url)}" in refused.stdout
+    assert _asked(foreign, "locked.safetensors") == []
+
+    allowed = hubloader(
+        "resolve", str(lockfile), "--download", "--models-dir", str(models), "--allow-host", host_key(url)
+    )
+    assert allowed.returncode == 0, allowed.stderr
+    assert (models / "loras" / "locked.safetensors").read_bytes() == DATA
