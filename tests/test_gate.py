@@ -337,6 +337,16 @@ def test_a_pickle_that_runs_code_is_refused_before_it_gets_its_name(hub_env, tmp
     assert list(tmp_path.rglob(f"{name}*")) == []  # no final name, no .part kept to resume
 
 
+def test_a_pickle_that_cannot_be_scanned_is_refused_in_one_line(hub_env, tmp_path):
+    url = hub_env.add_file("/files/broken.pt", b"PK\x03\x04" + b"\0" * 256)  # a zip header, then nothing
+
+    with pytest.raises(UnsafeFile, match="could not be scanned") as refused:
+        pipeline.fetch(url, tmp_path, kind="checkpoints", allow_pickle=True)
+
+    assert "broken.pt" in str(refused.value) and "\n" not in str(refused.value)
+    assert list(tmp_path.rglob("broken.pt*")) == []
+
+
 def test_a_benign_pickle_lands_when_pickles_are_allowed(hub_env, tmp_path):
     data = pickle.dumps({"state_dict": {"w": [1.0, 2.0]}}, protocol=4)
     url = hub_env.add_file("/files/plain.ckpt", data)

@@ -273,8 +273,15 @@ def check_saved_bytes(request: FileRequest, path: Path) -> None:
         raise PickleNotAllowed(f"{name} holds pickle bytes and pickles are not allowed.")
     from picklescan.scanner import SafetyLevel, scan_bytes
 
-    with open(path, "rb") as fh:
-        result = scan_bytes(fh, name, file_ext=Path(name).suffix.lower())
+    try:
+        with open(path, "rb") as fh:
+            result = scan_bytes(fh, name, file_ext=Path(name).suffix.lower())
+    except Exception as exc:  # picklescan raises what its readers raise (a corrupt zip: BadZipFile)
+        result = None
+        reason = f"{type(exc).__name__}: {exc}"
+    if result is None or result.scan_err:
+        why = reason if result is None else "picklescan reported an error"
+        raise UnsafeFile(f"{name} holds pickle bytes that could not be scanned ({why}); it was removed.")
     dangerous = [f"{g.module}.{g.name}" for g in result.globals if g.safety == SafetyLevel.Dangerous]
     if dangerous:
         raise UnsafeFile(f"{name} would run code when loaded: it imports {', '.join(dangerous)}.")
