@@ -3,17 +3,22 @@
 ComfyUI has no authentication and is often reachable from a network, so every route treats its input
 as hostile: downloads only from references the hub layer parses (HuggingFace, CivitAI, the configured
 endpoints), only into ComfyUI's model folder kinds, under sanitised names; tokens are written, never read;
-settings that move bytes only from a loopback client; no route confirms an unknown host (SECURITY.md).
+settings that move bytes only from a loopback client; an unknown host is fetched only for a file with a
+published SHA256 when a local client names it in ``confirm_hosts`` (SECURITY.md). A storage fault (read-only
+folder, name too long) is a one-line JSON error, never a traceback.
 Blocking hub calls run in a worker thread so the server's event loop stays responsive.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import functools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -22,7 +27,7 @@ from hubloader.core.errors import ConfigError, HubloaderError, InvalidReference,
 from hubloader.core.folders import kind_of
 from hubloader.core.metadata import BaseModel, ModelType, SortBy, Source
 from hubloader.core.settings import LOCAL_ONLY_KEYS
-from hubloader.faces.advice import COMFYUI, advice
+from hubloader.faces.advice import COMFYUI, advice, storage_fault
 from hubloader.faces.jobs import DONE, JobManager
 from hubloader.sharedcache.cache import check_shared_cache, shared_cache_status
 from hubloader.workflows.fetching import fetch_resolved
@@ -35,8 +40,12 @@ PREFIX = "/hubloader"
 #: Settings the page may write (tokens included: write-only, shown back as "set"/"not set").
 WRITABLE_SETTINGS = frozenset({"hf_token", "civitai_token", "nsfw", "max_connections", "shared_cache"})
 
-#: Fields a page might use to confirm a host outside the known ones: no route honours them (SECURITY.md).
+#: A bare "yes" a page might send to confirm every host: no route honours it (SECURITY.md).
 CONFIRM_FIELDS = frozenset({"confirm", "confirmed"})
+#: The field naming the hosts (``host`` or ``host:port``) a local user confirmed for this fetch.
+CONFIRM_HOSTS = "confirm_hosts"
+#: The most hosts one fetch may confirm, and the longest host name (a host name is at most 253 characters).
+MAX_CONFIRMED_HOSTS, MAX_HOST_CHARS = 32, 260
 
 Send = Callable[[str, dict[str, Any]], None]
 
@@ -58,6 +67,32 @@ def is_local(request: web.Request) -> bool:
     hosts, a container's bridge, and other 127.x addresses alike."""
     forwarded = any(name in request.headers for name in ("Forwarded", "X-Forwarded-For", "X-Real-IP"))
     return not forwarded and (request.remote or "").split("%", 1)[0] in LOCAL_PEERS
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _one_line_on_storage_faults(handler: Handler) -> Handler:
+    """A storage fault (read-only folder, full disk, a name too long) answers one JSON line, not a 500 traceback:
+    507 for a full disk, 503 for the rest (the server cannot do it until its storage is fixed)."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except OSError as exc:
+            log.warning("hubloader: %s %s: %s", request.method, request.path, storage_fault(exc))
+            status = 507 if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)) else 503
+            return web.json_response({"error": config.redact_text(storage_fault(exc)), "hint": ""}, status=status)
+
+    return wrapped
+
+
+def _same_origin(request: web.Request) -> bool:
+    """No ``Origin``, or the page's own: another site's page in a local browser can post to 127.0.0.1 (a JSON body
+    sent as text/plain needs no CORS preflight), so what only this machine's user may do also needs this."""
+    origin = request.headers.get("Origin")
+    return origin is None or urlsplit(origin).netloc.lower() == request.host.lower()
 
 
 def _forbidden(message: str) -> web.Response:
@@ -98,20 +133,23 @@ class HubRoutes:
         jobs.subscribe(self._job_event)
 
     def add_to(self, routes: web.RouteTableDef) -> None:
-        routes.get(f"{PREFIX}/search")(self.search)
-        routes.get(f"{PREFIX}/details")(self.details)
-        routes.post(f"{PREFIX}/downloads")(self.start_download)
-        routes.get(f"{PREFIX}/downloads")(self.list_downloads)
-        routes.post(f"{PREFIX}/downloads/{{job_id}}/cancel")(self.cancel_download)
-        routes.get(f"{PREFIX}/library")(self.library)
-        routes.get(f"{PREFIX}/model")(self.model_info)
-        routes.get(f"{PREFIX}/settings")(self.get_settings)
-        routes.post(f"{PREFIX}/settings")(self.set_settings)
-        routes.post(f"{PREFIX}/missing")(self.missing)
-        routes.post(f"{PREFIX}/missing/fetch")(self.fetch_missing)
-        routes.get(f"{PREFIX}/plan")(self.plan)
-        routes.post(f"{PREFIX}/plan")(self.plan)
-        routes.get(f"{PREFIX}/nodes")(self.node_inputs)
+        for method, path, handler in (
+            ("GET", "search", self.search),
+            ("GET", "details", self.details),
+            ("POST", "downloads", self.start_download),
+            ("GET", "downloads", self.list_downloads),
+            ("POST", "downloads/{job_id}/cancel", self.cancel_download),
+            ("GET", "library", self.library),
+            ("GET", "model", self.model_info),
+            ("GET", "settings", self.get_settings),
+            ("POST", "settings", self.set_settings),
+            ("POST", "missing", self.missing),
+            ("POST", "missing/fetch", self.fetch_missing),
+            ("GET", "plan", self.plan),
+            ("POST", "plan", self.plan),
+            ("GET", "nodes", self.node_inputs),
+        ):
+            routes.route(method, f"{PREFIX}/{path}")(_one_line_on_storage_faults(handler))
 
     # -- events ----------------------------------------------------------------------------------------
     def _job_event(self, event: str, job: dict[str, Any]) -> None:
@@ -243,29 +281,42 @@ class HubRoutes:
             report = await _blocking(_resolver_report, workflow, resolve)
         except HubloaderError as exc:
             return _error(exc, _status_of(exc))
-        return web.json_response(report.to_dict())
+        return web.json_response({**report.to_dict(), "confirm": _host_questions(report)})
 
     async def fetch_missing(self, request: web.Request) -> web.Response:
-        """Resolve the workflow again server-side (never trust URLs echoed by the page) and queue each fetch."""
+        """Resolve the workflow again server-side (never trust URLs echoed by the page) and queue each fetch.
+
+        ``confirm_hosts``: hosts outside the known ones that the user on this machine confirmed (from the network:
+        403); a file on such a host is still fetched only with its published SHA256 (the gate checks)."""
         try:
             body = await request.json()
             workflow = body.get("workflow")
         except (ValueError, AttributeError):
             return _error(ValueError('Send {"workflow": <the workflow JSON>}.'))
-        if CONFIRM_FIELDS & set(body):
-            if not is_local(request):
-                return _forbidden(
-                    "A request from the network cannot confirm a host outside HuggingFace and CivitAI; nothing was queued."
-                )
+        confirming = (CONFIRM_FIELDS | {CONFIRM_HOSTS}) & set(body)
+        if confirming and not (is_local(request) and _same_origin(request)):
+            return _forbidden(
+                "A request from the network cannot confirm a host outside HuggingFace and CivitAI; nothing was queued."
+            )
+        if CONFIRM_FIELDS & confirming:
             return _error(
-                ValueError("The sidebar cannot confirm a host outside HuggingFace and CivitAI; nothing was queued.")
+                ValueError(
+                    "The sidebar cannot confirm a host outside HuggingFace and CivitAI with a bare yes; name each "
+                    f"host in {CONFIRM_HOSTS}. Nothing was queued."
+                )
             )
         try:
-            resolver, report = await _blocking(_resolver_and_report, workflow)
+            hosts = _confirmed_hosts(body.get(CONFIRM_HOSTS))
+            resolver, report = await _blocking(_resolver_and_report, workflow, hosts)
         except HubloaderError as exc:
             return _error(exc, _status_of(exc))
         jobs = [self._queue_item(resolver, item) for item in report.items if item.status.value == "resolved"]
-        return web.json_response({"report": report.to_dict(), "downloads": [job.to_dict() for job in jobs]}, status=202)
+        answer = {
+            "report": report.to_dict(),
+            "confirm": _host_questions(report),
+            "downloads": [j.to_dict() for j in jobs],
+        }
+        return web.json_response(answer, status=202)
 
     def _queue_item(self, resolver: Any, item: Any) -> Any:
         from hubloader import pipeline as place
@@ -411,11 +462,35 @@ def _public_settings() -> dict[str, Any]:
     return shown
 
 
-def _resolver() -> Any:
+def _resolver(confirmed_hosts: frozenset[str] = frozenset()) -> Any:
     from hubloader.core.folders import active_folders
     from hubloader.workflows import Resolver
 
-    return Resolver(active_folders())
+    return Resolver(active_folders(), confirmed_hosts=confirmed_hosts)
+
+
+def _confirmed_hosts(value: Any) -> frozenset[str]:
+    """``confirm_hosts`` as sent: a short list of host names (``host`` or ``host:port``)."""
+    if value is None:
+        return frozenset()
+    hosts = value if isinstance(value, list) else None
+    if (
+        hosts is None
+        or len(hosts) > MAX_CONFIRMED_HOSTS
+        or not all(
+            isinstance(h, str) and 0 < len(h) <= MAX_HOST_CHARS and h.isprintable() and " " not in h for h in hosts
+        )
+    ):
+        raise InvalidReference(f'{CONFIRM_HOSTS} must be a list of host names, e.g. ["models.example.org"].')
+    return frozenset(h.strip().lower() for h in hosts)
+
+
+def _host_questions(report: Any) -> list[dict[str, object]]:
+    """The resolved models on hosts a local user must confirm (``confirmable`` false: no published SHA256, so
+    never fetched): what the sidebar shows before it sends ``confirm_hosts``."""
+    from hubloader.workflows.download import hosts_to_confirm
+
+    return [question.to_dict() for question in hosts_to_confirm(report)]
 
 
 def _resolver_report(workflow: Any, resolve: bool) -> Any:
@@ -427,10 +502,10 @@ def _resolver_report(workflow: Any, resolve: bool) -> Any:
     return resolver.resolve(workflow) if resolve else resolver.check(workflow)
 
 
-def _resolver_and_report(workflow: Any) -> tuple[Any, Any]:
+def _resolver_and_report(workflow: Any, confirmed_hosts: frozenset[str]) -> tuple[Any, Any]:
     if not isinstance(workflow, dict):
         raise InvalidReference(
             "The workflow must be a JSON object (UI or API format).", hint="Send the workflow as saved by ComfyUI."
         )
-    resolver = _resolver()
+    resolver = _resolver(confirmed_hosts)
     return resolver, resolver.resolve(workflow)

@@ -25,13 +25,11 @@ import hubloader  # noqa: E402,F401
 log = logging.getLogger("hubloader")
 SECTION = ("hubloader", "Model Hub")
 #: A1111 option key → (Hubloader setting, label, default, gradio component, its arguments). No tokens here, and
-#: nothing of core.settings.LOCAL_ONLY_KEYS (endpoints, allow_pickle, shared cache): /sdapi/v1/options and the
-#: Settings page write options even when the tab refuses writes, so those stay in the tab's guarded Settings.
+#: nothing of core.settings.LOCAL_ONLY_KEYS (endpoints, allow_pickle, shared cache, the cache limit a cleanup
+#: deletes by): /sdapi/v1/options and the Settings page write options even when the tab refuses writes, so those
+#: stay in the tab's guarded Settings.
 OPTIONS: dict[str, tuple[str, str, Any, str, dict[str, Any]]] = {
     "hubloader_nsfw": ("nsfw", "Show NSFW results", False, "Checkbox", {}),
-    "hubloader_cache_limit_gb": (
-        "cache_limit_gb", "Downloads cache limit in GB (0 = no limit)", 0.0, "Number", {"precision": 1}
-    ),
     "hubloader_max_connections": (
         "max_connections", "Download connections", 8, "Slider", {"minimum": 1, "maximum": 32, "step": 1}
     ),
@@ -127,9 +125,7 @@ def _writer(key: str, setting: str, default: Any) -> Any:
         from hubloader.core import settings as config
 
         value = shared.opts.data.get(key, default)
-        if setting == "cache_limit_gb":
-            value = float(value) if value and float(value) > 0 else None
-        elif setting == "max_connections":
+        if setting == "max_connections":
             value = int(value)
         config.save_settings({setting: value})
 

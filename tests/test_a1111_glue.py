@@ -104,11 +104,11 @@ def test_settings_section_has_no_token_and_writes_through_to_the_0600_file(a1111
     assert opts.data["hubloader_max_connections"] == 8
 
     opts.data["hubloader_nsfw"] = True
-    opts.data["hubloader_cache_limit_gb"] = 12.5
-    for key in ("hubloader_nsfw", "hubloader_cache_limit_gb"):
+    opts.data["hubloader_max_connections"] = 12
+    for key in ("hubloader_nsfw", "hubloader_max_connections"):
         opts.data_labels[key].onchange()
     stored = config.load_settings()
-    assert stored["nsfw"] is True and stored["cache_limit_gb"] == 12.5
+    assert stored["nsfw"] is True and stored["max_connections"] == 12
     assert stored["hf_token"] == "hf_" + "S" * 34  # untouched
 
 
@@ -119,7 +119,11 @@ def test_a1111_options_cannot_move_bytes_even_when_the_tab_refuses_writes(a1111)
     a1111.registered["on_ui_settings"]()
     opts = a1111.shared.opts
     assert {setting for setting, *_ in a1111.tab.OPTIONS.values()}.isdisjoint(config.LOCAL_ONLY_KEYS)
-    for key, value in (("hubloader_hf_endpoint", "http://attacker.example"), ("hubloader_allow_pickle", True)):
+    for key, value in (
+        ("hubloader_hf_endpoint", "http://attacker.example"),
+        ("hubloader_allow_pickle", True),
+        ("hubloader_cache_limit_gb", 0.001),  # a limit that would make the next cleanup list every download
+    ):
         assert key not in opts.data_labels  # no option, so no onchange writing through to Hubloader's file
         opts.data[key] = value  # what a POST to /sdapi/v1/options stores in config.json
     for info in opts.data_labels.values():
@@ -127,8 +131,19 @@ def test_a1111_options_cannot_move_bytes_even_when_the_tab_refuses_writes(a1111)
             info.onchange()
     stored = config.load_settings()
     assert stored["hf_endpoint"] is None and stored["civitai_endpoint"] is None and stored["allow_pickle"] is False
+    assert stored["cache_limit_gb"] is None
     with pytest.raises(ConfigError, match="reachable from the network"):
         a1111.tab.model_hub().save_settings(hf_endpoint="http://attacker.example", allow_pickle=True)
+    with pytest.raises(ConfigError, match="reachable from the network"):
+        a1111.tab.model_hub().save_settings(cache_limit_gb=0.001)
+    assert config.load_settings()["cache_limit_gb"] is None
+
+
+def test_the_tab_sets_the_cache_limit_when_a1111_allows_extension_writes(a1111):
+    """The limit moved from A1111's Settings page (writable by anyone who reaches /sdapi/v1/options) to the tab's
+    own Settings, which obey A1111's extension-access rule."""
+    a1111.tab.model_hub().save_settings(cache_limit_gb=12.5)
+    assert config.load_settings()["cache_limit_gb"] == 12.5
 
 
 def test_routes_list_the_queue_and_obey_disable_extension_access(a1111):

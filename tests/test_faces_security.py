@@ -162,6 +162,8 @@ def test_a_local_client_loading_a_workflow_confirms_nothing(comfy, hub_env, inte
         {"civitai_endpoint": "http://attacker.example"},
         {"allow_pickle": True},
         {"allowed_hosts": "attacker.example"},
+        {"cache_limit_gb": 0.001},  # the limit an explicit cleanup deletes down to
+        {"models_dir": "/tmp/attacker-models"},
         {"nsfw": True, "shared_cache": ""},
     ],
 )
@@ -234,3 +236,116 @@ def test_a_token_goes_to_a_network_service_only_over_https(monkeypatch, tmp_path
     request = FileRequest(url=url, folder=tmp_path, name="ink.safetensors", token_service="civitai")
     token = token_for(request, url)
     assert (token is not None and token.reveal() == "c1v1t41s3cr3tt0k3n") is sent
+
+
+# --- a host outside the known ones, confirmed on this machine ---------------------------------------------------
+
+
+def _foreign_workflow(hub, data: bytes) -> tuple[dict[str, Any], str]:
+    """A workflow naming two files on a host nobody configured: one with its SHA256, one without."""
+    hashed = hub.add_file("/files/hashed.safetensors", data)
+    unhashed = hub.add_file("/files/unhashed.safetensors", data)
+    models = [
+        {"name": "hashed.safetensors", "url": hashed, "directory": "loras", "hash": hashlib.sha256(data).hexdigest(),
+         "hash_type": "SHA256"},
+        {"name": "unhashed.safetensors", "url": unhashed, "directory": "loras"},
+    ]  # fmt: skip
+    nodes = [node(1, "LoraLoader", ["hashed.safetensors", 1, 1]), node(2, "LoraLoader", ["unhashed.safetensors", 1, 1])]
+    return ui_workflow(nodes, models=models), hashed
+
+
+@pytest.fixture
+def foreign(hub_env, monkeypatch: pytest.MonkeyPatch):
+    """The fake hubs with their CDN *not* allowed: to the gate it is a host like any other."""
+    monkeypatch.delenv("HUBLOADER_ALLOWED_HOSTS", raising=False)
+    return hub_env
+
+
+def _asked(hub, name: str) -> list:
+    return [r for r in hub.requests if r.path == f"/files/{name}"]
+
+
+def test_a_local_user_confirms_a_foreign_host_for_files_with_a_published_hash_only(comfy, foreign):
+    from hubloader.gate.policy import host_key
+    from tests.fakehub.modelfiles import safetensors_bytes
+
+    data = safetensors_bytes({"lora_up.weight": ("F16", [4, 4])}, seed=11)
+    workflow, url = _foreign_workflow(foreign, data)
+    host = host_key(url)
+
+    async def test(client: TestClient, events: Events, jobs: JobManager) -> None:
+        listed = await (await client.post("/hubloader/missing", json={"workflow": workflow})).json()
+        assert sorted((q["name"], q["host"], q["confirmable"]) for q in listed["confirm"]) == [
+            ("hashed.safetensors", host, True),
+            ("unhashed.safetensors", host, False),
+        ]
+        assert _asked(foreign, "hashed.safetensors") == []  # loading a workflow asks nothing of the host
+
+        status, answer, finished = await _fetch_and_wait(client, {"workflow": workflow, "confirm_hosts": [host]})
+        assert status == 202, answer
+        by_name = {job["label"]: job for job in finished}
+        assert by_name["hashed.safetensors"]["state"] == "done", by_name
+        assert by_name["unhashed.safetensors"]["state"] == "failed"
+        assert "SHA256" in by_name["unhashed.safetensors"]["error"]
+        assert _asked(foreign, "unhashed.safetensors") == []  # never asked for, whatever the confirmation
+
+    run_app(test)
+    loras = Path(comfy.get_folder_paths("loras")[0])
+    assert (loras / "hashed.safetensors").read_bytes() == data
+    assert not (loras / "unhashed.safetensors").exists()
+
+
+def test_a_network_client_cannot_confirm_a_host(comfy, foreign):
+    from hubloader.gate.policy import host_key
+    from tests.fakehub.modelfiles import safetensors_bytes
+
+    workflow, url = _foreign_workflow(foreign, safetensors_bytes({"w": ("F16", [2, 2])}, seed=12))
+
+    async def test(client: TestClient, events: Events, jobs: JobManager) -> None:
+        for headers in ({}, {"X-Forwarded-For": "127.0.0.1"}):
+            response = await client.post(
+                "/hubloader/missing/fetch",
+                json={"workflow": workflow, "confirm_hosts": [host_key(url)]},
+                headers=headers,
+            )
+            assert response.status == 403 and "cannot confirm" in (await response.json())["error"]
+        assert jobs.list() == []
+        assert _asked(foreign, "hashed.safetensors") == []
+
+    run_app(test, client_ip=NETWORK)
+
+
+def test_another_sites_page_in_a_local_browser_cannot_confirm_a_host(comfy, foreign):
+    """A page from elsewhere can post to 127.0.0.1 as text/plain (no CORS preflight): its Origin gives it away."""
+    import json
+
+    from hubloader.gate.policy import host_key
+    from tests.fakehub.modelfiles import safetensors_bytes
+
+    workflow, url = _foreign_workflow(foreign, safetensors_bytes({"w": ("F16", [2, 2])}, seed=14))
+    body = json.dumps({"workflow": workflow, "confirm_hosts": [host_key(url)]})
+
+    async def test(client: TestClient, events: Events, jobs: JobManager) -> None:
+        headers = {"Origin": "http://evil.example", "Content-Type": "text/plain"}
+        response = await client.post("/hubloader/missing/fetch", data=body, headers=headers)
+        assert response.status == 403 and "cannot confirm" in (await response.json())["error"]
+        assert jobs.list() == [] and _asked(foreign, "hashed.safetensors") == []
+        own = f"http://{client.server.host}:{client.server.port}"
+        response = await client.post("/hubloader/missing/fetch", data=body, headers={"Origin": own})
+        assert response.status == 202, await response.text()
+
+    run_app(test)
+
+
+@pytest.mark.parametrize("hosts", ["127.0.0.1", [5], ["a b"], [""]])
+def test_confirm_hosts_must_be_a_list_of_host_names(comfy, foreign, hosts):
+    from tests.fakehub.modelfiles import safetensors_bytes
+
+    workflow, _ = _foreign_workflow(foreign, safetensors_bytes({"w": ("F16", [2, 2])}, seed=13))
+
+    async def test(client: TestClient, events: Events, jobs: JobManager) -> None:
+        response = await client.post("/hubloader/missing/fetch", json={"workflow": workflow, "confirm_hosts": hosts})
+        assert response.status == 400 and "confirm_hosts" in (await response.json())["error"]
+        assert jobs.list() == []
+
+    run_app(test)

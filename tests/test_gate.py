@@ -3,8 +3,12 @@ pickle bytes and tokens, against the loopback fake servers. Each case is one a d
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import io
+import os
 import pickle
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -13,8 +17,18 @@ from hubloader import pipeline
 from hubloader.core.errors import UnsafeFile
 from hubloader.core.metadata import ModelMetadata, Source
 from hubloader.core.settings import Secret
+from hubloader.engine.download import download_file
 from hubloader.gate.fetch import fetch_file
-from hubloader.gate.policy import DownloadRefused, check_commit, check_repo_path, check_sha256, token_for
+from hubloader.gate.policy import (
+    DownloadRefused,
+    check_commit,
+    check_host,
+    check_repo_path,
+    check_sha256,
+    host_key,
+    host_to_confirm,
+    token_for,
+)
 from hubloader.gate.request import FileRequest
 from hubloader.sources.civitai import CivitAIService
 from hubloader.sources.huggingface import HuggingFaceHubService
@@ -218,3 +232,137 @@ def test_a_preview_comes_from_a_known_host_only(foreign_cdn, monkeypatch):
 
     monkeypatch.setenv("HUBLOADER_ALLOWED_HOSTS", foreign_cdn.cdn_url)
     assert pipeline.fetch_preview(url).startswith(b"\x89PNG")
+
+
+# --- confirmed hosts ------------------------------------------------------------------------------------
+
+
+def _foreign_request(url: str, folder: Path, data: bytes, **kwargs) -> FileRequest:
+    return FileRequest(
+        url=url, folder=folder, name=url.rsplit("/", 1)[-1], sha256=hashlib.sha256(data).hexdigest(), **kwargs
+    )
+
+
+def test_a_confirmed_host_is_fetched_only_for_a_file_with_its_published_hash(foreign_cdn, tmp_path):
+    data = _lora_bytes(seed=5)
+    url = foreign_cdn.add_file("/files/confirmed.safetensors", data)
+    host = host_key(url)  # 127.0.0.1:<port>, as a user types it
+
+    for unconfirmed in ({}, {"confirmed_hosts": frozenset({"elsewhere.example"})}):
+        with pytest.raises(DownloadRefused, match="not a known model host"):
+            fetch_file(_foreign_request(url, tmp_path, data, **unconfirmed))
+    no_hash = FileRequest(url=url, folder=tmp_path, name="confirmed.safetensors", confirmed_hosts=frozenset({host}))
+    with pytest.raises(DownloadRefused, match="SHA256"):
+        fetch_file(no_hash)  # confirmed, but nothing says which bytes: refused whatever the answer
+    assert _cdn_requests(foreign_cdn, "/files/confirmed.safetensors") == []
+
+    result = fetch_file(_foreign_request(url, tmp_path, data, confirmed_hosts=frozenset({host})))
+    assert result.path.read_bytes() == data
+
+
+def test_a_confirmed_host_that_redirects_elsewhere_is_refused_at_that_hop(foreign_cdn, tmp_path):
+    data = _lora_bytes(seed=6)
+    foreign_cdn.add_file("/files/moved.safetensors", data)
+    elsewhere = f"http://localhost:{foreign_cdn.ports['cdn']}/files/moved.safetensors"
+    url = foreign_cdn.add_redirect("/go/moved.safetensors", elsewhere)
+
+    for request in (
+        _foreign_request(url, tmp_path, data, confirmed_hosts=frozenset({host_key(url)})),
+        _foreign_request(url, tmp_path, data, confirmed=True),  # confirmed: the request's own host, not its hops
+    ):
+        with pytest.raises(DownloadRefused, match="localhost"):
+            fetch_file(request)
+    assert _cdn_requests(foreign_cdn, "/go/moved.safetensors")  # the confirmed hop was asked…
+    assert _cdn_requests(foreign_cdn, "/files/moved.safetensors") == []  # …the other one never
+    assert not (tmp_path / "moved.safetensors").exists()
+
+
+# --- CivitAI's storage buckets --------------------------------------------------------------------------
+
+BUCKET = (
+    "https://civitai-delivery-worker-prod.5ac0637cfd0766c97916cefa3764fbdf.r2.cloudflarestorage.com/m/1/x.safetensors"
+)
+LOOKALIKE = "https://civitai-anything.attacker0account.r2.cloudflarestorage.com/x.safetensors"
+
+
+@pytest.mark.parametrize("url", [BUCKET, LOOKALIKE])
+def test_a_storage_bucket_named_by_a_workflow_is_not_a_known_host(hub_env, tmp_path, url):
+    """Anyone with a Cloudflare account can name a bucket civitai-*: as the first URL it is a host like any other."""
+    for source in ("url", "civitai"):
+        request = FileRequest(url=url, folder=tmp_path, name="x.safetensors", source=source)
+        with pytest.raises(DownloadRefused, match="not a known model host"):
+            fetch_file(request)
+    assert host_to_confirm(url) == host_key(url)
+
+
+def test_a_storage_bucket_is_trusted_as_civitais_redirect(hub_env, tmp_path):
+    """Hop 2+ of a CivitAI download (what the real API answers with a 307) passes; the same hop of a plain URL's
+    download does not."""
+    civitai = FileRequest(
+        url=f"{hub_env.civitai_url}/api/download/models/7", folder=tmp_path, name="x.safetensors", source="civitai"
+    )
+    check_host(civitai, BUCKET)
+    check_host(dataclasses.replace(civitai, source="url"), BUCKET)  # a civitai endpoint URL redirects the same way
+    plain = FileRequest(url=hub_env.add_file("/files/p.safetensors", _lora_bytes()), folder=tmp_path, name="p")
+    with pytest.raises(DownloadRefused):
+        check_host(plain, BUCKET)
+
+
+# --- pickles, scanned before they get their name --------------------------------------------------------
+
+
+class _RunsACommand:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def _torch_zip(payload: bytes) -> bytes:
+    """What torch.save writes: a zip whose ``archive/data.pkl`` is the pickle."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("archive/data.pkl", payload)
+        archive.writestr("archive/version", "3\n")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("name, wrap", [("evil.ckpt", bytes), ("evil.pt", _torch_zip)])
+def test_a_pickle_that_runs_code_is_refused_before_it_gets_its_name(hub_env, tmp_path, name, wrap):
+    url = hub_env.add_file(f"/files/{name}", wrap(pickle.dumps(_RunsACommand(), protocol=4)))
+
+    with pytest.raises(UnsafeFile) as refused:
+        pipeline.fetch(url, tmp_path, kind="checkpoints", allow_pickle=True)
+
+    message = str(refused.value)
+    assert name in message and "system" in message and "\n" not in message
+    assert list(tmp_path.rglob(f"{name}*")) == []  # no final name, no .part kept to resume
+
+
+def test_a_pickle_that_cannot_be_scanned_is_refused_in_one_line(hub_env, tmp_path):
+    url = hub_env.add_file("/files/broken.pt", b"PK\x03\x04" + b"\0" * 256)  # a zip header, then nothing
+
+    with pytest.raises(UnsafeFile, match="could not be scanned") as refused:
+        pipeline.fetch(url, tmp_path, kind="checkpoints", allow_pickle=True)
+
+    assert "broken.pt" in str(refused.value) and "\n" not in str(refused.value)
+    assert list(tmp_path.rglob("broken.pt*")) == []
+
+
+def test_a_benign_pickle_lands_when_pickles_are_allowed(hub_env, tmp_path):
+    data = pickle.dumps({"state_dict": {"w": [1.0, 2.0]}}, protocol=4)
+    url = hub_env.add_file("/files/plain.ckpt", data)
+
+    placed = pipeline.fetch(url, tmp_path, kind="checkpoints", allow_pickle=True)
+
+    assert placed.path.name == "plain.ckpt" and placed.path.read_bytes() == data
+
+
+def test_the_engine_shows_the_gate_the_part_before_the_final_name(hub_env, tmp_path):
+    """What the gate's pickle check sees: the complete .part, while nothing has the final name yet."""
+    data = _lora_bytes(seed=9)
+    url = hub_env.add_file("/files/seen.safetensors", data)
+    dest = tmp_path / "seen.safetensors"
+    seen: list[tuple[str, bytes, bool]] = []
+
+    download_file(url, dest, check_part=lambda part: seen.append((part.name, part.read_bytes(), dest.exists())))
+
+    assert seen == [("seen.safetensors.part", data, False)] and dest.read_bytes() == data

@@ -280,7 +280,7 @@ async function checkMissing(workflow) {
   const missing = report.items.filter((i) => !["found", "found_elsewhere", "found_by_hash", "fetched"].includes(i.status));
   const elsewhere = report.items.filter((i) => i.status === "found_elsewhere" && i.use_as);
   for (const item of elsewhere) rewriteWidgets(item);
-  if (missing.length) showMissingDialog(workflow, missing);
+  if (missing.length) showMissingDialog(workflow, missing, report.confirm || []);
 }
 
 function rewriteWidgets(item) {
@@ -290,7 +290,18 @@ function rewriteWidgets(item) {
   }
 }
 
-function showMissingDialog(workflow, missing) {
+// Hosts outside HuggingFace/CivitAI: unticked boxes, one per host whose files publish a SHA256; the server takes
+// confirm_hosts only from this machine (SECURITY.md). Files without a SHA256 there are never fetched.
+function hostBoxes(confirm) {
+  const byHost = new Map();
+  for (const q of confirm) if (q.confirmable) byHost.set(q.host, [...(byHost.get(q.host) || []), q.name]);
+  return [...byHost].map(([host, names]) => {
+    const box = h("input", { type: "checkbox", value: host });
+    return { box, row: h("label", { class: "hubloader-row" }, box, ` Also download ${names.join(", ")} from ${host} (not HuggingFace or CivitAI; SHA256 checked)`) };
+  });
+}
+
+function showMissingDialog(workflow, missing, confirm = []) {
   injectStyle();
   document.querySelector(".hubloader-dialog")?.remove();
   const resolvable = missing.filter((i) => i.status === "resolved");
@@ -300,12 +311,14 @@ function showMissingDialog(workflow, missing) {
       h("td", {}, size(i.size_bytes || c?.size_bytes)), h("td", {}, c ? `${c.source}` : "—"),
       h("td", { class: i.status === "resolved" ? "" : "hubloader-warn" }, i.status === "resolved" ? i.reason : i.reason || i.status));
   });
+  const hosts = hostBoxes(confirm);
   const fetchAll = h("button", { class: "hubloader-btn" }, `Download ${resolvable.length} into ComfyUI/models`);
   fetchAll.disabled = !resolvable.length;
   fetchAll.addEventListener("click", async () => {
     fetchAll.disabled = true;
     try {
-      const body = await post("/missing/fetch", { workflow });
+      const confirmHosts = hosts.filter((x) => x.box.checked).map((x) => x.box.value);
+      const body = await post("/missing/fetch", confirmHosts.length ? { workflow, confirm_hosts: confirmHosts } : { workflow });
       body.downloads.forEach((j) => state.downloads.set(j.id, j));
       notify();
       toast("info", `Downloading ${body.downloads.length} model(s)`, "Progress in the Model Hub sidebar → Queue");
@@ -315,6 +328,7 @@ function showMissingDialog(workflow, missing) {
   const dialog = h("div", { class: "hubloader-dialog", role: "dialog" },
     h("h3", {}, `Hubloader: ${missing.length} model(s) missing`),
     h("table", {}, h("tr", {}, ["File", "Folder", "Size", "Source", "Why"].map((t) => h("th", { style: { textAlign: "left" } }, t))), rows),
+    ...hosts.map((x) => x.row),
     h("div", { class: "hubloader-row", style: { marginTop: "12px" } }, fetchAll, h("button", { class: "hubloader-btn", onclick: () => dialog.remove() }, "Close")));
   document.body.append(dialog);
 }

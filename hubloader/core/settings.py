@@ -37,9 +37,11 @@ DEFAULTS: dict[str, Any] = {
     "verify_before_prompt": False,  # ComfyUI: check a workflow's pinned hashes before its prompt runs
 }
 SECRET_KEYS = frozenset({"hf_token", "civitai_token"})
-#: Settings that change where bytes come from or go, or which bytes are trusted: only a local face writes them
-#: (SECURITY.md).
-LOCAL_ONLY_KEYS = frozenset({"hf_endpoint", "civitai_endpoint", "shared_cache", "allow_pickle", "allowed_hosts"})
+#: Settings that change where bytes come from or go, which bytes are trusted, or which a cleanup deletes (the cache
+#: limit): only a local face that allows writes changes them (SECURITY.md).
+LOCAL_ONLY_KEYS = frozenset(
+    {"hf_endpoint", "civitai_endpoint", "shared_cache", "allow_pickle", "allowed_hosts", "cache_limit_gb", "models_dir"}
+)
 
 
 class Secret:
@@ -126,7 +128,6 @@ def save_settings(changes: dict[str, Any]) -> Path:
 
         raise ConfigError(f"Unknown setting(s): {', '.join(sorted(unknown))}.", hint=f"Known: {', '.join(DEFAULTS)}.")
     path = settings_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
     current = _stored_settings(path)
     for key, value in changes.items():
         value = value.reveal() if isinstance(value, Secret) else value
@@ -134,17 +135,31 @@ def save_settings(changes: dict[str, Any]) -> Path:
             current.pop(key, None)
         else:
             current[key] = value
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".settings-", suffix=".tmp")  # 0600 where POSIX
+    try:
+        _write_settings(path, current)
+    except OSError as exc:  # a read-only HUBLOADER_HOME, a full disk: the old file is untouched (atomic write)
+        from hubloader.core.errors import ConfigError
+
+        raise ConfigError(
+            f"The settings file {path} cannot be written ({exc.strerror or exc}); nothing was saved, it is unchanged.",
+            hint="Make its folder writable (or set HUBLOADER_HOME to one that is), then save again.",
+        ) from None
+    return path
+
+
+def _write_settings(path: Path, settings: dict[str, Any]) -> None:
+    """``settings`` as the whole file, atomically (a temporary file renamed over it), 0600 where POSIX."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".settings-", suffix=".tmp")
     try:
         if hasattr(os, "fchmod"):  # POSIX; Windows Pythons before 3.13 lack it (and have no such mode bits)
             os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(current, fh, indent=2, sort_keys=True)
+            json.dump(settings, fh, indent=2, sort_keys=True)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
 
 
 def _stored_settings(path: Path) -> dict[str, Any]:

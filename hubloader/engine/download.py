@@ -122,6 +122,7 @@ async def adownload_file(
     resolve_url: Callable[[], str] | None = None,
     expect: str = "model",
     check_url: Callable[[str], None] | None = None,
+    check_part: Callable[[Path], None] | None = None,
     progress: Callable[[DownloadProgress], None] | None = None,
     cancel: threading.Event | None = None,
     max_connections: int | None = None,
@@ -136,7 +137,9 @@ async def adownload_file(
     exists for benchmarks only: the result's ``sha256`` is then empty and nothing is verified.
     ``stall_timeout``: seconds without a byte (or an answer) after which a connection counts as failed and is
     retried from where it stopped, the ``.part`` kept. ``check_url`` is called with every URL before it is requested (each redirect hop, each re-resolved
-    URL) and refuses it by raising: the gate's host rule (:mod:`hubloader.gate`).
+    URL) and refuses it by raising: the gate's host rule (:mod:`hubloader.gate`). ``check_part`` is called with the
+    complete, verified ``.part`` before it gets its final name, and refuses the bytes by raising (the ``.part`` is
+    then deleted): the gate's pickle rule.
     """
     refuse_non_http(url)
     if check_url is not None:
@@ -152,6 +155,7 @@ async def adownload_file(
         resolve_url=resolve_url,
         expect=expect,
         check_url=check_url,
+        check_part=check_part,
         progress=progress,
         cancel=cancel or threading.Event(),
         max_connections=max_connections or connection_cap(service),
@@ -210,6 +214,7 @@ class _Download:
         resolve_url: Callable[[], str] | None,
         expect: str,
         check_url: Callable[[str], None] | None,
+        check_part: Callable[[Path], None] | None,
         progress: Callable[[DownloadProgress], None] | None,
         cancel: threading.Event,
         max_connections: int,
@@ -226,6 +231,7 @@ class _Download:
         self.cancel = cancel
         self.retries = retries
         self.stall_timeout = stall_timeout
+        self.check_part = check_part
         self.hashing = hashing or bool(expected_sha256 or expected_blake3)
         self.origin = Origin(url, token=token, service=service, resolve_url=resolve_url, check_url=check_url)
         self.shown_url = self.origin.shown_url
@@ -313,6 +319,12 @@ class _Download:
         try:
             await self._attempts()
             result = await self._verify()
+            if self.check_part is not None:
+                try:
+                    await asyncio.to_thread(self.check_part, self.part.path)
+                except BaseException:
+                    self.part.discard()  # refused bytes: not kept for a resume either
+                    raise
             finished = True
         finally:
             if not finished:

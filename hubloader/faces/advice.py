@@ -8,6 +8,7 @@ place that joins the two; advice for one service never mentions the other.
 
 from __future__ import annotations
 
+import errno
 from enum import Enum
 
 from hubloader.core.errors import CIVITAI, HUGGINGFACE, AuthRequired, DiskFull, EarlyAccess, PickleNotAllowed
@@ -49,6 +50,9 @@ def advice(exc: BaseException, face: Face) -> str:
         return _DISK_FULL[face]
     if isinstance(exc, PickleNotAllowed):
         return _PICKLE.get(face, "")
+    host = getattr(exc, "confirmable_host", "")  # the gate's DownloadRefused (faces sit above the gate)
+    if host and face is CLI:
+        return f"Run again with --allow-host {host} to confirm it."
     return ""
 
 
@@ -63,3 +67,23 @@ def _token_advice(service: str, face: Face) -> str:
     if face is CLI:
         return _CLI_TOKEN.get(service, _CLI_TOKEN[""])
     return f"Set {_TOKEN_NAME.get(service, _TOKEN_NAME[''])} in {_SETTINGS[face]}."
+
+
+_STORAGE_REASONS = {
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.ENOSPC: "the disk is full",
+    errno.ENAMETOOLONG: "the name is too long for this file system",
+    errno.ENOTDIR: "a part of the path is not a folder",
+}
+
+
+def storage_fault(exc: OSError) -> str:
+    """One line for a fault of the disk or the file system (read-only folder, full disk, name too long): where,
+    why, and what to check. Never the traceback."""
+    name = str(exc.filename or "")
+    where = f" {name[:80]}…{name[-80:]}" if len(name) > 200 else f" {name}" if name else ""
+    reason = _STORAGE_REASONS.get(exc.errno or 0) or (exc.strerror or str(exc)).rstrip(".")
+    text = f"Could not read or write{where}: {reason}. Nothing there was changed; check the folder is writable and has space."
+    return " ".join(text.split())

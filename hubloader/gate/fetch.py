@@ -7,11 +7,13 @@ and on the bytes), free space for the published size, the shared cache, then the
 
 from __future__ import annotations
 
+import errno
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urljoin
 
+from hubloader.core.errors import HubloaderError
 from hubloader.core.metadata import DownloadResult
 from hubloader.engine.download import DownloadProgress, check_free_space, download_file
 from hubloader.engine.partfile import partial_ranges
@@ -22,6 +24,9 @@ from hubloader.sharedcache.cache import SharedCache, fetch_via_shared_cache
 Progress = Callable[[DownloadProgress], None]
 #: Redirects a preview may take (each hop checked like a download's).
 MAX_PREVIEW_HOPS = 5
+#: The faults of a destination folder (rather than of the network): a name or path too long, a read-only or
+#: forbidden folder, a file where a folder should be.
+STORAGE_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR})
 
 
 def fetch_file(
@@ -32,7 +37,27 @@ def fetch_file(
     shared_cache: SharedCache | str | None = None,
 ) -> DownloadResult:
     """Fetch what ``request`` describes to ``request.dest`` (or reuse the same file there), or refuse it
-    before the first byte. ``shared_cache``: a site cache or its URL (None: the configured one)."""
+    before the first byte. ``shared_cache``: a site cache or its URL (None: the configured one). A folder that
+    cannot take the file (read-only, a name or path too long for its file system) is one
+    :class:`~hubloader.core.errors.HubloaderError` naming the file; a ``.part`` already written is kept."""
+    try:
+        return _fetch(request, progress, cancel, shared_cache)
+    except OSError as exc:
+        if exc.errno not in STORAGE_ERRNOS:
+            raise
+        where = exc.filename or request.folder
+        raise HubloaderError(
+            f"{request.name} cannot be saved ({where}: {exc.strerror or exc}); nothing was downloaded.",
+            hint="Choose a writable folder (and HUBLOADER_HOME, which holds the download locks), or a shorter name.",
+        ) from None
+
+
+def _fetch(
+    request: FileRequest,
+    progress: Progress | None,
+    cancel: threading.Event | None,
+    shared_cache: SharedCache | str | None,
+) -> DownloadResult:
     request = _checked(request)
     reused = policy.check_destination(request)
     if reused is not None:
@@ -94,13 +119,15 @@ def _from_origin(
         resolve_url=request.resolve,
         expect=request.expect,
         check_url=lambda hop: policy.check_host(request, hop),
+        check_part=lambda part: policy.check_saved_bytes(request, part),
         progress=progress,
         cancel=cancel,
     )
 
 
 def _check_bytes(request: FileRequest, path: Path) -> None:
-    """The pickle policy on what arrived; a refused file is removed, not left under its name."""
+    """The pickle policy on what arrived from the shared cache (the origin's bytes were judged on their ``.part``,
+    before they got their name, by the engine's ``check_part``); a refused file is removed."""
     try:
         policy.check_saved_bytes(request, path)
     except Exception:
@@ -115,8 +142,9 @@ def fetch_preview_bytes(url: str, limit: int) -> bytes | None:
 
     from hubloader.core.version import USER_AGENT
 
+    first = url
     for _ in range(MAX_PREVIEW_HOPS + 1):
-        if not policy.host_allowed(url):
+        if not policy.host_allowed(url, storage=url != first and policy.is_civitai_url(first)):
             raise policy.DownloadRefused(f"{policy.host_of(url) or url} is not a known model host; no preview.")
         headers = {"User-Agent": USER_AGENT}
         with requests.get(url, timeout=(10, 30), stream=True, headers=headers, allow_redirects=False) as r:

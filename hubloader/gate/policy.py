@@ -1,8 +1,9 @@
 """The gate's rules, each a small function: which hosts, which token, which destination, which bytes.
 
 Allowed hosts are the configured HuggingFace and CivitAI endpoints, the storage/CDN hosts the real services
-redirect to, and the hosts of the ``allowed_hosts`` setting (``HUBLOADER_ALLOWED_HOSTS``, comma-separated: a
-mirror's own storage). Any other host needs a published SHA256 and a local user's confirmation.
+redirect to (CivitAI's buckets only as CivitAI's redirect), and the hosts of the ``allowed_hosts`` setting
+(``HUBLOADER_ALLOWED_HOSTS``, comma-separated: a mirror's own storage). Any other host needs a published SHA256
+and a local user's confirmation of that host (:func:`confirmed`), checked at every redirect hop.
 """
 
 from __future__ import annotations
@@ -37,7 +38,10 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 class DownloadRefused(UnsafeFile):
-    """The gate refused a download before fetching a byte of it."""
+    """The gate refused a download before fetching a byte of it. ``confirmable_host``: the host a local user could
+    confirm for it (the file has a published SHA256), for a face to say how; "" otherwise."""
+
+    confirmable_host: str = ""
 
 
 # --- hosts -----------------------------------------------------------------------------------------
@@ -74,29 +78,82 @@ def _configured_hosts() -> set[str]:
     return {h.lower() for h in hosts} | {urlsplit(e).netloc.lower() for e in endpoints().values()}
 
 
-def host_allowed(url: str) -> bool:
-    """True for the configured endpoints and extra hosts (with their port) and the services' known storage."""
+def host_key(url: str) -> str:
+    """How a user names a URL's host when confirming it: ``host`` or ``host:port`` (no user info), lowercase."""
+    return urlsplit(url).netloc.rsplit("@", 1)[-1].lower()
+
+
+def _names(url: str) -> set[str]:
+    """The names a setting or a confirmation may give a URL's host by: ``host:port`` and bare ``host``."""
+    return {host_key(url), host_of(url)} - {""}
+
+
+def host_allowed(url: str, *, storage: bool = True) -> bool:
+    """True for the configured endpoints and extra hosts (with their port) and the services' known storage.
+
+    ``storage``: whether CivitAI's storage buckets count. Their names (``civitai-*.<account>.r2.cloudflarestorage.com``)
+    are a pattern anyone with a Cloudflare account can match, so they are trusted only where CivitAI itself sent
+    the download (a redirect hop or a re-resolved URL of a CivitAI request), never as a URL a workflow names."""
     parts = urlsplit(url)
     host = host_of(url)
-    if parts.netloc.rsplit("@", 1)[-1].lower() in _configured_hosts():
+    if host_key(url) in _configured_hosts():
         return True
     if parts.scheme.lower() != "https":
         return False
-    return any(host == s or host.endswith("." + s) for s in KNOWN_STORAGE_SUFFIXES) or bool(
-        CIVITAI_BUCKET.fullmatch(host)
+    return any(host == s or host.endswith("." + s) for s in KNOWN_STORAGE_SUFFIXES) or (
+        storage and bool(CIVITAI_BUCKET.fullmatch(host))
     )
+
+
+def is_civitai_url(url: str) -> bool:
+    """Whether ``url`` is on the configured CivitAI endpoint or civitai.com: a host whose redirects are CivitAI's."""
+    host = host_of(url)
+    return (
+        host_key(url) == urlsplit(civitai_endpoint()).netloc.lower()
+        or host == "civitai.com"
+        or (host.endswith(".civitai.com"))
+    )
+
+
+def from_the_service(request: FileRequest, url: str) -> bool:
+    """Whether CivitAI sent the download to ``url``: a CivitAI request, and not the URL it was asked for (a
+    redirect hop or a re-resolved signed URL)."""
+    civitai = request.source == "civitai" or is_civitai_url(request.url)
+    return civitai and url != request.url
+
+
+def confirmed(request: FileRequest, url: str) -> bool:
+    """Whether a local user confirmed ``url``'s host for this request: the request carries the file's published
+    SHA256 and names the host in ``confirmed_hosts`` (``confirmed``: the host of the request's own URL)."""
+    if not request.sha256:
+        return False
+    names = _names(url)
+    return bool(names & {h.lower() for h in request.confirmed_hosts}) or (
+        request.confirmed and bool(request.url) and host_key(url) == host_key(request.url)
+    )
+
+
+def host_to_confirm(url: str) -> str | None:
+    """The host (``host[:port]``) a user would have to confirm before ``url`` is fetched; None when it is known.
+    Judged as a URL a workflow names (storage buckets are not known here)."""
+    return None if host_allowed(url, storage=False) else host_key(url) or None
 
 
 def check_host(request: FileRequest, url: str) -> None:
     """Refuse ``url`` (the request's or a redirect hop's) unless its host is allowed or a user confirmed it."""
     if urlsplit(url).scheme.lower() not in ("http", "https"):
         raise InvalidReference(f"Not an http(s) download URL: {redact_url(url)}.")
-    if host_allowed(url) or (request.confirmed and request.sha256):
+    if host_allowed(url, storage=from_the_service(request, url)) or confirmed(request, url):
         return
-    raise DownloadRefused(
-        f"{host_of(url) or redact_url(url)} is not a known model host; {request.name} was not downloaded.",
-        hint="Downloads from other hosts need the file's published SHA256 and your confirmation.",
+    if not request.sha256:
+        hint = "Downloads from other hosts need the file's published SHA256, then your confirmation."
+    else:
+        hint = f"Its SHA256 is published: confirm {host_key(url)} on this machine if you trust it."
+    refused = DownloadRefused(
+        f"{host_of(url) or redact_url(url)} is not a known model host; {request.name} was not downloaded.", hint=hint
     )
+    refused.confirmable_host = host_key(url) if request.sha256 else ""
+    raise refused
 
 
 # --- tokens ----------------------------------------------------------------------------------------
@@ -216,8 +273,15 @@ def check_saved_bytes(request: FileRequest, path: Path) -> None:
         raise PickleNotAllowed(f"{name} holds pickle bytes and pickles are not allowed.")
     from picklescan.scanner import SafetyLevel, scan_bytes
 
-    with open(path, "rb") as fh:
-        result = scan_bytes(fh, name, file_ext=Path(name).suffix.lower())
+    try:
+        with open(path, "rb") as fh:
+            result = scan_bytes(fh, name, file_ext=Path(name).suffix.lower())
+    except Exception as exc:  # picklescan raises what its readers raise (a corrupt zip: BadZipFile)
+        result = None
+        reason = f"{type(exc).__name__}: {exc}"
+    if result is None or result.scan_err:
+        why = reason if result is None else "picklescan reported an error"
+        raise UnsafeFile(f"{name} holds pickle bytes that could not be scanned ({why}); it was removed.")
     dangerous = [f"{g.module}.{g.name}" for g in result.globals if g.safety == SafetyLevel.Dangerous]
     if dangerous:
         raise UnsafeFile(f"{name} would run code when loaded: it imports {', '.join(dangerous)}.")

@@ -21,7 +21,8 @@ class FileRequest:
     "civitai", None) and ``token`` the source's own (None: the configured one). ``source``: the engine's service for rate limits ("huggingface", "civitai", "url").
     ``published_size``: the size the source states only roughly (CivitAI's sizeKB), for the free-space check alone.
     ``format_name``: the name that tells the file's format when ``name`` does not (an HF blob is named by its
-    hash). ``confirmed``: a local user confirmed a host outside the known ones (needs ``sha256``).
+    hash). ``confirmed_hosts``: hosts (``host`` or ``host:port``) outside the known ones that a local user confirmed
+    for this request; ``confirmed``: the host of ``url`` is confirmed (both need ``sha256``; every hop is checked).
     ``resolve``: a fresh URL when a signed one expires. ``record``: what the shared cache keeps about the file.
     """
 
@@ -38,6 +39,7 @@ class FileRequest:
     allow_pickle: bool | None = None  # None: the allow_pickle setting
     expect: str = "model"  # "model": refuse text answers; "any": config and text files too
     confirmed: bool = False
+    confirmed_hosts: frozenset[str] = frozenset()
     resolve: Callable[[], str] | None = None
     record: dict[str, object] = field(default_factory=dict)
 

@@ -57,6 +57,7 @@ class ResolverOptions(TypedDict, total=False):
     min_confidence: float
     max_workers: int
     shared_cache: SharedCache | str | None
+    confirmed_hosts: frozenset[str]
 
 
 class Resolver:
@@ -77,11 +78,15 @@ class Resolver:
         min_confidence: float = 0.5,
         max_workers: int = 3,
         shared_cache: SharedCache | str | None = None,
+        confirmed_hosts: frozenset[str] = frozenset(),
     ) -> None:
         self.folders = folders if folders is not None else active_folders()
         self._civitai, self._huggingface, self._registry = civitai, huggingface, registry
         # A hubloader.sharedcache.cache.SharedCache or its URL; None: HUBLOADER_SHARED_CACHE, if set (see fleet.py).
         self.shared_cache = shared_cache
+        # Hosts outside HuggingFace, CivitAI and the configured ones that a local user confirmed (a face asks; the
+        # gate still needs each file's SHA256): never filled from a workflow.
+        self.confirmed_hosts = confirmed_hosts
         self.search = search
         self.min_confidence = min_confidence
         self.max_workers = max(1, max_workers)
@@ -391,6 +396,7 @@ class Resolver:
                 progress=(lambda p: progress(item, p)) if progress else None,
                 cancel=cancel,
                 shared_cache=self.shared_cache,
+                confirmed_hosts=self.confirmed_hosts,
             )
             check_short_hashes(ref, result.sha256, result.path)
         except AuthRequired as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -45,6 +46,14 @@ def register(commands: Commands, common: argparse.ArgumentParser) -> None:
     )
     resolve.add_argument("file", metavar="FILE", help="workflow .json, PNG/WebP image, infotext .txt or .lock.json")
     resolve.add_argument("--download", action="store_true", help="fetch the resolved models, verified")
+    resolve.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="with --download: fetch from HOST (host or host:port), not HuggingFace, CivitAI or a configured host, "
+        "the files the workflow gives a SHA256 for (repeatable; on a terminal you are asked instead)",
+    )
     add_host_options(resolve)
     add_shared_cache_option(resolve)
 
@@ -62,6 +71,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
         report = resolver.resolve(str(path))
     if args.download:
         _show_plan(resolver, path, out)
+        resolver.confirmed_hosts = _confirm_hosts(report, args.allow_host, out)
         bars = _ItemBars(out)
         with cancel_on_sigint() as cancel:
             resolver.fetch(report, progress=bars, cancel=cancel)
@@ -81,6 +91,28 @@ def _show_plan(resolver: Any, path: Path, out: Output) -> None:
 
     print_plan(Planner(resolver).plan(str(path)), out)
     out.line("Fetching what can be fetched…")
+
+
+def _confirm_hosts(report: ResolutionReport, allowed: list[str], out: Output) -> frozenset[str]:
+    """The hosts outside the known ones this user confirms: ``--allow-host``, else asked on a terminal, one
+    model at a time. A model without a published SHA256 is never asked about (the gate refuses it anyway)."""
+    from hubloader.workflows.download import hosts_to_confirm
+
+    confirmed = {h.strip().lower() for h in allowed if h.strip()}
+    for question in hosts_to_confirm(report):
+        name = question.item.reference.name
+        if not question.sha256 or question.host in confirmed:
+            continue
+        if not sys.stdin.isatty():
+            if not out.json:
+                out.line(
+                    f"{name} is on {question.host}: pass --allow-host {question.host} to fetch it (SHA256 checked)."
+                )
+            continue
+        answer = input(f"Download {name} from host {question.host} (sha256 {question.sha256})? [y/N] ")
+        if answer.strip().lower() in ("y", "yes"):
+            confirmed.add(question.host)
+    return frozenset(confirmed)
 
 
 def _is_lockfile(path: Path) -> bool:
