@@ -176,6 +176,13 @@ class CivitAIService:
         """Where requests go now: ``CIVITAI_ENDPOINT`` + ``/api/v1`` (``BASE_URL`` by default)."""
         return f"{self.site_url}/api/v1"
 
+    def whoami(self) -> str:
+        """The user the API key belongs to (``/api/v1/me``); AuthRequired when none is set or CivitAI refuses it."""
+        if not self.api_key:
+            raise AuthRequired("No CivitAI API key is set.", service=CIVITAI)
+        me = self._get("me", what="The CivitAI token check")
+        return str(me.get("username") or "") if isinstance(me, dict) else ""
+
     # --- lookups ---------------------------------------------------------------------------------
 
     def search_models(

@@ -343,6 +343,21 @@ class HuggingFaceHubService:
         except hf.HFValidationError as exc:
             raise InvalidReference(f"{what!r} is not a valid HuggingFace repository or file name.") from exc
 
+    def whoami(self) -> str:
+        """The user the token belongs to (the Hub's ``/api/whoami-v2``); AuthRequired when none is set or it is
+        refused (``hubloader login`` checks a token before saving it)."""
+        if not self._token:
+            raise AuthRequired("No HuggingFace token is set.", service=HUGGINGFACE)
+        endpoint = config.redact_url(config.hf_endpoint())
+        with self._hub_errors("the token check"):
+            try:
+                info = self.client.whoami(token=self._token.reveal())
+            except Exception as exc:  # huggingface_hub < 1.0 re-raises a 401 as a plain requests.HTTPError
+                if getattr(getattr(exc, "response", None), "status_code", None) in (401, 403):
+                    raise _http_error(exc, "the token check", endpoint, has_token=True) from exc
+                raise
+        return str(info.get("name") or "")
+
     # -- search and metadata
 
     def search_models(

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from hubloader.core.errors import HubloaderError
 from hubloader.core.version import __version__
-from hubloader.faces.cli import cache, get, info, listing, lock, login, resolve, scan, search, ui
+from hubloader.faces.cli import cache, get, info, listing, lock, login, resolve, rm, scan, search, ui
 from hubloader.faces.cli.options import Parser, output_options
 from hubloader.faces.cli.output import (
     EXIT_CODES_HELP,
@@ -39,7 +39,7 @@ __all__ = ["EXIT_CODES_HELP", "build_parser", "exit_code_for", "main"]
 log = logging.getLogger("hubloader")
 
 #: In the order ``hubloader --help`` lists them.
-COMMANDS = (search, get, listing, info, scan, resolve, lock, cache, login, ui)
+COMMANDS = (search, get, listing, info, rm, scan, resolve, lock, cache, login, ui)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -111,6 +111,11 @@ class Output:
         if not self.quiet and not self.json:
             print(text, flush=True)
 
+    def result(self, text: str) -> None:
+        """The result alone (a saved path, an id), one per line: what ``-q`` keeps, for ``P=$(hubloader … -q)``."""
+        if not self.json:
+            print(text, flush=True)
+
     def record(self, data: Any) -> None:
         """One JSON document on one line (for --json)."""
         print(json.dumps(data, default=str, ensure_ascii=False), flush=True)

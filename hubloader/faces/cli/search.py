@@ -21,6 +21,7 @@ EXAMPLES = (
     "hubloader search inkwash",
     "hubloader search anime --source civitai --type lora --base sdxl --sort popular",
     "hubloader search flux --source hf --limit 5 --json",
+    "hubloader search inkwash --source civitai -q | head -1 | xargs hubloader get",
 )
 
 
@@ -52,6 +53,10 @@ def run(args: argparse.Namespace, out: Output) -> int:
     if out.json:
         for meta in results:
             out.record(search_record(meta))
+        return EXIT_OK
+    if out.quiet:  # ids alone, one a line: `for id in $(hubloader search ink -q); do hubloader get "$id"; done`
+        for meta in results:
+            out.result(meta.model_id)
         return EXIT_OK
     if not results:
         out.line("No models found.")
@@ -88,6 +93,3 @@ def search_record(meta: ModelMetadata) -> dict[str, Any]:
         "air": meta.air,
         "url": redact_url(meta.remote_url) if meta.remote_url else "",
     }
-
-
-# --- get -----------------------------------------------------------------------------------------------------
