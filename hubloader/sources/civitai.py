@@ -119,6 +119,10 @@ _MODEL_FILE_TYPES = frozenset({"model", "pruned model", "diffusion model", "unet
 _PRECISION_RANK = {"fp16": 0, "bf16": 1, "fp32": 2}
 
 
+#: Connection failures a retry does not cure (the endpoint is down or misnamed): reported without retrying.
+_DEAD_ENDPOINT = ("connection refused", "host name not found")
+
+
 class CivitAIService:
     """Client of CivitAI's REST API v1 (``BASE_URL``, or the ``CIVITAI_ENDPOINT`` mirror/test server).
 
@@ -438,7 +442,8 @@ class CivitAIService:
             try:
                 response = self.session.request(method, url, headers=headers, timeout=self.timeout, **kwargs)
             except requests.RequestException as exc:
-                if attempt < self.max_retries:
+                # a refused connection or an unknown host will not answer a second later: say so at once
+                if attempt < self.max_retries and network_reason(exc) not in _DEAD_ENDPOINT:
                     time.sleep(self.retry_backoff * 2**attempt)
                     attempt += 1
                     continue

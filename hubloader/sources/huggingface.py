@@ -48,6 +48,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
+from urllib.parse import urlsplit
 
 from hubloader.core import settings as config
 from hubloader.core.errors import (
@@ -376,6 +377,7 @@ class HuggingFaceHubService:
         if wanted.model_type in (ModelType.LORA, ModelType.LYCORIS):
             tags.append("lora")
         post_filter = wanted.base_model is not None or wanted.model_type is not None
+        check_reachable(config.hf_endpoint(), f"the search {query or ''!r}")
         with self._hub_errors(f"the search {query or ''!r}"):
             infos = self.client.list_models(
                 search=query or None,
@@ -778,6 +780,30 @@ class HuggingFaceHubService:
 
 class RepoNotFoundOrPrivate(NotFound, AuthRequired):
     """The Hub hides private repos from anonymous callers: missing and private look the same."""
+
+
+def check_reachable(endpoint: str, what: str) -> None:
+    """One TCP connect to ``endpoint``, NetworkError at once when it is refused or the host unknown.
+
+    huggingface_hub >= 1.0 retries such a connection five times with backoff (23 s) before a search fails;
+    a connect first makes a dead endpoint one immediate error. Skipped when a proxy carries the requests
+    (the endpoint itself may be unreachable directly, yet fine through the proxy)."""
+    import socket
+    import urllib.request
+
+    parts = urlsplit(endpoint)
+    if not parts.hostname:
+        return
+    proxies = urllib.request.getproxies()
+    if (proxies.get(parts.scheme) or proxies.get("all")) and not urllib.request.proxy_bypass(parts.hostname):
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=10).close()
+    except OSError as exc:
+        raise NetworkError(
+            f"Could not reach {config.redact_url(endpoint)} for {what} ({network_reason(exc)}).", hint=_UNREACHABLE_HINT
+        ) from exc
 
 
 def _http_error(exc: Any, what: str, endpoint: str, *, has_token: bool) -> HubloaderError:

@@ -31,6 +31,7 @@ from hubloader.faces.cli.output import (
     EXIT_USAGE,
     Output,
     exit_code_for,
+    first_time,
     one_line,
 )
 
@@ -71,12 +72,27 @@ def _configure_logging(args: argparse.Namespace) -> None:
             else "%(asctime)s %(name)s %(levelname)s: %(message)s"
         )
     )
+    handler.addFilter(_OncePerMessage(keep_hub_logs=args.verbose))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING if not args.verbose else logging.INFO)
     log.setLevel(level)
     if args.quiet or args.json:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+class _OncePerMessage(logging.Filter):
+    """Each message once (a warning the registry logs and the command prints is one line), and no
+    huggingface_hub records: its own handler prints them already (with --verbose they are kept, for details)."""
+
+    def __init__(self, *, keep_hub_logs: bool) -> None:
+        super().__init__()
+        self.keep_hub_logs = keep_hub_logs
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("huggingface_hub") and not self.keep_hub_logs:
+            return False
+        return first_time(record.getMessage())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

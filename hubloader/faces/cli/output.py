@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -65,12 +66,14 @@ _EXIT_BY_CLASS: dict[type[BaseException], int] = {
 }
 
 EXIT_CODES_HELP = """\
-exit codes:
-  0    success (for get: every file complete and verified)
-  1    other error (e.g. a download that failed inside `resolve --download`)
+exit codes (the same for every command):
+  0    success (get: every file complete and verified; search: at least one hub answered)
+  1    other error: a download that failed inside `resolve --download`; `rm`/`cache cleanup`
+       not confirmed (nothing deleted)
   2    usage: bad arguments, malformed reference or setting
-  3    not found: model, file, revision; unresolvable workflow models
-  4    authentication: token missing or refused, gated repository, early access
+  3    not found: model, file, revision; a workflow/image model no source is known for
+       (`resolve` and `lock` alike)
+  4    authentication: token missing or refused (`login`, `whoami`), gated repository, early access
   5    integrity or safety: wrong hash, HTML instead of a model, unsafe/pickle file
   6    network: endpoint unreachable, timeout, rate limited (rerun to resume)
   7    disk full
@@ -121,6 +124,9 @@ class Output:
         print(json.dumps(data, default=str, ensure_ascii=False), flush=True)
 
     def warn(self, text: str) -> None:
+        """A warning on stderr, once per run (the same words logged or warned before are not repeated)."""
+        if not first_time(str(text)):
+            return
         print(f"hubloader: warning: {_redact(text)}", file=sys.stderr, flush=True)
 
     def error(self, text: str) -> None:
@@ -140,6 +146,20 @@ class Output:
         from hubloader.engine.download import TqdmProgress
 
         return TqdmProgress(desc, disable=None, leave=True, dynamic_ncols=True)
+
+
+_said: set[str] = set()
+_said_lock = threading.Lock()
+
+
+def first_time(message: str) -> bool:
+    """True the first time this run says ``message`` (warnings and log lines), False after."""
+    key = " ".join(str(message).split()).removeprefix("hubloader: ")
+    with _said_lock:
+        if key in _said:
+            return False
+        _said.add(key)
+        return True
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, widths: dict[int, int] | None = None) -> str:
