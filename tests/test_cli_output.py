@@ -116,3 +116,36 @@ def test_several_files_get_an_overall_bar_and_plain_lines_off_terminal(capsys: p
         "hubloader: [2/2] downloading b.safetensors (100 B)",
         "hubloader: [2/2] downloaded b.safetensors (100 B)",
     ]
+
+
+@pytest.mark.hf
+def test_resolve_download_off_terminal_prints_a_line_per_file_and_a_clean_table(hub_env, tmp_path: Path):
+    from tests.fakehub.modelfiles import kohya_lora, safetensors_bytes
+    from tests.workflow_samples import node, ui_workflow
+
+    other = safetensors_bytes(kohya_lora("sdxl"), seed=81)
+    hub_env.add_hf_repo("ink/pair", {"one.safetensors": LORA, "two.safetensors": other}, tags=["lora"])
+    base = "https://huggingface.co/ink/pair/resolve/main"
+    workflow = tmp_path / "wf.json"
+    workflow.write_text(
+        json.dumps(
+            ui_workflow(
+                [
+                    node(1, "LoraLoader", ["one.safetensors", 1.0, 1.0]),
+                    node(2, "LoraLoader", ["two.safetensors", 1.0, 1.0]),
+                ],
+                models=[
+                    {"name": n, "url": f"{base}/{n}", "directory": "loras"}
+                    for n in ("one.safetensors", "two.safetensors")
+                ],
+            )
+        )
+    )
+    result = hubloader("resolve", str(workflow), "--download", "--models-dir", str(tmp_path / "m"))
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stderr and "\r" not in result.stdout
+    for name in ("one.safetensors", "two.safetensors"):
+        assert f"downloading {name}" in result.stderr and f"downloaded {name}" in result.stderr
+    header, *rows, counts = result.stdout.splitlines()
+    assert header.split() == ["STATUS", "KIND", "MODEL", "DETAIL"] and len(rows) == 2
+    assert all(row.startswith("fetched") for row in rows) and counts == "2 model(s): 2 fetched"

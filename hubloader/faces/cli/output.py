@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from hubloader.core.errors import (
@@ -138,14 +138,6 @@ class Output:
         if self.quiet or self.json:
             return
         print(format_table(headers, rows, widths=widths), flush=True)
-
-    def progress(self, desc: str) -> Callable[[Any], None] | None:
-        """A tqdm bar for one file (drawn on stderr when it is a terminal), or None when quiet."""
-        if self.quiet or self.json:
-            return None
-        from hubloader.engine.download import TqdmProgress
-
-        return TqdmProgress(desc, disable=None, leave=True, dynamic_ncols=True)
 
 
 _said: set[str] = set()
