@@ -4,6 +4,7 @@ the weight beside the trigger words, absolute JSON paths, and plain progress lin
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -190,3 +191,16 @@ def test_token_is_used_for_this_download_only(hub_env, tmp_path: Path, isolated_
     assert (tmp_path / "m" / "loras" / "members.safetensors").read_bytes() == LORA
     settings = isolated_home / "settings.json"
     assert not settings.exists() or CIVITAI_SECRET not in settings.read_text()  # not saved
+
+
+@pytest.mark.hf
+def test_sidecar_notes_link_to_the_model_pages(hub_env, tmp_path: Path):
+    commit = hub_env.add_hf_repo("ink/paged", {"loras/paged.safetensors": LORA}, tags=["lora"])
+    model_id, version_id = hub_env.add_civitai_model("Paged", files=[{"name": "cpaged.safetensors", "data": OTHER}])
+    folder = tmp_path / "m"
+    assert hubloader("get", "ink/paged/loras/paged.safetensors", "--models-dir", str(folder)).returncode == 0
+    assert hubloader("get", f"civitai:{model_id}", "--models-dir", str(folder)).returncode == 0
+    hf_notes = json.loads((folder / "loras" / "paged.json").read_text())["notes"]
+    assert hf_notes == f"{hub_env.hf_url}/ink/paged/blob/{commit}/loras/paged.safetensors"
+    civitai_notes = json.loads((folder / "loras" / "cpaged.json").read_text())["notes"]
+    assert civitai_notes == f"{hub_env.civitai_url}/models/{model_id}?modelVersionId={version_id}"
