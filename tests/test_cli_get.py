@@ -171,7 +171,7 @@ def test_include_exclude_fetch_the_matching_files_of_a_repo_with_a_line_each_off
     assert not (folder / "loras" / "c.bin").exists() and not (folder / "loras" / "README.md").exists()
     # stderr is a pipe here (as in CI or Docker): one plain line per file, no carriage-return bar
     assert "\r" not in result.stderr
-    assert "[1/2] downloading a.safetensors" in result.stderr and "[2/2] downloading b.safetensors" in result.stderr
+    assert "[1/2] downloaded a.safetensors" in result.stderr and "[2/2] downloaded b.safetensors" in result.stderr
     assert result.stdout.count("Saved: ") == 2
 
     none = hubloader("get", "ink/multi", "--include", "*.gguf", "--models-dir", str(folder))

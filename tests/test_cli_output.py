@@ -111,9 +111,7 @@ def test_several_files_get_an_overall_bar_and_plain_lines_off_terminal(capsys: p
             update(_event("downloading" if done < 100 else "done", done, name=name))
     lines = capsys.readouterr().err.splitlines()
     assert lines == [
-        "hubloader: [1/2] downloading a.safetensors (100 B)",
         "hubloader: [1/2] downloaded a.safetensors (100 B)",
-        "hubloader: [2/2] downloading b.safetensors (100 B)",
         "hubloader: [2/2] downloaded b.safetensors (100 B)",
     ]
 
@@ -145,7 +143,7 @@ def test_resolve_download_off_terminal_prints_a_line_per_file_and_a_clean_table(
     assert result.returncode == 0, result.stderr
     assert "\r" not in result.stderr and "\r" not in result.stdout
     for name in ("one.safetensors", "two.safetensors"):
-        assert f"downloading {name}" in result.stderr and f"downloaded {name}" in result.stderr
+        assert f"downloaded {name}" in result.stderr
     header, *rows, counts = result.stdout.splitlines()
     assert header.split() == ["STATUS", "KIND", "MODEL", "DETAIL"] and len(rows) == 2
     assert all(row.startswith("fetched") for row in rows) and counts == "2 model(s): 2 fetched"

@@ -2,8 +2,8 @@
 
 On a terminal (stderr is one) each file gets a tqdm bar and multi-file work an overall bar below them; all
 bars are closed before the result table is printed, so they never interleave with it. Elsewhere (CI logs,
-Docker, a pipe) carriage-return bars would be noise: each file gets one line when it starts and one when it
-ends. A file that stops (Ctrl-C, an error) is never painted "failed": the one error line says what happened.
+Docker, a pipe) carriage-return bars would be noise: each file gets one line when it is complete (none when it
+fails: the error line says it). A file that stops (Ctrl-C, an error) is never painted "failed": the one error line says what happened.
 Everything goes to stderr, so ``P=$(hubloader get … -q)`` captures only the result.
 """
 
@@ -108,16 +108,14 @@ class Progress:
 
     def _lines(self, name: str, index: int) -> Callback:
         prefix = f"[{index}/{self.files}] " if self.files > 1 else ""
-        said: set[str] = set()
+        said: list[bool] = []
 
         def update(event: Any) -> None:
-            if event.state in ("starting", "downloading") and "start" not in said:
-                said.add("start")
-                _say(f"{prefix}downloading {name} ({human_size(event.total or None)})")
-            elif event.state in ("done", "reused") and "end" not in said:
-                said.add("end")
+            if event.state in ("done", "reused") and not said:
+                said.append(True)
                 verb = "already present" if event.state == "reused" else "downloaded"
-                _say(f"{prefix}{verb} {name} ({human_size(event.bytes_done or event.total or None)})")
+                size = human_size(event.bytes_done or event.total or None)
+                _say(f"{prefix}{verb} {_label(name, event)} ({size})")
 
         return update
 
@@ -129,6 +127,13 @@ class Progress:
             if self.overall is not None:
                 self.overall.close()
                 self.overall = None
+
+
+def _label(name: str, event: Any) -> str:
+    """The file's name: the one given, unless that is a reference (``civitai:1``, ``owner/repo``) and the
+    engine's path names the file."""
+    looks_like_file = ":" not in name and "/" not in name and "." in name
+    return name if looks_like_file or not event.path.suffix else event.path.name
 
 
 def _say(text: str) -> None:
