@@ -76,6 +76,7 @@ def test_list_shows_id_trigger_words_and_weight(hub_env, tmp_path: Path):
     header, row = table.stdout.splitlines()
     assert "ID" in header.split() and "TRIGGER WORDS" in header and "WEIGHT" in header
     assert f"civitai:{model_id}@{version_id}" in row and "listedink, brush" in row and "0.65" in row
+    assert hubloader("list", "-q").stdout == f"civitai:{model_id}@{version_id}\n"
     (record,) = json_lines(hubloader("list", "--json").stdout)
     assert record["trigger_words"] == ["listedink", "brush"] and record["recommended_weight"] == 0.65
 

@@ -40,6 +40,10 @@ def run(args: argparse.Namespace, out: Output) -> int:
         for meta in models:
             out.record(library_record(meta))
         return EXIT_OK
+    if out.quiet:  # the ids alone, one a line (for scripts: `hubloader list -q | xargs -n1 hubloader info`)
+        for meta in models:
+            out.result(meta.model_id)
+        return EXIT_OK
     if not models:
         out.line("No models registered." if not args.missing else "No missing models.")
         return EXIT_OK
