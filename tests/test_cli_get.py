@@ -204,3 +204,16 @@ def test_sidecar_notes_link_to_the_model_pages(hub_env, tmp_path: Path):
     assert hf_notes == f"{hub_env.hf_url}/ink/paged/blob/{commit}/loras/paged.safetensors"
     civitai_notes = json.loads((folder / "loras" / "cpaged.json").read_text())["notes"]
     assert civitai_notes == f"{hub_env.civitai_url}/models/{model_id}?modelVersionId={version_id}"
+
+
+@pytest.mark.hf
+def test_force_downloads_a_huggingface_file_again_not_only_its_cached_copy(hub_env, tmp_path: Path):
+    hub_env.add_hf_repo("ink/forced", {"forced.safetensors": LORA}, tags=["lora"])
+    folder = ["--models-dir", str(tmp_path / "m")]
+    placed = tmp_path / "m" / "loras" / "forced.safetensors"
+    assert hubloader("get", "ink/forced/forced.safetensors", *folder).returncode == 0
+    sent = hub_env.bytes_sent.total()
+    forced = hubloader("get", "ink/forced/forced.safetensors", *folder, "--force", "-q")
+    assert forced.returncode == 0, forced.stderr
+    assert forced.stdout.strip() == str(placed) and placed.read_bytes() == LORA
+    assert hub_env.bytes_sent.total() - sent == len(LORA)  # fetched from the Hub again

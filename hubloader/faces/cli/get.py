@@ -171,8 +171,17 @@ def _replace(
 ) -> Placed:
     """``--force``: move the file at ``dest`` aside, download afresh under its name, then drop the old one;
     if the download fails the old file is put back, so nothing is lost."""
+    from hubloader.faces.cli.targets import service_of
+
     aside = dest.with_name(f".{dest.name}.hubloader-replaced")
     os.replace(dest, aside)
+    if isinstance(target.what, str) and service_of(target.what) == "huggingface" and not aside.is_symlink():
+        # the file is a hardlink or copy of the HF cache's blob: drop the cache copy too, or the "new" file would
+        # be the same bytes (hf download --force-download re-fetches into the cache likewise). A symlink's bytes
+        # are the blob itself; it stays, so a failed download can put it back.
+        from hubloader.sources.huggingface import HuggingFaceHubService
+
+        HuggingFaceHubService().delete_cached_model(target.what)
     forced = argparse.Namespace(**{**vars(args), "filename": dest.name})  # keep the name: do not place apart
     try:
         placed = _fetch(target.what, target.name, folders, forced, out, bars)
