@@ -217,3 +217,21 @@ def test_force_downloads_a_huggingface_file_again_not_only_its_cached_copy(hub_e
     assert forced.returncode == 0, forced.stderr
     assert forced.stdout.strip() == str(placed) and placed.read_bytes() == LORA
     assert hub_env.bytes_sent.total() - sent == len(LORA)  # fetched from the Hub again
+
+
+def test_filename_taken_by_a_different_file_is_refused_unless_forced(hub_env, tmp_path: Path):
+    model_id, _ = hub_env.add_civitai_model("Taken", files=[{"name": "taken.safetensors", "data": LORA}])
+    loras = tmp_path / "m" / "loras"
+    loras.mkdir(parents=True)
+    mine = loras / "mine.safetensors"
+    mine.write_bytes(OTHER)
+    folder = ["--models-dir", str(tmp_path / "m")]
+
+    refused = hubloader("get", f"civitai:{model_id}", *folder, "--filename", "mine.safetensors")
+    assert refused.returncode == 5  # main saved it as taken.safetensors instead, without a word
+    assert "--force" in one_error_line(refused) and str(mine) in refused.stderr
+    assert mine.read_bytes() == OTHER and not (loras / "taken.safetensors").exists()
+
+    forced = hubloader("get", f"civitai:{model_id}", *folder, "--filename", "mine.safetensors", "--force", "-q")
+    assert forced.returncode == 0, forced.stderr
+    assert forced.stdout.strip() == str(mine) and mine.read_bytes() == LORA

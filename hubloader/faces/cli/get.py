@@ -101,7 +101,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
     many = bool(args.include or args.exclude)
     if many and args.filename:
         raise UsageError("--filename names one file; it cannot go with --include/--exclude.")
-    if not (args.dry_run or args.force or many):
+    if not (args.dry_run or args.force or many or args.filename):
         placed = [_fetch(args.ref, args.ref, folders, args, out, None)]
     else:
         from hubloader.faces.cli.targets import targets
@@ -158,12 +158,28 @@ def _fetch_all(
             dest = target.dest(folders, args.filename)
             if args.force and dest.is_file():
                 placed.append(_replace(dest, target, folders, args, out, bars))
+            elif args.filename and dest.is_file() and not _holds(dest, target):
+                from hubloader.gate.policy import DownloadRefused
+
+                raise DownloadRefused(
+                    f"A different file already exists at {dest}; it was kept and nothing was downloaded.",
+                    hint="Pass --force to replace it, or choose another --filename.",
+                )
             else:
                 placed.append(_fetch(target.what, target.name, folders, args, out, bars))
     finally:
         if bars is not None:
             bars.close()
     return placed
+
+
+def _holds(dest: Path, target: Target) -> bool:
+    """Whether ``dest`` already is the target's file (its size, then its SHA256 when the source states them)."""
+    from hubloader.engine.hashing import sha256_file
+
+    if target.size_bytes and dest.stat().st_size != target.size_bytes:
+        return False
+    return not target.sha256 or sha256_file(dest).lower() == target.sha256.lower()
 
 
 def _replace(
