@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,50 @@ def test_resolve_download_off_terminal_prints_a_line_per_file_and_a_clean_table(
     header, *rows, counts = result.stdout.splitlines()
     assert header.split() == ["STATUS", "KIND", "MODEL", "DETAIL"] and len(rows) == 2
     assert all(row.startswith("fetched") for row in rows) and counts == "2 model(s): 2 fetched"
+
+
+@pytest.mark.hf
+@pytest.mark.skipif(sys.platform == "win32", reason="a pseudo-terminal is POSIX")
+def test_on_a_terminal_bars_end_before_the_result_lines(hub_env, tmp_path: Path):
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    from tests.fakehub.modelfiles import kohya_lora, safetensors_bytes
+    from tests.test_cli import REPO_ROOT
+
+    other = safetensors_bytes(kohya_lora("sdxl"), seed=91)
+    hub_env.add_hf_repo("ink/tty", {"one.safetensors": LORA, "two.safetensors": other}, tags=["lora"])
+    leader, follower = pty.openpty()  # stdout and stderr on one terminal, as a user sees them
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a 120-column window
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hubloader", "get", "ink/tty", "--include", "*.safetensors"]
+        + ["--models-dir", str(tmp_path / "m")],
+        cwd=REPO_ROOT,
+        stdout=follower,
+        stderr=follower,
+        env=dict(os.environ),
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the follower side closed: the process is done
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    assert proc.wait(timeout=90) == 0
+    os.close(leader)
+    screen = b"".join(chunks).decode("utf-8", "replace")
+    assert "2 files" in screen, repr(screen)  # the overall bar was drawn
+    tail = screen[screen.index("Saved: ") :]
+    lines = tail.replace("\r\n", "\n").splitlines()
+    assert [line.split(" (")[0] for line in lines] == [
+        f"Saved: {tmp_path / 'm' / 'loras' / 'one.safetensors'}",
+        f"Saved: {tmp_path / 'm' / 'loras' / 'two.safetensors'}",
+    ]  # nothing of a bar between or after the result lines
