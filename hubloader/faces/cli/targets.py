@@ -15,7 +15,7 @@ from typing import Any
 
 from hubloader.core.errors import InvalidReference, NotFound
 from hubloader.core.folders import ModelFolders, kind_of, safe_filename
-from hubloader.core.metadata import ModelMetadata, ModelType
+from hubloader.core.metadata import ModelType
 from hubloader.faces.cli.output import UsageError
 from hubloader.sources.references import CIVITAI, HASH, HUGGINGFACE, ModelRef, parse_reference
 
@@ -83,7 +83,7 @@ def _hf_targets(
     many: bool,
 ) -> list[Target]:
     from hubloader.pipeline import root_weights
-    from hubloader.sources.huggingface import HuggingFaceHubService
+    from hubloader.sources.huggingface import HuggingFaceHubService, file_type
 
     service = HuggingFaceHubService()
     rev = ref.revision or revision or "main"
@@ -109,17 +109,10 @@ def _hf_targets(
     for name in names:
         if name not in files:
             raise NotFound(f"{name} does not exist in {ref.repo_id} at {rev}.")
-        file_kind = kind or kind_of(_hf_type(repo, name))
+        file_kind = kind or kind_of(file_type(repo, name))
         what = f"{ref.repo_id}@{rev}/{name}" if rev != "main" else f"{ref.repo_id}/{name}"
         found.append(Target(what, name, files[name].size_bytes, files[name].sha256, file_kind))
     return found
-
-
-def _hf_type(repo: ModelMetadata, name: str) -> ModelType:
-    """A repo file's type as :func:`hubloader.pipeline.fetch` will decide it: the repo's, its component folder's."""
-    from hubloader.sources.huggingface import _COMPONENT_TYPES
-
-    return _COMPONENT_TYPES.get(name.split("/")[0], repo.type) if "/" in name else repo.type
 
 
 def _civitai_targets(
