@@ -32,6 +32,7 @@ from hubloader.faces.cli.output import (
     Output,
     exit_code_for,
     first_time,
+    forget_said,
     one_line,
 )
 
@@ -104,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.func is None:
         parser.print_help()
         return EXIT_USAGE
+    forget_said()
     _configure_logging(args)
     out = Output(json_mode=args.json, quiet=args.quiet, verbose=args.verbose)
     try:

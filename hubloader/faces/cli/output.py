@@ -144,6 +144,12 @@ _said: set[str] = set()
 _said_lock = threading.Lock()
 
 
+def forget_said() -> None:
+    """A new run (``main`` called again in one process, as tests and hosts do): every message is new again."""
+    with _said_lock:
+        _said.clear()
+
+
 def first_time(message: str) -> bool:
     """True the first time this run says ``message`` (warnings and log lines), False after."""
     key = " ".join(str(message).split()).removeprefix("hubloader: ")
