@@ -91,7 +91,21 @@ LORA = safetensors_bytes(kohya_lora("sdxl"), kohya_metadata("inkwash", "sdxl"), 
 def test_help_lists_every_command_and_the_exit_codes():
     result = hubloader("--help")
     assert result.returncode == 0
-    for command in ("search", "get", "list", "info", "scan", "resolve", "lock", "cache", "login", "ui"):
+    for command in (
+        "search",
+        "get",
+        "list",
+        "info",
+        "rm",
+        "scan",
+        "resolve",
+        "lock",
+        "cache",
+        "login",
+        "logout",
+        "whoami",
+        "ui",
+    ):
         assert f"    {command}" in result.stdout
     assert "130  interrupted" in result.stdout and "4    authentication" in result.stdout
 
@@ -561,7 +575,8 @@ def test_cache_limit_deletes_nothing_and_cleanup_lists_then_deletes_only_when_co
     assert not any(p.exists() for p in downloads) and users_own.read_bytes() == LORA  # the user's file stays
 
 
-def test_login_stores_the_token_privately_and_never_prints_it(isolated_home: Path):
+def test_login_stores_the_token_privately_and_never_prints_it(hub_env, isolated_home: Path):
+    hub_env.civitai_tokens.add(CIVITAI_SECRET)  # login checks the token with CivitAI first
     result = hubloader("login", "civitai", input=CIVITAI_SECRET + "\n")
     assert result.returncode == 0, result.stderr
     assert CIVITAI_SECRET not in result.stdout + result.stderr

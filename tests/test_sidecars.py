@@ -298,3 +298,35 @@ def test_a_frozen_record_states_only_what_a_source_said() -> None:
     # Words the user had typed before the download are the user's, not the source's: never brought back as such.
     mine = usage_from_record({**record, "trigger_words_source": "sidecar", "recommended_weight_source": "user"})
     assert (mine.triggers, mine.weight) == (None, None)
+
+
+def test_notes_link_is_the_civitai_model_page_with_numbers_not_our_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CIVITAI_ENDPOINT", "https://civitai.com")
+    meta = ModelMetadata(model_id="civitai:9000002@9000003", version_id="9000003", name="Ink", source=Source.CIVITAI)
+    assert a1111_values(meta)["notes"] == "https://civitai.com/models/9000002?modelVersionId=9000003"
+    meta.extra["civitai_model_id"] = 9000002  # as CivitAIService records it
+    assert a1111_values(meta)["notes"] == "https://civitai.com/models/9000002?modelVersionId=9000003"
+
+
+def test_notes_link_of_a_huggingface_file_is_its_blob_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hubloader.core.metadata import ModelFile
+
+    monkeypatch.setenv("HF_ENDPOINT", "https://huggingface.co")
+    meta = ModelMetadata(
+        model_id="ink/inkwash-xl/loras/inkwash.safetensors",
+        name="inkwash.safetensors",
+        source=Source.HUGGINGFACE,
+        files=[ModelFile(name="loras/inkwash.safetensors")],
+    )
+    assert a1111_values(meta)["notes"] == "https://huggingface.co/ink/inkwash-xl/blob/main/loras/inkwash.safetensors"
+    meta.version = "0123456789abcdef0123456789abcdef01234567"
+    assert a1111_values(meta)["notes"] == (
+        "https://huggingface.co/ink/inkwash-xl/blob/0123456789abcdef0123456789abcdef01234567/loras/inkwash.safetensors"
+    )
+    meta.files = []  # a file id without its file list: the repo is owner/name
+    meta.model_id = "ink/inkwash-xl/inkwash.safetensors"
+    assert a1111_values(meta)["notes"].endswith(
+        "/ink/inkwash-xl/blob/0123456789abcdef0123456789abcdef01234567/inkwash.safetensors"
+    )
+    repo = ModelMetadata(model_id="ink/inkwash-xl", name="inkwash-xl", source=Source.HUGGINGFACE)
+    assert a1111_values(repo)["notes"] == "https://huggingface.co/ink/inkwash-xl"

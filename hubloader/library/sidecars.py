@@ -20,12 +20,14 @@ import io
 import json
 import logging
 import os
+import re
 import warnings
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from hubloader.core.errors import InvalidFile
 from hubloader.core.metadata import BaseModel, ModelMetadata, Source
@@ -179,14 +181,46 @@ def a1111_values(metadata: ModelMetadata) -> dict[str, Any]:
 
 
 def _page_url(metadata: ModelMetadata) -> str:
+    """The model's page a person opens: CivitAI's ``/models/<model>?modelVersionId=<version>`` (numbers, not our
+    ``civitai:M@V`` id), HuggingFace's ``/<repo>/blob/<revision>/<path>`` for a file, ``/<repo>`` for a repo."""
     from hubloader.core.settings import civitai_endpoint, hf_endpoint
 
     if metadata.source is Source.CIVITAI and metadata.model_id:
-        query = f"?modelVersionId={metadata.version_id}" if metadata.version_id else ""
-        return f"{civitai_endpoint().rstrip('/')}/models/{metadata.model_id}{query}"
+        model, version = _civitai_numbers(metadata)
+        if not model:
+            return metadata.remote_url
+        query = f"?modelVersionId={version}" if version else ""
+        return f"{civitai_endpoint()}/models/{model}{query}"
     if metadata.source is Source.HUGGINGFACE and metadata.model_id:
-        return f"{hf_endpoint().rstrip('/')}/{metadata.model_id}"
+        repo, path = _hf_repo_and_path(metadata)
+        if not path:
+            return f"{hf_endpoint()}/{repo}"
+        revision = metadata.version or "main"
+        return f"{hf_endpoint()}/{repo}/blob/{quote(revision, safe='')}/{quote(path)}"
     return metadata.remote_url
+
+
+def _civitai_numbers(metadata: ModelMetadata) -> tuple[str, str]:
+    """A CivitAI model's ``(model id, version id)`` as numbers: recorded apart, else read from ``civitai:M@V``."""
+    model = str(metadata.extra.get("civitai_model_id") or "")
+    version = str(metadata.version_id or metadata.extra.get("civitai_version_id") or "")
+    match = re.fullmatch(r"(?:civitai:)?(\d+)(?:@(\d+))?", metadata.model_id.strip())
+    if match:
+        model = model or match.group(1)
+        version = version or (match.group(2) or "")
+    return model, version
+
+
+def _hf_repo_and_path(metadata: ModelMetadata) -> tuple[str, str]:
+    """A HuggingFace id split into repo and file path: ``owner/repo/dir/f.safetensors`` → ``owner/repo``, ``dir/f…``.
+
+    The file's own name (``files[0]``) decides where the path starts; else a repo id is ``owner/name``."""
+    model_id = metadata.model_id.strip("/")
+    if len(metadata.files) == 1 and model_id.endswith("/" + metadata.files[0].name):
+        path = metadata.files[0].name
+        return model_id[: -len(path) - 1], path
+    parts = model_id.split("/", 2)
+    return "/".join(parts[:2]), parts[2] if len(parts) > 2 else ""
 
 
 # --- previews ----------------------------------------------------------------------------------

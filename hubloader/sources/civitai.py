@@ -92,6 +92,10 @@ if TYPE_CHECKING:
 PERIODS = ("AllTime", "Year", "Month", "Week", "Day")
 
 
+#: Connection failures a retry does not cure (the endpoint is down or misnamed): reported without retrying.
+_DEAD_ENDPOINT = ("connection refused", "host name not found")
+
+
 class CivitAIService:
     """Client of CivitAI's REST API v1 (``BASE_URL``, or the ``CIVITAI_ENDPOINT`` mirror/test server).
 
@@ -148,6 +152,13 @@ class CivitAIService:
     def api_url(self) -> str:
         """Where requests go now: ``CIVITAI_ENDPOINT`` + ``/api/v1`` (``BASE_URL`` by default)."""
         return f"{self.site_url}/api/v1"
+
+    def whoami(self) -> str:
+        """The user the API key belongs to (``/api/v1/me``); AuthRequired when none is set or CivitAI refuses it."""
+        if not self.api_key:
+            raise AuthRequired("No CivitAI API key is set.", service=CIVITAI)
+        me = self._get("me", what="The CivitAI token check")
+        return str(me.get("username") or "") if isinstance(me, dict) else ""
 
     # --- lookups ---------------------------------------------------------------------------------
 
@@ -404,7 +415,8 @@ class CivitAIService:
             try:
                 response = self.session.request(method, url, headers=headers, timeout=self.timeout, **kwargs)
             except requests.RequestException as exc:
-                if attempt < self.max_retries:
+                # a refused connection or an unknown host will not answer a second later: say so at once
+                if attempt < self.max_retries and network_reason(exc) not in _DEAD_ENDPOINT:
                     time.sleep(self.retry_backoff * 2**attempt)
                     attempt += 1
                     continue

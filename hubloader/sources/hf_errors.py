@@ -11,6 +11,7 @@ import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TypedDict
+from urllib.parse import urlsplit
 
 from hubloader.core import settings as config
 from hubloader.core.errors import (
@@ -134,3 +135,27 @@ def hub_errors(
         ) from exc
     except hf.HFValidationError as exc:
         raise InvalidReference(f"{what!r} is not a valid HuggingFace repository or file name.") from exc
+
+
+def check_reachable(endpoint: str, what: str) -> None:
+    """One TCP connect to ``endpoint``, NetworkError at once when it is refused or the host unknown.
+
+    huggingface_hub >= 1.0 retries such a connection five times with backoff (23 s) before a search fails;
+    a connect first makes a dead endpoint one immediate error. Skipped when a proxy carries the requests
+    (the endpoint itself may be unreachable directly, yet fine through the proxy)."""
+    import socket
+    import urllib.request
+
+    parts = urlsplit(endpoint)
+    if not parts.hostname:
+        return
+    proxies = urllib.request.getproxies()
+    if (proxies.get(parts.scheme) or proxies.get("all")) and not urllib.request.proxy_bypass(parts.hostname):
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=10).close()
+    except OSError as exc:
+        raise NetworkError(
+            f"Could not reach {config.redact_url(endpoint)} for {what} ({network_reason(exc)}).", hint=UNREACHABLE_HINT
+        ) from exc

@@ -106,18 +106,23 @@ def primary_weight(files: list[ModelFile]) -> ModelFile | None:
     return next(f for f in weights if f.name == name)
 
 
+def file_type(repo: ModelMetadata, path: str) -> ModelType:
+    """The type of one file of a repo: its diffusers component folder's (``vae/`` …), else the repo's (the root
+    weights of a diffusers repo are a base model)."""
+    component = COMPONENT_TYPES.get(path.split("/")[0]) if "/" in path else None
+    return component or (repo.type if repo.format is not ModelFormat.DIFFUSERS else ModelType.BASE_MODEL)
+
+
 def narrow_to_file(meta: ModelMetadata, path: str) -> ModelMetadata:
     """A repo's metadata, turned into the metadata of one of its files."""
     match = next((f for f in meta.files if f.name == path), None)
     if match is None:
         raise FileNotFoundOnHub(f"{path} does not exist in {meta.model_id} at {meta.version or 'main'}.")
-    component = COMPONENT_TYPES.get(path.split("/")[0]) if "/" in path else None
-    kind = component or (meta.type if meta.format is not ModelFormat.DIFFUSERS else ModelType.BASE_MODEL)
     return dataclasses.replace(
         meta,
         model_id=f"{meta.model_id}/{path}",
         name=posixpath.basename(path),
-        type=kind,
+        type=file_type(meta, path),
         format=match.format,
         size_bytes=match.size_bytes,
         sha256=match.sha256,

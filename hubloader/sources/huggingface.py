@@ -78,9 +78,17 @@ from hubloader.sources.hf_cache import (
     write_file_list,
     write_ref,
 )
-from hubloader.sources.hf_errors import EndpointOption, RepoNotFoundOrPrivate, hub_compat, hub_errors
+from hubloader.sources.hf_errors import (
+    EndpointOption,
+    RepoNotFoundOrPrivate,
+    check_reachable,
+    http_error,
+    hub_compat,
+    hub_errors,
+)
 from hubloader.sources.hf_metadata import (
     cached_entries,
+    file_type,
     matches_filter,
     metadata_from_info,
     narrow_to_file,
@@ -94,6 +102,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from hubloader.sharedcache.cache import SharedCache
 
 __all__ = [
+    "file_type",
     "RESUMABLE_MIN_BYTES",
     "SEED_CACHE_DIR",
     "HuggingFaceHubService",
@@ -181,6 +190,21 @@ class HuggingFaceHubService:
         """:func:`~hubloader.sources.hf_errors.hub_errors` for this service's token."""
         return hub_errors(repo_id, path=path, revision=revision, has_token=bool(self._token))
 
+    def whoami(self) -> str:
+        """The user the token belongs to (the Hub's ``/api/whoami-v2``); AuthRequired when none is set or it is
+        refused (``hubloader login`` checks a token before saving it)."""
+        if not self._token:
+            raise AuthRequired("No HuggingFace token is set.", service=HUGGINGFACE)
+        endpoint = config.redact_url(config.hf_endpoint())
+        with self._hub_errors("the token check"):
+            try:
+                info = self.client.whoami(token=self._token.reveal())
+            except Exception as exc:  # huggingface_hub < 1.0 re-raises a 401 as a plain requests.HTTPError
+                if getattr(getattr(exc, "response", None), "status_code", None) in (401, 403):
+                    raise http_error(exc, "the token check", endpoint, has_token=True) from exc
+                raise
+        return str(info.get("name") or "")
+
     # -- search and metadata
 
     def search_models(
@@ -199,6 +223,7 @@ class HuggingFaceHubService:
         if wanted.model_type in (ModelType.LORA, ModelType.LYCORIS):
             tags.append("lora")
         post_filter = wanted.base_model is not None or wanted.model_type is not None
+        check_reachable(config.hf_endpoint(), f"the search {query or ''!r}")
         with self._hub_errors(f"the search {query or ''!r}"):
             infos = self.client.list_models(
                 search=query or None,

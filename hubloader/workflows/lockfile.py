@@ -48,7 +48,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hubloader.core.errors import HubloaderError, InvalidFile
+from hubloader.core.errors import HubloaderError, InvalidFile, NotFound
 from hubloader.core.folders import ModelFolders, active_folders
 from hubloader.core.settings import redact_url
 from hubloader.core.version import __version__
@@ -239,8 +239,8 @@ def lock(
             models.append(entry)
         except HubloaderError as exc:
             problems.append(f"{item.reference.name}: {exc.message}")
-    if problems:
-        raise HubloaderError(
+    if problems:  # NotFound, like a resolve with an unresolved model (the CLI exits 3 for both)
+        raise NotFound(
             "Cannot lock this workflow: " + "; ".join(problems) + ".",
             hint="A lockfile can only list models that are present or have a known source.",
         )

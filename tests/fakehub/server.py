@@ -23,7 +23,7 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from . import admin
+from . import admin, whoami
 from .bodies import login_page, send_blob
 from .civitai import CivitaiCatalog
 from .faults import Faults
@@ -87,6 +87,7 @@ class FakeHub:
         self.bytes_sent: Counter[str] = Counter()  # file-body bytes per request path; .total() for all
         self.valid_hf_tokens: set[str] = set()
         self.civitai_tokens: set[str] = set()
+        self.token_owners: dict[str, str] = {}  # token → user name (whoami); a valid token's default: fake-user
         self.grants: dict[str | int, set[str]] = {}
         self.files: dict[tuple[str, str], PlainFile] = {}
         self.redirects: dict[tuple[str, str], tuple[str, int]] = {}
@@ -134,6 +135,8 @@ class FakeHub:
             app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
             app[HOST_NAME] = name
             app.add_routes(admin.routes(self))
+            if name in ("hf", "civitai"):  # before the catalogs' catch-all routes
+                app.add_routes(whoami.hf_routes(self) if name == "hf" else whoami.civitai_routes(self))
             app.add_routes({"hf": self.hf.routes, "civitai": self.civitai.routes, "cdn": self._cdn_routes}[name]())
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
@@ -170,6 +173,7 @@ class FakeHub:
         self.bytes_sent.clear()
         self.valid_hf_tokens.clear()
         self.civitai_tokens.clear()
+        self.token_owners.clear()
         self.grants.clear()
         self.files.clear()
         self.redirects.clear()

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from hubloader.core.errors import HubloaderError
 from hubloader.core.version import __version__
-from hubloader.faces.cli import cache, get, info, listing, lock, login, plan, resolve, scan, search, ui, verify
+from hubloader.faces.cli import cache, get, info, listing, lock, login, plan, resolve, rm, scan, search, ui, verify
 from hubloader.faces.cli.options import Parser, output_options
 from hubloader.faces.cli.output import (
     EXIT_CODES_HELP,
@@ -31,6 +31,8 @@ from hubloader.faces.cli.output import (
     EXIT_USAGE,
     Output,
     exit_code_for,
+    first_time,
+    forget_said,
     one_line,
 )
 
@@ -39,7 +41,7 @@ __all__ = ["EXIT_CODES_HELP", "build_parser", "exit_code_for", "main"]
 log = logging.getLogger("hubloader")
 
 #: In the order ``hubloader --help`` lists them.
-COMMANDS = (search, get, listing, info, scan, plan, resolve, lock, verify, cache, login, ui)
+COMMANDS = (search, get, listing, info, rm, scan, plan, resolve, lock, verify, cache, login, ui)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,12 +73,27 @@ def _configure_logging(args: argparse.Namespace) -> None:
             else "%(asctime)s %(name)s %(levelname)s: %(message)s"
         )
     )
+    handler.addFilter(_OncePerMessage(keep_hub_logs=args.verbose))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING if not args.verbose else logging.INFO)
     log.setLevel(level)
     if args.quiet or args.json:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+class _OncePerMessage(logging.Filter):
+    """Each message once (a warning the registry logs and the command prints is one line), and no
+    huggingface_hub records: its own handler prints them already (with --verbose they are kept, for details)."""
+
+    def __init__(self, *, keep_hub_logs: bool) -> None:
+        super().__init__()
+        self.keep_hub_logs = keep_hub_logs
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("huggingface_hub") and not self.keep_hub_logs:
+            return False
+        return first_time(record.getMessage())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -88,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.func is None:
         parser.print_help()
         return EXIT_USAGE
+    forget_said()
     _configure_logging(args)
     out = Output(json_mode=args.json, quiet=args.quiet, verbose=args.verbose)
     try:

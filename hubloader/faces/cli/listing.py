@@ -40,22 +40,32 @@ def run(args: argparse.Namespace, out: Output) -> int:
         for meta in models:
             out.record(library_record(meta))
         return EXIT_OK
+    if out.quiet:  # the ids alone, one a line (for scripts: `hubloader list -q | xargs -n1 hubloader info`)
+        for meta in models:
+            out.result(meta.model_id)
+        return EXIT_OK
     if not models:
         out.line("No models registered." if not args.missing else "No missing models.")
         return EXIT_OK
     rows = [
         (
             m.name,
-            str(m.source),
+            m.model_id,
             "-" if _unusable(m) else m.type.value,
             m.base_model.value,
             human_size(m.size_bytes or None),
+            ", ".join(m.trigger_words) or "-",
+            f"{m.recommended_weight:g}" if m.recommended_weight is not None else "-",
             "invalid (unusable)" if _unusable(m) else registry_state(m).get("status", ""),
             str(m.local_path or "-"),
         )
         for m in models
     ]
-    out.table(("NAME", "SOURCE", "TYPE", "BASE", "SIZE", "STATUS", "PATH"), rows, widths={0: 40})
+    out.table(
+        ("NAME", "ID", "TYPE", "BASE", "SIZE", "TRIGGER WORDS", "WEIGHT", "STATUS", "PATH"),
+        rows,
+        widths={0: 32, 1: 40, 5: 32},
+    )
     return EXIT_OK
 
 
@@ -69,6 +79,8 @@ def library_record(meta: ModelMetadata) -> dict[str, Any]:
         "status": state.get("status", ""),
         "pinned": bool(state.get("pinned")),
         "path": str(meta.local_path) if meta.local_path else None,
+        "trigger_words": meta.trigger_words,
+        "recommended_weight": meta.recommended_weight,
         "error": meta.extra.get("error") if _unusable(meta) else None,
     }
 

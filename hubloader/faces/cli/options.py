@@ -39,7 +39,11 @@ def output_options() -> argparse.ArgumentParser:
     group = common.add_argument_group("output")
     group.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable JSON output")
     group.add_argument(
-        "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars or chatter"
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print only the result (saved paths; ids for search), no progress",
     )
     group.add_argument(
         "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log details; tracebacks on errors"
@@ -54,11 +58,14 @@ def add_command(
     help: str,
     examples: Sequence[str],
     common: argparse.ArgumentParser,
+    *,
+    aliases: Sequence[str] = (),
 ) -> argparse.ArgumentParser:
     """A (sub)command's parser: its one-line help, an epilog of ``examples`` and the output options."""
     epilog = "examples:\n" + "\n".join(f"  {example}" for example in examples)
     sub = commands.add_parser(
         name,
+        aliases=list(aliases),
         help=help,
         description=help,
         epilog=epilog,

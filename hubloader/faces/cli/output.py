@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Sequence
 from typing import Any
 
 from hubloader.core.errors import (
@@ -65,12 +66,14 @@ _EXIT_BY_CLASS: dict[type[BaseException], int] = {
 }
 
 EXIT_CODES_HELP = """\
-exit codes:
-  0    success (for get: every file complete and verified)
-  1    other error (e.g. a download that failed inside `resolve --download`)
+exit codes (the same for every command):
+  0    success (get: every file complete and verified; search: at least one hub answered)
+  1    other error: a download that failed inside `resolve --download`; `rm`/`cache cleanup`
+       not confirmed (nothing deleted)
   2    usage: bad arguments, malformed reference or setting
-  3    not found: model, file, revision; unresolvable workflow models
-  4    authentication: token missing or refused, gated repository, early access
+  3    not found: model, file, revision; a workflow/image model no source is known for
+       (`resolve` and `lock` alike)
+  4    authentication: token missing or refused (`login`, `whoami`), gated repository, early access
   5    integrity or safety: wrong hash, HTML instead of a model, unsafe/pickle file
   6    network: endpoint unreachable, timeout, rate limited (rerun to resume)
   7    disk full
@@ -111,11 +114,19 @@ class Output:
         if not self.quiet and not self.json:
             print(text, flush=True)
 
+    def result(self, text: str) -> None:
+        """The result alone (a saved path, an id), one per line: what ``-q`` keeps, for ``P=$(hubloader … -q)``."""
+        if not self.json:
+            print(text, flush=True)
+
     def record(self, data: Any) -> None:
         """One JSON document on one line (for --json)."""
         print(json.dumps(data, default=str, ensure_ascii=False), flush=True)
 
     def warn(self, text: str) -> None:
+        """A warning on stderr, once per run (the same words logged or warned before are not repeated)."""
+        if not first_time(str(text)):
+            return
         print(f"hubloader: warning: {_redact(text)}", file=sys.stderr, flush=True)
 
     def error(self, text: str) -> None:
@@ -128,13 +139,25 @@ class Output:
             return
         print(format_table(headers, rows, widths=widths), flush=True)
 
-    def progress(self, desc: str) -> Callable[[Any], None] | None:
-        """A tqdm bar for one file (drawn on stderr when it is a terminal), or None when quiet."""
-        if self.quiet or self.json:
-            return None
-        from hubloader.engine.download import TqdmProgress
 
-        return TqdmProgress(desc, disable=None, leave=True, dynamic_ncols=True)
+_said: set[str] = set()
+_said_lock = threading.Lock()
+
+
+def forget_said() -> None:
+    """A new run (``main`` called again in one process, as tests and hosts do): every message is new again."""
+    with _said_lock:
+        _said.clear()
+
+
+def first_time(message: str) -> bool:
+    """True the first time this run says ``message`` (warnings and log lines), False after."""
+    key = " ".join(str(message).split()).removeprefix("hubloader: ")
+    with _said_lock:
+        if key in _said:
+            return False
+        _said.add(key)
+        return True
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, widths: dict[int, int] | None = None) -> str:

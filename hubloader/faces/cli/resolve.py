@@ -72,10 +72,12 @@ def run(args: argparse.Namespace, out: Output) -> int:
     if args.download:
         _show_plan(resolver, path, out)
         resolver.confirmed_hosts = _confirm_hosts(report, args.allow_host, out)
-        bars = _ItemBars(out)
-        with cancel_on_sigint() as cancel:
-            resolver.fetch(report, progress=bars, cancel=cancel)
-        bars.close()
+        bars = _ItemBars(out, report)
+        try:
+            with cancel_on_sigint() as cancel:
+                resolver.fetch(report, progress=bars, cancel=cancel)
+        finally:
+            bars.close()
         if cancel.is_set():
             raise KeyboardInterrupt
     print_report(report, out, downloaded=args.download)
@@ -131,26 +133,32 @@ def _is_lockfile(path: Path) -> bool:
 
 
 class _ItemBars:
-    """One tqdm bar per model being fetched (the resolver reports ``(item, DownloadProgress)`` from threads)."""
+    """One bar per model being fetched plus an overall bar (plain lines off a terminal); the resolver reports
+    ``(item, DownloadProgress)`` from its threads. Closed before the report table is printed."""
 
-    def __init__(self, out: Output) -> None:
-        self.out = out
-        self.bars: dict[int, Callable[[Any], None] | None] = {}
+    def __init__(self, out: Output, report: ResolutionReport) -> None:
+        from hubloader.faces.cli.progress import Progress
+        from hubloader.workflows import Status
+
+        todo = report.by_status(Status.RESOLVED)
+        total = sum(item.size_bytes or (item.chosen.size_bytes if item.chosen else 0) for item in todo)
+        self.progress = None if out.quiet or out.json else Progress(len(todo), total)
+        self.bars: dict[int, Callable[[Any], None]] = {}
         self.lock = threading.Lock()
 
     def __call__(self, item: ModelStatus, event: Any) -> None:
+        if self.progress is None:
+            return
         with self.lock:
             if id(item) not in self.bars:
-                self.bars[id(item)] = self.out.progress(item.reference.file_name)
+                self.bars[id(item)] = self.progress.file(item.reference.file_name)
             bar = self.bars[id(item)]
-        if bar is not None:
-            bar(event)
+        bar(event)
 
     def close(self) -> None:
         """Close every bar drawn."""
-        for bar in self.bars.values():
-            if bar is not None and getattr(bar, "bar", None) is not None:
-                bar.bar.close()  # type: ignore[attr-defined]  # getattr above: this bar draws a tqdm bar
+        if self.progress is not None:
+            self.progress.close()
 
 
 def print_report(report: ResolutionReport, out: Output, *, downloaded: bool) -> None:

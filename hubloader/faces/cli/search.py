@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from typing import Any
 
+from hubloader.core.errors import NetworkError
 from hubloader.core.metadata import ModelMetadata, SortBy, Source
 from hubloader.core.settings import redact_url
 from hubloader.core.units import human_size
@@ -21,6 +23,7 @@ EXAMPLES = (
     "hubloader search inkwash",
     "hubloader search anime --source civitai --type lora --base sdxl --sort popular",
     "hubloader search flux --source hf --limit 5 --json",
+    "hubloader search inkwash --source civitai -q | head -1 | xargs hubloader get",
 )
 
 
@@ -41,17 +44,28 @@ def run(args: argparse.Namespace, out: Output) -> int:
     """Search the hubs; a failing source is a warning while another one answers."""
     sources = SEARCH_SOURCES[args.source]
     sort = SortBy.parse(args.sort) if args.sort else None
-    with open_registry() as registry:
-        results = registry.search(
-            args.query, sources, args.type, args.base, limit=args.limit, remote_only=True, sort=sort
-        )
+    registry_log = logging.getLogger("hubloader.registry")
+    level = registry_log.level
+    if not out.verbose:  # it logs each failing hub; we say it below, once
+        registry_log.setLevel(logging.ERROR)
+    try:
+        with open_registry() as registry:
+            results = registry.search(
+                args.query, sources, args.type, args.base, limit=args.limit, remote_only=True, sort=sort
+            )
+    finally:
+        registry_log.setLevel(level)
     if len(results.failures) == len(sources):
-        raise next(iter(results.failures.values()))
+        raise _none_answered(list(results.failures.values()))
     for warning in results.warnings:
         out.warn(warning)
     if out.json:
         for meta in results:
             out.record(search_record(meta))
+        return EXIT_OK
+    if out.quiet:  # ids alone, one a line: `for id in $(hubloader search ink -q); do hubloader get "$id"; done`
+        for meta in results:
+            out.result(meta.model_id)
         return EXIT_OK
     if not results:
         out.line("No models found.")
@@ -73,6 +87,19 @@ def run(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
+def _none_answered(errors: list[Exception]) -> Exception:
+    """No hub answered: their reasons in one error (one line), or the one hub's own error."""
+    if len(errors) == 1:
+        return errors[0]
+    if all(isinstance(e, NetworkError) for e in errors):
+        reasons = "; ".join(getattr(e, "message", str(e)).rstrip(".") for e in errors)
+        return NetworkError(
+            f"No hub answered the search: {reasons}.",
+            hint="Check the connection (and HF_ENDPOINT/CIVITAI_ENDPOINT, if set), then try again.",
+        )
+    return next((e for e in errors if not isinstance(e, NetworkError)), errors[0])
+
+
 def search_record(meta: ModelMetadata) -> dict[str, Any]:
     """One search result as a JSON line."""
     return {
@@ -88,6 +115,3 @@ def search_record(meta: ModelMetadata) -> dict[str, Any]:
         "air": meta.air,
         "url": redact_url(meta.remote_url) if meta.remote_url else "",
     }
-
-
-# --- get -----------------------------------------------------------------------------------------------------
