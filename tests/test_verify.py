@@ -169,6 +169,7 @@ def test_resolve_download_shows_the_plan_before_fetching(hub_env, tmp_path: Path
     assert planned.returncode == 1  # the gated one cannot be fetched now, and the plan says why
     assert f"needs its licence accepted at {hub_env.hf_url}/org/gated" in planned.stdout
     result = hubloader("resolve", str(workflow), "--download", "--models-dir", str(tmp_path / "m"))
-    out = result.stdout
-    assert out.index("1 to fetch") < out.index("fetched")  # the plan first, then the fetch
+    # The plan first (on stderr, beside the progress), then the fetch; stdout keeps the result table.
+    assert result.stderr.index("1 to fetch") < result.stderr.index("downloaded base.safetensors")
+    assert "1 to fetch" not in result.stdout and "fetched" in result.stdout
     assert (tmp_path / "m" / "checkpoints" / "base.safetensors").read_bytes() == CKPT

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import threading
@@ -85,14 +86,17 @@ def run(args: argparse.Namespace, out: Output) -> int:
 
 
 def _show_plan(resolver: Any, path: Path, out: Output) -> None:
-    """Before fetching: what the fetch will take (sizes, needs, disk space), as ``hubloader plan`` prints it."""
+    """Before fetching: what the fetch will take (sizes, needs, disk space), as ``hubloader plan`` prints it.
+
+    On stderr, beside the progress: stdout keeps only the result table, as it does without ``--download``."""
     if out.json or out.quiet:
         return
     from hubloader.faces.cli.plan import print_plan
     from hubloader.workflows.plan import Planner
 
-    print_plan(Planner(resolver).plan(str(path)), out)
-    out.line("Fetching what can be fetched…")
+    with contextlib.redirect_stdout(sys.stderr):
+        print_plan(Planner(resolver).plan(str(path)), out)
+        out.line("Fetching what can be fetched…")
 
 
 def _confirm_hosts(report: ResolutionReport, allowed: list[str], out: Output) -> frozenset[str]:
