@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from hubloader.core.folders import standalone_folders
+from hubloader.engine.speeds import recent_speed
 from hubloader.library.hashcache import HashCache
 from hubloader.workflows import Resolver
 from hubloader.workflows.lockfile import LockedModel, Lockfile
 from hubloader.workflows.plan import InstallPlan, Planner, PlanStatus
-from hubloader.workflows.speeds import recent_speed
 from tests.fakehub.modelfiles import kohya_lora, safetensors_bytes, sd15_checkpoint
 from tests.workflow_samples import node, ui_workflow
 
@@ -326,3 +326,16 @@ def test_present_elsewhere_through_the_registry(hub_env, tmp_path: Path):
     (model,) = Planner(Resolver(standalone_folders(root), search=False)).plan(graph).models
     assert model.status is PlanStatus.PRESENT_ELSEWHERE and model.path == str(elsewhere)
     assert model.reuse in ("link", "copy") and model.destination == str(root / "loras" / "ink.safetensors")
+
+
+@pytest.mark.hf
+def test_a_plain_get_counts_toward_the_time_estimate(hub_env, tmp_path: Path):
+    """Every transfer through the gate is recorded, not only the resolver's: `hubloader get` too."""
+    from hubloader import HuggingFaceHubService
+
+    big = safetensors_bytes(sd15_checkpoint(), seed=41)
+    hub_env.add_hf_repo("acme/got", files={"got.safetensors": big})
+    hub_env.faults.bandwidth_per_connection = max(len(big) * 5, 1)  # ~0.2 s
+    assert recent_speed() is None
+    HuggingFaceHubService().download_model("acme/got/got.safetensors", cache_dir=tmp_path / "cache")
+    assert (recent_speed() or 0) > 0

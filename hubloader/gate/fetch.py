@@ -17,6 +17,7 @@ from hubloader.core.errors import HubloaderError
 from hubloader.core.metadata import DownloadResult
 from hubloader.engine.download import DownloadProgress, check_free_space, download_file
 from hubloader.engine.partfile import partial_ranges
+from hubloader.engine.speeds import record_download
 from hubloader.gate import policy
 from hubloader.gate.request import FileRequest
 from hubloader.sharedcache.cache import SharedCache, fetch_via_shared_cache
@@ -67,7 +68,9 @@ def _fetch(
     request.folder.mkdir(parents=True, exist_ok=True)
 
     def from_origin(target: Path) -> DownloadResult:
-        return _from_origin(request, target, progress, cancel)
+        fetched = _from_origin(request, target, progress, cancel)
+        record_download(fetched)  # every transfer from the internet: what an install plan's estimate uses
+        return fetched
 
     result = fetch_via_shared_cache(
         request.sha256,

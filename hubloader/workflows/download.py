@@ -16,7 +16,6 @@ from hubloader.sharedcache.cache import SharedCache
 from hubloader.sources.references import canonical_url
 from hubloader.workflows.finding import ModelReference
 from hubloader.workflows.report import Candidate, ModelStatus, ResolutionReport, Status
-from hubloader.workflows.speeds import record_download
 
 
 def expected_sha256(ref: ModelReference, candidate: Candidate) -> str:
@@ -56,9 +55,7 @@ def download_candidate(
         confirmed_hosts=confirmed_hosts,
         record={"source": candidate.source, "url": canonical_url(candidate.url), "air": candidate.air},
     )
-    result = fetch_file(request, progress=progress, cancel=cancel, shared_cache=shared_cache)
-    record_download(result)  # what an install plan's time estimate is based on
-    return result
+    return fetch_file(request, progress=progress, cancel=cancel, shared_cache=shared_cache)
 
 
 def check_short_hashes(ref: ModelReference, sha256: str, path: Path) -> None:

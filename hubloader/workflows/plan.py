@@ -4,7 +4,7 @@ Per model: its :class:`PlanStatus`, the chosen source (confidence, evidence, exa
 where it will land (after the gate's collision rule), what it needs (a token, a gated repo's licence, CivitAI
 early access or login; downloads disabled and archived block it), and whether it can be fetched now and why not.
 Per destination file system: the bytes to fetch against the free space. Overall: the files reused and a time
-estimate at the speed of the last downloads (:mod:`~hubloader.workflows.speeds`).
+estimate at the speed of the last downloads (:mod:`~hubloader.engine.speeds`).
 
 When a pinned source is gone (a deleted or archived CivitAI version, a repo that no longer answers), the plan
 offers the other places known to serve the *same SHA256* — our registry, a local file with those bytes, the
@@ -26,6 +26,7 @@ from pathlib import Path
 from hubloader.core.errors import ConfigError, HubloaderError
 from hubloader.core.folders import ModelFolders, active_folders
 from hubloader.core.settings import redact_url
+from hubloader.engine.speeds import recent_speed
 from hubloader.gate.policy import DownloadRefused, place_apart
 from hubloader.gate.request import FileRequest
 from hubloader.library.hashcache import HashCache
@@ -46,7 +47,6 @@ from hubloader.workflows.probe import Need, Probe, civitai_ids, probe
 from hubloader.workflows.report import Candidate, ModelStatus, ProgressCallback, ResolutionReport, Status
 from hubloader.workflows.resolver import Resolver, WorkflowInput
 from hubloader.workflows.reuse import place_reused
-from hubloader.workflows.speeds import recent_speed
 
 
 class Planner:
