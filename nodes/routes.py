@@ -39,6 +39,10 @@ CONFIRM_FIELDS = frozenset({"confirm", "confirmed"})
 
 Send = Callable[[str, dict[str, Any]], None]
 
+#: The websocket events of a download: ``hubloader.download.state`` and ``hubloader.download.progress``, each
+#: with the job's dict (web/hubloader.js listens to exactly these names).
+DOWNLOAD_EVENT = "hubloader.download"
+
 
 def _error(exc: Exception, status: int = 400) -> web.Response:
     """``{"error": what happened, "hint": what is needed, then what to do in the sidebar}``."""
@@ -114,7 +118,7 @@ class HubRoutes:
     def _job_event(self, event: str, job: dict[str, Any]) -> None:
         if event == "state" and job["state"] == DONE and job["kind"]:
             folders.refresh(job["kind"])
-        self.send(f"hubloader.engine.download.{event}", job)
+        self.send(f"{DOWNLOAD_EVENT}.{event}", job)
         if event == "state" and job["state"] == DONE:
             self.send("hubloader.models.changed", {"kind": job["kind"], "name": job["filename"]})
 

@@ -85,7 +85,7 @@ def test_download_from_huggingface_lands_in_the_kind_folder_and_refreshes_combos
         assert placed.read_bytes() == data
         assert "ink.safetensors" in comfy.get_filename_list("loras")
         assert "hubloader.models.changed" in events.names()
-        assert ("hubloader.engine.download.state", "done") in [(e, d["state"]) for e, d in events if "state" in d]
+        assert ("hubloader.download.state", "done") in [(e, d["state"]) for e, d in events if "state" in d]
         library = await (await client.get("/hubloader/library?kind=loras")).json()
         assert [m["name"] for m in library["models"]] == ["ink.safetensors"]
         info = await (await client.get("/hubloader/model?kind=loras&name=ink.safetensors")).json()
@@ -395,3 +395,23 @@ def test_model_info_answers_when_the_index_is_corrupt(comfy):
         assert info["exists"] is True and info["url"] == ""
 
     run_app(test)
+
+
+def test_the_page_listens_to_every_download_event_the_server_sends(comfy):
+    """The sidebar's cards and queue follow jobs over the websocket: an event name the page does not listen to
+    leaves them at "Queued" (ComfyUI's frontend only warns "Unknown message type")."""
+    from nodes.routes import HubRoutes
+
+    jobs, events = JobManager(max_workers=1), Events()
+    HubRoutes(jobs, events)
+
+    def work(progress: Callable[[int, int], None], cancel: threading.Event) -> str:
+        progress(5, 10)
+        return str(Path(comfy.get_folder_paths("loras")[0]) / "x.safetensors")
+
+    jobs.wait(jobs.submit("x", work, kind="", ref="someone/styles/x.safetensors").id, timeout=10)
+    jobs.shutdown()
+    page = (Path(__file__).resolve().parents[1] / "web" / "hubloader.js").read_text()
+    sent = {name for name in events.names() if name.startswith("hubloader.download.")}
+    assert sent == {"hubloader.download.state", "hubloader.download.progress"}
+    assert [name for name in sent if f'"{name}"' not in page] == []
