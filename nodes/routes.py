@@ -113,6 +113,7 @@ class HubRoutes:
         routes.post(f"{PREFIX}/missing")(self.missing)
         routes.post(f"{PREFIX}/missing/fetch")(self.fetch_missing)
         routes.get(f"{PREFIX}/nodes")(self.node_inputs)
+        routes.get(f"{PREFIX}/source")(self.source_entry)
 
     # -- events ----------------------------------------------------------------------------------------
     def _job_event(self, event: str, job: dict[str, Any]) -> None:
@@ -199,6 +200,18 @@ class HubRoutes:
         if problem:
             return _error(ValueError(problem))
         return web.json_response(await _blocking(_model_info, kind, name))
+
+    async def source_entry(self, request: web.Request) -> web.Response:
+        """The ``properties.models`` entry for a loader's ``source`` (``?kind=loras&source=civitai:1@2``): the file's
+        name as it will be placed, its URL, folder and hash, so a workflow saved before it runs says how to fetch
+        it. From this machine only: it asks the source and may hash a same-named local file (SECURITY.md)."""
+        if not is_local(request):
+            return _forbidden("Only a browser on this machine may ask for a source's file entry; nothing was asked.")
+        try:
+            kind = folders.check_kind(request.query.get("kind", ""))
+            return web.json_response(await _blocking(fetch.models_entry, request.query.get("source", ""), kind))
+        except HubloaderError as exc:
+            return _error(exc, _status_of(exc))
 
     async def node_inputs(self, request: web.Request) -> web.Response:
         return web.json_response({node: {"kind": k, "input": i} for node, (k, i) in MODEL_INPUTS.items()})
