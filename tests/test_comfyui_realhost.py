@@ -13,6 +13,8 @@ root folder before the hub layer inside it.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -79,8 +81,14 @@ def comfy(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     (base / "custom_nodes" / "hubloader").symlink_to(ROOT, target_is_directory=True)
     settings = base / "user" / "default" / "comfy.settings.json"
     settings.parent.mkdir(parents=True)
-    # A first-run tutorial or core's own missing-models warning would cover the page.
-    settings.write_text(json.dumps({"Comfy.TutorialCompleted": True, "Comfy.Workflow.ShowMissingModelsWarning": False}))
+    # A first-run tutorial or core's own missing-models warning would cover the page. The canvas settings are
+    # what a profile that opened ComfyUI once holds: on a blank one, frontend 1.27's Comfy.Canvas.NavigationMode
+    # writes them before they are registered and the page throws "Cannot read properties of undefined (reading
+    # 'id')" (settingStore onChange, no extension involved), which would hide an error of ours.
+    seen = {"Comfy.TutorialCompleted": True, "Comfy.Workflow.ShowMissingModelsWarning": False}
+    seen |= {"Comfy.Canvas.NavigationMode": "legacy", "Comfy.Canvas.LeftMouseClickBehavior": "panning"}
+    seen |= {"Comfy.Canvas.MouseWheelScroll": "zoom"}
+    settings.write_text(json.dumps(seen))
     port = _free_port()
     env = {
         **os.environ,
@@ -171,40 +179,170 @@ def test_workflow_with_hub_lora_loader_fetches_from_civitai(comfy: Comfy):
     assert any(path.stat().st_size > 0 for path in loras)
 
 
-def test_sidebar_searches_and_downloads_in_chromium(comfy: Comfy):
+class Console:
+    """What the page printed: uncaught errors, console errors and warnings. ComfyUI itself logs some 404s (no
+    user.css, no saved workflows yet) and fails to reach api.comfy.org offline; those are not ours."""
+
+    def __init__(self, page: Any) -> None:
+        self.lines: list[str] = []
+        page.on("pageerror", lambda exc: self.lines.append(f"pageerror: {exc.stack or exc}"))
+        page.on("console", self._message)
+
+    def _message(self, message: Any) -> None:
+        url = (message.location or {}).get("url", "")
+        if message.type == "error" and (message.text.startswith("Failed to load resource") and "/hubloader" not in url):
+            return
+        if message.type == "error" or (message.type == "warning" and "hubloader" in message.text.lower()):
+            self.lines.append(f"{message.type}: {message.text} ({url})")
+
+
+@contextlib.contextmanager
+def chromium_page(comfy: Comfy) -> Iterator[tuple[Any, Any, Console]]:
+    """The ComfyUI page in headless Chromium, our missing-models dialog closed if it opened."""
     playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright (pip) is not installed")
     if not shutil.which(CHROMIUM) and not Path(CHROMIUM).is_file():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    comfy.hub.add_civitai_model("Sidebar Ink LoRA", trained_words=["sidebarink", "lineart"], base_model="SDXL 1.0")
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
     flags += ["--disable-component-update", "--disable-sync", "--no-first-run"]
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=flags, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(comfy.url)
-        tab = page.locator(".pi-cloud-download").first
-        tab.wait_for(timeout=60000)
-        dialog = page.locator(".hubloader-dialog")
-        try:  # the default workflow names a checkpoint this empty ComfyUI lacks: our dialog says so
-            dialog.wait_for(timeout=15000)
-            assert "missing" in dialog.inner_text()
-            dialog.get_by_text("Close").click()
-        except playwright_api.TimeoutError:
-            pass
-        tab.click()
-        page.locator(".hubloader-input[name=q]").fill("Sidebar Ink")
-        page.locator(".hubloader-form button[type=submit]").click()
-        card = page.locator(".hubloader-card", has_text="Sidebar Ink LoRA")
-        card.wait_for(timeout=30000)
-        assert "sidebarink" in card.inner_text()
-        card.get_by_text("Download").click()
-        page.get_by_text("Queue", exact=True).click()
-        page.locator(".hubloader-job[data-state=done]").first.wait_for(timeout=60000)
-        SCREENSHOT.parent.mkdir(exist_ok=True)
-        page.screenshot(path=str(SCREENSHOT))
-        browser.close()
-    assert [e for e in errors if "hubloader" in e.lower()] == []
-    placed = [p.name for p in (comfy.base / "models" / "loras").glob("*.safetensors")]
-    assert any(name.startswith("Sidebar") for name in placed), placed
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            console = Console(page)
+            page.goto(comfy.url)
+            page.locator(".pi-cloud-download").first.wait_for(timeout=60000)
+            dialog = page.locator(".hubloader-dialog")
+            try:  # the default workflow names a checkpoint this empty ComfyUI lacks: our dialog says so
+                dialog.wait_for(timeout=15000)
+                assert "missing" in dialog.inner_text()
+                dialog.get_by_text("Close").click()
+            except playwright_api.TimeoutError:
+                pass
+            yield page, playwright_api, console
+        finally:
+            browser.close()
+
+
+#: What a card shows while its download runs: a percentage (the bar beside it has the same value).
+CARD_PROGRESS_JS = """() => {
+  const card = document.querySelector(".hubloader-card[data-state=running]");
+  const bar = card?.querySelector("progress.hubloader-card-progress");
+  const text = card?.querySelector(".hubloader-card-status")?.textContent || "";
+  return bar && !bar.hidden && bar.value > 0 && bar.value < 100 && /\\d+%/.test(text) ? text : null;
+}"""
+
+
+def test_sidebar_searches_and_downloads_in_chromium(comfy: Comfy):
+    from tests.fakehub.modelfiles import kohya_lora, safetensors_bytes
+
+    data = safetensors_bytes(kohya_lora(rank=32), seed=11)  # ~300 KB at 60 KB/s: seconds of visible progress
+    comfy.hub.add_civitai_model(
+        "Sidebar Ink LoRA",
+        trained_words=["sidebarink", "lineart"],
+        base_model="SDXL 1.0",
+        files=[{"name": "sidebar-ink.safetensors", "data": data}],
+    )
+    comfy.hub.faults.update(bandwidth_total=60_000)
+    try:
+        with chromium_page(comfy) as (page, _, console):
+            page.locator(".pi-cloud-download").first.click()
+            page.locator(".hubloader-input[name=q]").fill("Sidebar Ink")
+            page.locator(".hubloader-form button[type=submit]").click()
+            card = page.locator(".hubloader-card", has_text="Sidebar Ink LoRA")
+            card.wait_for(timeout=30000)
+            assert "sidebarink" in card.inner_text()
+            card.get_by_text("Download").click()
+            shown = page.wait_for_function(CARD_PROGRESS_JS, timeout=60000).json_value()
+            print(f"card while downloading: {shown}")
+            SCREENSHOT.parent.mkdir(exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT))
+            done = page.locator(".hubloader-card[data-state=done]", has_text="Sidebar Ink LoRA")
+            done.wait_for(timeout=60000)
+            assert "✓ Done → models/loras/sidebar-ink.safetensors" in done.inner_text()
+            assert done.locator("button").inner_text() == "Downloaded"
+            page.get_by_text("Queue", exact=True).click()
+            page.locator(".hubloader-job[data-state=done]").first.wait_for(timeout=60000)
+            assert console.lines == [], "\n".join(console.lines)
+    finally:
+        comfy.hub.faults.update(bandwidth_total=None)
+    placed = (comfy.base / "models" / "loras" / "sidebar-ink.safetensors").read_bytes()
+    assert placed == data
+
+
+#: A workflow with one Hub LoRA Loader and nothing in it yet, as opened from a file.
+ONE_LOADER = {
+    "last_node_id": 1,
+    "last_link_id": 0,
+    "nodes": [
+        {
+            "id": 1,
+            "type": "HubloaderLoraLoader",
+            "pos": [200, 200],
+            "size": [320, 220],
+            "flags": {},
+            "order": 0,
+            "mode": 0,
+            "inputs": [],
+            "outputs": [],
+            "properties": {},
+            "widgets_values": ["", "", 1.0, 1.0, True, False],
+        }
+    ],
+    "links": [],
+    "groups": [],
+    "config": {},
+    "extra": {},
+    "version": 0.4,
+}
+
+#: Type a source into the loader as the canvas' text prompt commits it (setValue: value, callback, onWidgetChanged).
+SET_SOURCE_JS = """async ([workflow, source]) => {
+  const app = window.comfyAPI.app.app;
+  await app.loadGraphData(workflow);
+  const node = app.graph.nodes.find((n) => n.type === "HubloaderLoraLoader");
+  node.widgets.find((w) => w.name === "source").setValue(source, { node, canvas: app.canvas });
+}"""
+
+
+def test_a_loaders_source_is_in_the_workflow_saved_before_it_runs(comfy: Comfy):
+    from tests.fakehub.modelfiles import kohya_lora, safetensors_bytes
+
+    data = safetensors_bytes(kohya_lora(), seed=12)
+    model_id, version_id = comfy.hub.add_civitai_model(
+        "Source Ink LoRA", files=[{"name": "source-ink.safetensors", "data": data}]
+    )
+    loras = comfy.base / "models" / "loras"
+    loras.mkdir(parents=True, exist_ok=True)
+    (loras / "source-ink.safetensors").write_bytes(safetensors_bytes(kohya_lora(), seed=13))  # a different file
+    saved = comfy.base / "user" / "default" / "workflows" / "source-ink.json"
+    with chromium_page(comfy) as (page, _, console):
+        page.evaluate(SET_SOURCE_JS, [ONE_LOADER, f"civitai:{model_id}@{version_id}"])
+        page.wait_for_function(
+            "() => window.comfyAPI.app.app.graph.nodes.find((n) => n.type === 'HubloaderLoraLoader')"
+            "?.properties?.models?.length === 1",
+            timeout=30000,
+        )
+        # As Ctrl+S: not awaited here, since it waits for the file name asked next.
+        page.evaluate("() => { window.comfyAPI.app.app.extensionManager.command.execute('Comfy.SaveWorkflow'); }")
+        name = page.locator(".p-dialog input")
+        name.wait_for(timeout=15000)
+        name.fill("source-ink")
+        name.press("Enter")
+        deadline = time.monotonic() + 30
+        while not saved.is_file() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert console.lines == [], "\n".join(console.lines)
+    workflow = json.loads(saved.read_text())
+    node = next(n for n in workflow["nodes"] if n["type"] == "HubloaderLoraLoader")
+    apart = f"source-ink-{version_id}.safetensors"  # the name it will get: the plain one holds another file
+    assert node["properties"]["models"] == [
+        {
+            "name": apart,
+            "url": f"{comfy.hub.civitai_url}/api/download/models/{version_id}",
+            "directory": "loras",
+            "hash": hashlib.sha256(data).hexdigest(),
+            "hash_type": "SHA256",
+        }
+    ]
+    assert node["widgets_values"][:2] == [apart, f"civitai:{model_id}@{version_id}"]
+    assert not (loras / apart).exists()  # written before the graph ran: nothing fetched yet
