@@ -251,7 +251,7 @@ def known_source(path: Path) -> tuple[str, str] | None:
 # -- what a workflow needs to fetch a source again ----------------------------------------------------
 
 
-def models_entry(reference: str, kind: str) -> dict[str, Any]:
+def models_entry(reference: str, kind: str) -> dict[str, object]:
     """The ``properties.models`` entry of the file ``reference`` names, as ComfyUI's missing-models check reads
     it (``name`` as the file will be placed, after the collision rule; ``url``; ``directory``; ``hash``), and
     whether that very file is there already. Asks the source for metadata only; nothing is downloaded."""
@@ -271,7 +271,7 @@ def models_entry(reference: str, kind: str) -> dict[str, Any]:
             planned.sha256,
             planned.exists,
         )
-    entry = {"name": name, "url": url, "directory": kind}  # the name as ComfyUI lists it, so the combo matches
+    entry: dict[str, str] = {"name": name, "url": url, "directory": kind}  # as ComfyUI lists it: the combo matches
     if sha256:
         entry.update(hash=sha256.lower(), hash_type="SHA256")
     return {"model": entry, "exists": exists}
