@@ -218,17 +218,25 @@ def _fetch_huggingface(
         raise PickleNotAllowed(f"{ref.filename} in {ref.repo_id} is a pickle file ({source.format.value}).")
     kind = kind or kind_of(source.type)
     url = hf_resolve_url(ref)
-    dest = _folder(folders, kind) / safe_filename(save_as or Path(ref.filename).name)
-    if source.sha256:  # the gate's destination rule before any byte; link_into judges a small git file
-        request = FileRequest(url=url, folder=dest.parent, name=dest.name, sha256=source.sha256.lower())
-        if not save_as:  # a same-named different file (another repo's model.safetensors) stays: this one goes apart
-            request = place_apart(request, hf_apart(ref.repo_id, ref.filename))
-            dest = request.dest
-        if check_destination(request) is not None:
-            return Placed(dest, kind, source, reused=True, url=url, sha256=source.sha256)
+    request = _hf_request(ref, _folder(folders, kind), source, save_as)
+    dest = request.dest
+    if source.sha256 and check_destination(request) is not None:  # link_into judges a small git file
+        return Placed(dest, kind, source, reused=True, url=url, sha256=source.sha256)
     if cached is None:
         cached = service.download_model(str(ref), revision=revision, **options)
     return Placed(Path(link_into(cached, dest)), kind, source, url=url, sha256=source.sha256)
+
+
+def _hf_request(ref: ModelRef, folder: Path, source: ModelMetadata, save_as: str | None) -> FileRequest:
+    """Where a HuggingFace file lands in ``folder``: ``save_as``, else its own name unless a different file has
+    it (another repo's model.safetensors stays; this one goes apart, :func:`hf_apart`). Without a published
+    SHA256 (a small git file) the plain name, which link_into judges."""
+    assert ref.filename is not None and ref.repo_id is not None  # a HuggingFace file reference names both
+    name = safe_filename(save_as or Path(ref.filename).name)
+    request = FileRequest(url=hf_resolve_url(ref), folder=folder, name=name, sha256=(source.sha256 or "").lower())
+    if source.sha256 and not save_as:
+        request = place_apart(request, hf_apart(ref.repo_id, ref.filename))
+    return request
 
 
 def _cached_source(ref: ModelRef, cached: Path) -> ModelMetadata:
@@ -320,6 +328,65 @@ def _version_id(revision: str | None) -> int | None:
     if not str(revision).strip().isdigit():
         raise InvalidReference(f"Revision {revision!r} is not a CivitAI version id (a number).")
     return int(revision)
+
+
+# --- the plan: where a file will land, before any byte ----------------------------------------------
+
+
+@dataclass
+class Planned:
+    """Where :func:`fetch` would place a hub file and what another machine needs to fetch the same one."""
+
+    path: Path  # after the collision rule (a same-named different file sends it apart)
+    kind: str
+    url: str
+    sha256: str = ""
+    exists: bool = False  # the very file is there already
+
+
+def plan(what: str | ModelRef, folders: ModelFolders | Path, *, kind: str | None = None) -> Planned:
+    """Where :func:`fetch` would place the one file ``what`` names (a HuggingFace file or a CivitAI model,
+    version, file, AIR or hash), asking the source for its metadata only: nothing is downloaded or created.
+    A workflow can then carry the file's name, URL and hash before it runs (ComfyUI's ``properties.models``)."""
+    ref = what if isinstance(what, ModelRef) else parse_reference(what)
+    if ref.kind == HUGGINGFACE:
+        return _plan_huggingface(ref, folders, kind)
+    from hubloader.sources.civitai import CivitAIService
+
+    service = CivitAIService()
+    if ref.kind == HASH:
+        ref = civitai_file_with_hash(service.lookup(ref), ref.hash or "")
+    if kind is None:
+        kind = kind_of(service.get_model_details(ref).type)
+    meta, _file, request = service.file_request(ref, download_dir=_target(folders, kind))
+    return Planned(request.dest, kind, download_url(meta), request.sha256, _same_file(request))
+
+
+def _plan_huggingface(ref: ModelRef, folders: ModelFolders | Path, kind: str | None) -> Planned:
+    from hubloader.sources.huggingface import HuggingFaceHubService
+
+    if not ref.filename:
+        raise InvalidReference(
+            f"{ref.text!r} names a whole repository.",
+            hint="Name one file in it: owner/repo/file.safetensors (or paste the file's URL).",
+        )
+    source = HuggingFaceHubService().model_info(str(ref), revision=ref.revision or "main")
+    kind = kind or kind_of(source.type)
+    request = _hf_request(ref, _target(folders, kind), source, None)
+    return Planned(request.dest, kind, hf_resolve_url(ref), request.sha256, _same_file(request))
+
+
+def _target(folders: ModelFolders | Path, kind: str) -> Path:
+    """``kind``'s folder, not created (a plan writes nothing)."""
+    return Path(folders).expanduser() if isinstance(folders, (str, Path)) else folders.target(kind)
+
+
+def _same_file(request: FileRequest) -> bool:
+    """The request's file is at its destination already (a different one there is the collision rule's)."""
+    try:
+        return request.sha256 != "" and check_destination(request) is not None
+    except HubloaderError:
+        return False
 
 
 # --- a plain URL ---------------------------------------------------------------------------------------

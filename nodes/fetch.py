@@ -246,3 +246,32 @@ def known_source(path: Path) -> tuple[str, str] | None:
 
         return download_url(meta), meta.sha256
     return None
+
+
+# -- what a workflow needs to fetch a source again ----------------------------------------------------
+
+
+def models_entry(reference: str, kind: str) -> dict[str, object]:
+    """The ``properties.models`` entry of the file ``reference`` names, as ComfyUI's missing-models check reads
+    it (``name`` as the file will be placed, after the collision rule; ``url``; ``directory``; ``hash``), and
+    whether that very file is there already. Asks the source for metadata only; nothing is downloaded."""
+    from hubloader import pipeline as place
+
+    kind = folders.check_kind(kind)
+    text = reference.strip()
+    ref = check_reference(text)
+    done = fetched(kind, text)
+    if done is not None:
+        name, url, sha256, exists = done.name, done.url, done.sha256, True
+    else:
+        planned = place.plan(ref, folders.target_dir(kind), kind=kind)
+        name, url, sha256, exists = (
+            folders.relative_name(kind, planned.path),
+            planned.url,
+            planned.sha256,
+            planned.exists,
+        )
+    entry: dict[str, str] = {"name": name, "url": url, "directory": kind}  # as ComfyUI lists it: the combo matches
+    if sha256:
+        entry.update(hash=sha256.lower(), hash_type="SHA256")
+    return {"model": entry, "exists": exists}

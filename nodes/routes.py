@@ -49,6 +49,10 @@ MAX_CONFIRMED_HOSTS, MAX_HOST_CHARS = 32, 260
 
 Send = Callable[[str, dict[str, Any]], None]
 
+#: The websocket events of a download: ``hubloader.download.state`` and ``hubloader.download.progress``, each
+#: with the job's dict (web/hubloader.js listens to exactly these names).
+DOWNLOAD_EVENT = "hubloader.download"
+
 
 def _error(exc: Exception, status: int = 400) -> web.Response:
     """``{"error": what happened, "hint": what is needed, then what to do in the sidebar}``."""
@@ -148,6 +152,7 @@ class HubRoutes:
             ("GET", "plan", self.plan),
             ("POST", "plan", self.plan),
             ("GET", "nodes", self.node_inputs),
+            ("GET", "source", self.source_entry),
         ):
             routes.route(method, f"{PREFIX}/{path}")(_one_line_on_storage_faults(handler))
 
@@ -155,7 +160,7 @@ class HubRoutes:
     def _job_event(self, event: str, job: dict[str, Any]) -> None:
         if event == "state" and job["state"] == DONE and job["kind"]:
             folders.refresh(job["kind"])
-        self.send(f"hubloader.engine.download.{event}", job)
+        self.send(f"{DOWNLOAD_EVENT}.{event}", job)
         if event == "state" and job["state"] == DONE:
             self.send("hubloader.models.changed", {"kind": job["kind"], "name": job["filename"]})
 
@@ -236,6 +241,18 @@ class HubRoutes:
         if problem:
             return _error(ValueError(problem))
         return web.json_response(await _blocking(_model_info, kind, name))
+
+    async def source_entry(self, request: web.Request) -> web.Response:
+        """The ``properties.models`` entry for a loader's ``source`` (``?kind=loras&source=civitai:1@2``): the file's
+        name as it will be placed, its URL, folder and hash, so a workflow saved before it runs says how to fetch
+        it. From this machine only: it asks the source and may hash a same-named local file (SECURITY.md)."""
+        if not is_local(request):
+            return _forbidden("Only a browser on this machine may ask for a source's file entry; nothing was asked.")
+        try:
+            kind = folders.check_kind(request.query.get("kind", ""))
+            return web.json_response(await _blocking(fetch.models_entry, request.query.get("source", ""), kind))
+        except HubloaderError as exc:
+            return _error(exc, _status_of(exc))
 
     async def node_inputs(self, request: web.Request) -> web.Response:
         return web.json_response({node: {"kind": k, "input": i} for node, (k, i) in MODEL_INPUTS.items()})

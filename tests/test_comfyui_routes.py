@@ -85,7 +85,7 @@ def test_download_from_huggingface_lands_in_the_kind_folder_and_refreshes_combos
         assert placed.read_bytes() == data
         assert "ink.safetensors" in comfy.get_filename_list("loras")
         assert "hubloader.models.changed" in events.names()
-        assert ("hubloader.engine.download.state", "done") in [(e, d["state"]) for e, d in events if "state" in d]
+        assert ("hubloader.download.state", "done") in [(e, d["state"]) for e, d in events if "state" in d]
         library = await (await client.get("/hubloader/library?kind=loras")).json()
         assert [m["name"] for m in library["models"]] == ["ink.safetensors"]
         info = await (await client.get("/hubloader/model?kind=loras&name=ink.safetensors")).json()
@@ -393,5 +393,95 @@ def test_model_info_answers_when_the_index_is_corrupt(comfy):
         assert response.status == 200, await response.text()
         info = await response.json()
         assert info["exists"] is True and info["url"] == ""
+
+    run_app(test)
+
+
+def test_the_page_listens_to_every_download_event_the_server_sends(comfy):
+    """The sidebar's cards and queue follow jobs over the websocket: an event name the page does not listen to
+    leaves them at "Queued" (ComfyUI's frontend only warns "Unknown message type")."""
+    from nodes.routes import HubRoutes
+
+    jobs, events = JobManager(max_workers=1), Events()
+    HubRoutes(jobs, events)
+
+    def work(progress: Callable[[int, int], None], cancel: threading.Event) -> str:
+        progress(5, 10)
+        return str(Path(comfy.get_folder_paths("loras")[0]) / "x.safetensors")
+
+    jobs.wait(jobs.submit("x", work, kind="", ref="someone/styles/x.safetensors").id, timeout=10)
+    jobs.shutdown()
+    page = (Path(__file__).resolve().parents[1] / "web" / "hubloader.js").read_text()
+    sent = {name for name in events.names() if name.startswith("hubloader.download.")}
+    assert sent == {"hubloader.download.state", "hubloader.download.progress"}
+    assert [name for name in sent if f'"{name}"' not in page] == []
+
+
+def test_source_entry_names_a_civitai_file_as_it_will_be_placed_before_any_download(comfy, hub_env):
+    model_id, version_id = hub_env.add_civitai_model("Entry Ink", trained_words=["entryink"])
+    source = f"civitai:{model_id}@{version_id}"
+    loras = Path(comfy.get_folder_paths("loras")[0])
+
+    async def test(client: TestClient, events: Events, jobs: JobManager) -> None:
+        response = await client.get("/hubloader/source", params={"kind": "loras", "source": source})
+        assert response.status == 200, await response.text()
+        body = await response.json()
+        entry = body["model"]
+        assert body["exists"] is False and not any(loras.rglob("*.safetensors"))  # nothing downloaded
+        assert entry["url"] == f"{hub_env.civitai_url}/api/download/models/{version_id}"
+        assert entry["directory"] == "loras" and entry["hash_type"] == "SHA256" and len(entry["hash"]) == 64
+        plain = Path(entry["name"])
+        assert plain.suffix == ".safetensors" and plain.parent == Path(".")
+
+        (loras / plain).write_bytes(safetensors_bytes(kohya_lora(), seed=5))  # another file already has that name
+        apart = await (await client.get("/hubloader/source", params={"kind": "loras", "source": source})).json()
+        assert apart["model"]["name"] == f"{plain.stem}-{version_id}{plain.suffix}"
+
+        job = await client.post("/hubloader/downloads", json={"ref": source, "kind": "loras"})
+        done = await wait_job(client, (await job.json())["id"])
+        assert done["state"] == DONE, done["error"]
+        assert done["filename"] == apart["model"]["name"]  # the name written before is the name it got
+        again = await (await client.get("/hubloader/source", params={"kind": "loras", "source": source})).json()
+        assert again == {"model": apart["model"], "exists": True}
+        assert hashlib.sha256((loras / done["filename"]).read_bytes()).hexdigest() == entry["hash"]
+
+    run_app(test)
+
+
+@pytest.mark.hf
+def test_source_entry_names_a_huggingface_file_apart_when_its_name_is_taken(comfy, hub_env):
+    data = safetensors_bytes(kohya_lora(), seed=81)
+    hub_env.add_hf_repo("someone/styles", files={"model.safetensors": data})
+    loras = Path(comfy.get_folder_paths("loras")[0])
+    params = {"kind": "loras", "source": "someone/styles/model.safetensors"}
+
+    async def test(client: TestClient, events: Events, jobs: JobManager) -> None:
+        entry = (await (await client.get("/hubloader/source", params=params)).json())["model"]
+        assert entry["name"] == "model.safetensors" and entry["directory"] == "loras"
+        assert entry["url"].endswith("/someone/styles/resolve/main/model.safetensors")
+        assert entry["hash"] == hashlib.sha256(data).hexdigest() and entry["hash_type"] == "SHA256"
+        assert not (loras / "model.safetensors").exists()
+
+        (loras / "model.safetensors").write_bytes(safetensors_bytes(kohya_lora(), seed=82))
+        apart = (await (await client.get("/hubloader/source", params=params)).json())["model"]
+        assert apart["name"] == os.path.join("someone__styles", "model.safetensors")
+
+        whole = await client.get("/hubloader/source", params={"kind": "loras", "source": "someone/styles"})
+        assert whole.status == 400 and "whole repository" in (await whole.json())["error"]
+
+    run_app(test)
+
+
+def test_source_entry_is_refused_to_the_network_and_checks_its_input(comfy):
+    async def test(client: TestClient, events: Events, jobs: JobManager) -> None:
+        params = {"kind": "loras", "source": "civitai:1@2"}
+        forwarded = await client.get("/hubloader/source", params=params, headers={"X-Forwarded-For": "203.0.113.9"})
+        assert forwarded.status == 403
+        for bad, needle in (
+            ({"kind": "../../etc", "source": "civitai:1@2"}, "not a ComfyUI model folder"),
+            ({"kind": "loras", "source": "http://evil.example/x.safetensors"}, "neither a CivitAI nor a HuggingFace"),
+        ):
+            response = await client.get("/hubloader/source", params=bad)
+            assert response.status == 400 and needle in (await response.json())["error"]
 
     run_app(test)

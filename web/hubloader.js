@@ -5,7 +5,8 @@ import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
 const EXT = "Hubloader.ModelHub";
-const state = { downloads: new Map(), nodeInputs: null, listeners: new Set() };
+const state = { downloads: new Map(), nodeInputs: null, listeners: new Set(), heard: 0, polling: null };
+const FINISHED = new Set(["done", "failed", "cancelled"]);
 
 // ---------------------------------------------------------------------------------------------- utils
 function h(tag, attrs = {}, ...children) {
@@ -55,24 +56,41 @@ function refreshCombos() {
 const notify = () => state.listeners.forEach((fn) => fn());
 
 // -------------------------------------------------------------------------------------- websocket
+// A job's dict from the websocket or the /downloads route: toasts on a state change, then every view redraws.
+function onJob(job) {
+  if (!job?.id) return;
+  const before = state.downloads.get(job.id);
+  if (before && FINISHED.has(before.state) && !FINISHED.has(job.state)) return;  // a late progress event
+  state.downloads.set(job.id, job);
+  if (job.state === "failed" && before?.state !== "failed") toast("error", `Download failed: ${job.label}`, job.error);
+  if (job.state === "done" && before?.state !== "done") toast("success", `Downloaded ${job.filename || job.label}`, job.kind);
+  notify();
+}
+
 function listen() {
-  const onJob = (e) => {
-    const job = e.detail;
-    const before = state.downloads.get(job.id);
-    state.downloads.set(job.id, job);
-    if (job.state === "failed" && before?.state !== "failed") toast("error", `Download failed: ${job.label}`, job.error);
-    if (job.state === "done" && before?.state !== "done") toast("success", `Downloaded ${job.filename || job.label}`, job.kind);
-    notify();
-  };
-  api.addEventListener("hubloader.download.state", onJob);
-  api.addEventListener("hubloader.download.progress", onJob);
+  const heard = (e) => { state.heard = Date.now(); onJob(e.detail); };
+  api.addEventListener("hubloader.download.state", heard);
+  api.addEventListener("hubloader.download.progress", heard);
   api.addEventListener("hubloader.models.changed", () => { refreshCombos(); notify(); });
+}
+
+// Fallback for a page whose websocket is down or reconnecting (a proxy, a sleeping laptop): while a job is
+// unfinished and no event came for a while, ask /downloads.
+const POLL_MS = 1500;
+function watchJobs() {
+  if (state.polling) return;
+  state.polling = setInterval(async () => {
+    const open = [...state.downloads.values()].some((j) => !FINISHED.has(j.state));
+    if (!open) { clearInterval(state.polling); state.polling = null; return; }
+    if (Date.now() - state.heard < 2 * POLL_MS) return;
+    try { (await call("/downloads")).downloads.forEach(onJob); } catch { /* server restarting: next tick */ }
+  }, POLL_MS);
 }
 
 async function startDownload(ref, kind, label) {
   const job = await post("/downloads", { ref, kind, label });
-  state.downloads.set(job.id, job);
-  notify();
+  onJob(job);
+  watchJobs();
   return job;
 }
 
@@ -83,22 +101,55 @@ const SORTS = [["popular", "Most downloaded"], ["rating", "Highest rated"], ["li
 const SOURCES = [["all", "Both sources"], ["civitai", "CivitAI"], ["huggingface", "HuggingFace"]];
 const select = (name, options) => h("select", { name, class: "hubloader-select" }, options.map(([v, l]) => h("option", { value: v }, l)));
 
+// A card follows its download: a bar with the percentage while it runs, then done (where it went) or failed
+// (why, and the button again to retry). It finds its job again after a new search for the same model.
 function resultCard(m) {
   const preview = (m.preview_urls || [])[0];
   const words = (m.trigger_words || []).slice(0, 8);
   const button = h("button", { class: "hubloader-btn", "data-ref": m.reference }, "Download");
+  const bar = h("progress", { max: 100, class: "hubloader-card-progress", hidden: "" });
+  const status = h("span", { class: "hubloader-muted hubloader-card-status" }, m.kind ? `→ models/${m.kind}` : "");
+  const card = h("div", { class: "hubloader-card", "data-ref": m.reference });
+  let jobId = null;
+  let shown = false;
+  const update = () => {
+    if (!card.isConnected && shown) return state.listeners.delete(update);  // its search results were replaced
+    shown = card.isConnected;
+    const job = jobId ? state.downloads.get(jobId)
+      : [...state.downloads.values()].find((j) => j.ref === m.reference && j.kind === m.kind && !FINISHED.has(j.state));
+    if (!job) return;
+    jobId = job.id;
+    card.dataset.state = job.state;
+    const pct = job.total_bytes ? Math.floor((100 * job.done_bytes) / job.total_bytes) : 0;
+    bar.hidden = job.state !== "running" && job.state !== "queued";
+    if (job.total_bytes) bar.value = pct; else bar.removeAttribute("value");  // indeterminate until the size is known
+    button.disabled = !FINISHED.has(job.state) || job.state === "done";
+    button.textContent = job.state === "done" ? "Downloaded" : FINISHED.has(job.state) ? "Retry" : "Downloading…";
+    status.className = `hubloader-muted hubloader-card-status${job.state === "failed" ? " hubloader-warn" : ""}`;
+    status.textContent = {
+      queued: "Queued…",
+      running: job.total_bytes ? `${pct}% · ${size(job.done_bytes)} / ${size(job.total_bytes)}${job.speed_bps ? ` · ${size(job.speed_bps)}/s` : ""}` : "Starting…",
+      done: `✓ Done → models/${job.kind}/${job.filename || ""}`,
+      failed: `✗ Failed: ${job.error}`,
+      cancelled: "Cancelled (the partial file is kept: Retry resumes)",
+    }[job.state] || job.state;
+  };
+  state.listeners.add(update);
   button.addEventListener("click", async () => {
     button.disabled = true;
-    try { await startDownload(m.reference, m.kind, m.name); button.textContent = "Queued"; }
+    try { jobId = (await startDownload(m.reference, m.kind, m.name)).id; update(); }
     catch (e) { toast("error", "Cannot download", e.message); button.disabled = false; }
   });
-  return h("div", { class: "hubloader-card" },
+  card.append(
     preview ? h("img", { src: preview, loading: "lazy", class: "hubloader-preview" }) : null,
     h("div", { class: "hubloader-card-body" },
       h("div", { class: "hubloader-title" }, m.name, m.version ? h("span", { class: "hubloader-muted" }, ` · ${m.version}`) : null),
       h("div", { class: "hubloader-muted" }, [m.source, m.type, m.base_model, size(m.size_bytes), m.download_count ? `${m.download_count} downloads` : "", m.rating ? `★ ${m.rating}` : ""].filter(Boolean).join(" · ")),
       words.length ? h("div", { class: "hubloader-words" }, words.map((w) => h("span", { class: "hubloader-chip", title: "Copy", onclick: () => copy(w) }, w))) : null,
-      h("div", { class: "hubloader-row" }, button, h("span", { class: "hubloader-muted" }, m.kind ? `→ models/${m.kind}` : ""))));
+      h("div", { class: "hubloader-row" }, button, status),
+      bar));
+  update();
+  return card;
 }
 
 function searchView() {
@@ -136,7 +187,7 @@ function queueView() {
     }) : [h("div", { class: "hubloader-muted" }, "No downloads yet.")]));
   };
   state.listeners.add(render);
-  call("/downloads").then((b) => { b.downloads.forEach((j) => state.downloads.set(j.id, j)); render(); }).catch(() => render());
+  call("/downloads").then((b) => { b.downloads.forEach((j) => state.downloads.set(j.id, j)); render(); watchJobs(); }).catch(() => render());
   return { el: list, dispose: () => state.listeners.delete(render) };
 }
 
@@ -221,6 +272,7 @@ function injectStyle() {
 .hubloader-preview{width:64px;height:64px;object-fit:cover;border-radius:4px}.hubloader-card-body{display:flex;flex-direction:column;gap:3px;min-width:0}
 .hubloader-title{font-weight:600;overflow-wrap:anywhere}.hubloader-muted{opacity:.7;font-size:12px}.hubloader-warn{color:#e88;font-size:12px}
 .hubloader-words{display:flex;flex-wrap:wrap;gap:3px}.hubloader-chip{padding:1px 6px;border-radius:10px;background:#3a4a5a;cursor:copy;font-size:11px}
+.hubloader-card-progress{width:100%}.hubloader-card[data-state=done]{border-color:#4a8}.hubloader-card[data-state=failed]{border-color:#a44}
 .hubloader-job{padding:6px;border:1px solid var(--border-color,#444);border-radius:6px}.hubloader-job progress{width:100%}
 .hubloader-dialog{position:fixed;inset:10% 20%;z-index:10000;background:var(--comfy-menu-bg,#222);color:var(--fg-color,#ddd);border:1px solid #555;border-radius:8px;padding:16px;overflow:auto;font-size:13px}
 .hubloader-dialog table{width:100%;border-collapse:collapse}.hubloader-dialog td{padding:3px 6px;border-bottom:1px solid #444}`));
@@ -232,9 +284,13 @@ async function nodeInputs() {
   return state.nodeInputs;
 }
 
-// Writes properties.models for the chosen file (name, url, directory, hash) so a shared workflow says where
-// to fetch it, and shows the file's state and trigger words on the node.
+// Writes properties.models (ComfyUI's missing-models format: name, url, directory, hash) so a saved or shared
+// workflow says where to fetch the file, and shows the file's state and trigger words on the node. With a
+// `source`, the entry is the file it names, as it will be placed; without, the local file's known origin.
 async function describeNode(node, spec) {
+  const source = node.widgets?.find((w) => w.name === "source")?.value;
+  if (typeof source === "string" && source.trim()) return describeSource(node, spec, source.trim());
+  node.hubloaderSource = null;
   const widget = node.widgets?.find((w) => w.name === spec.input);
   if (!widget || typeof widget.value !== "string" || !widget.value) return;
   let info;
@@ -242,12 +298,37 @@ async function describeNode(node, spec) {
   const words = info.trigger_words || [];
   node.hubloaderBadge = info.exists ? (words.length ? `✓ ${words.join(", ")}` : "✓ on disk") : "⬇ will download";
   if (info.exists && info.url) {
-    node.properties = node.properties || {};
     const entry = { name: widget.value, url: info.url, directory: spec.kind };
     if (info.sha256) Object.assign(entry, { hash: info.sha256, hash_type: "SHA256" });
-    node.properties.models = [entry];
+    writeModels(node, entry);
   }
   node.setDirtyCanvas?.(true, true);
+}
+
+// The server names the file the source will become (after the same-name rule) before anything runs; the
+// combo takes that name too, since ComfyUI keeps only the properties.models entries a widget names.
+async function describeSource(node, spec, source) {
+  if (node.hubloaderSource === source) return;  // already written for this source
+  node.hubloaderSource = source;
+  let body;
+  try { body = await call(`/source?kind=${encodeURIComponent(spec.kind)}&source=${encodeURIComponent(source)}`); } catch (e) {
+    if (node.hubloaderSource === source) { node.hubloaderSource = null; node.hubloaderBadge = `⚠ ${e.message}`; node.setDirtyCanvas?.(true, true); }
+    return;
+  }
+  if (node.hubloaderSource !== source) return;  // the source changed while we asked
+  const entry = body.model;
+  const combo = node.widgets?.find((w) => w.name === spec.input);
+  if (combo) combo.value = entry.name;
+  writeModels(node, entry);
+  node.hubloaderBadge = body.exists ? `✓ ${entry.name}` : `⬇ ${entry.name} on first run`;
+  node.setDirtyCanvas?.(true, true);
+}
+
+function writeModels(node, entry) {
+  node.properties = node.properties || {};
+  node.properties.models = [entry];
+  // The workflow is saved from the change tracker's last state: let it see the change now, not at the next click.
+  try { app.extensionManager?.workflow?.activeWorkflow?.changeTracker?.checkState?.(); } catch (e) { console.warn("[hubloader]", e); }
 }
 
 function patchNodeType(nodeType, spec) {
@@ -267,7 +348,7 @@ function patchNodeType(nodeType, spec) {
   const onWidgetChanged = nodeType.prototype.onWidgetChanged;
   nodeType.prototype.onWidgetChanged = function (name) {
     const r = onWidgetChanged?.apply(this, arguments);
-    if (name === spec.input) describeNode(this, spec);
+    if (name === spec.input || name === "source") describeNode(this, spec);
     return r;
   };
 }
@@ -319,8 +400,8 @@ function showMissingDialog(workflow, missing, confirm = []) {
     try {
       const confirmHosts = hosts.filter((x) => x.box.checked).map((x) => x.box.value);
       const body = await post("/missing/fetch", confirmHosts.length ? { workflow, confirm_hosts: confirmHosts } : { workflow });
-      body.downloads.forEach((j) => state.downloads.set(j.id, j));
-      notify();
+      body.downloads.forEach(onJob);
+      watchJobs();
       toast("info", `Downloading ${body.downloads.length} model(s)`, "Progress in the Model Hub sidebar → Queue");
       dialog.remove();
     } catch (e) { toast("error", "Cannot fetch", e.message); fetchAll.disabled = false; }

@@ -38,6 +38,7 @@ from hubloader.core.errors import (
 from hubloader.core.metadata import (
     BaseModel,
     DownloadResult,
+    ModelFile,
     ModelMetadata,
     ModelType,
     SortBy,
@@ -302,28 +303,18 @@ class CivitAIService:
 
     # --- downloads -------------------------------------------------------------------------------
 
-    def download_model(
+    def file_request(
         self,
         model_id: int | str | ModelRef,
         version_id: int | None = None,
         download_dir: Path | str | None = None,
         *,
         allow_pickle: bool | None = None,
-        progress: Callable[[DownloadProgress], None] | None = None,
-        cancel: threading.Event | None = None,
-        shared_cache: SharedCache | str | None = None,
-    ) -> DownloadResult:
-        """Download a version's model file, verify its SHA256 and place it; ``result.metadata`` describes it.
-
-        The file is the creator's primary one unless a better one exists (SafeTensor over pickle;
-        pruned fp16 for checkpoints), or the one a download URL/AIR named (``?type=..``, ``+fileId``).
-        Without ``download_dir`` it goes to the host's folder for its type (loras, checkpoints …).
-        A file already there with the same SHA256 is kept (``reused``). Pickle files (.ckpt/.pt) need
-        ``allow_pickle`` (default: the ``allow_pickle`` setting). ``progress`` and ``cancel`` go to the
-        download engine (``cancel`` keeps the ``.part`` for a later resume). ``shared_cache`` (a
-        :class:`~hubloader.sharedcache.cache.SharedCache` or its URL; default ``HUBLOADER_SHARED_CACHE``) lets one
-        worker of a site ask CivitAI for the file.
-        """
+    ) -> tuple[ModelMetadata, ModelFile, FileRequest]:
+        """What :meth:`download_model` would fetch, decided before any byte: the version's metadata, the file
+        it picks, and the gate's request with its destination after the collision rule (a same-named different
+        file already there sends it to ``<stem>-<version><suffix>``). Asks CivitAI for the version only; a
+        workflow can name the file as it will be placed before it runs."""
         from hubloader.core.folders import folder_for, safe_filename
 
         ref = _civitai_ref(model_id, version_id)
@@ -358,6 +349,31 @@ class CivitAIService:
         )
         name = Path(request.name)  # a same-named different file stays: this one gets its version id in its name
         request = place_apart(request, f"{name.stem}-{version}{name.suffix}")
+        return meta, file, request
+
+    def download_model(
+        self,
+        model_id: int | str | ModelRef,
+        version_id: int | None = None,
+        download_dir: Path | str | None = None,
+        *,
+        allow_pickle: bool | None = None,
+        progress: Callable[[DownloadProgress], None] | None = None,
+        cancel: threading.Event | None = None,
+        shared_cache: SharedCache | str | None = None,
+    ) -> DownloadResult:
+        """Download a version's model file, verify its SHA256 and place it; ``result.metadata`` describes it.
+
+        The file is the creator's primary one unless a better one exists (SafeTensor over pickle;
+        pruned fp16 for checkpoints), or the one a download URL/AIR named (``?type=..``, ``+fileId``).
+        Without ``download_dir`` it goes to the host's folder for its type (loras, checkpoints …).
+        A file already there with the same SHA256 is kept (``reused``). Pickle files (.ckpt/.pt) need
+        ``allow_pickle`` (default: the ``allow_pickle`` setting). ``progress`` and ``cancel`` go to the
+        download engine (``cancel`` keeps the ``.part`` for a later resume). ``shared_cache`` (a
+        :class:`~hubloader.sharedcache.cache.SharedCache` or its URL; default ``HUBLOADER_SHARED_CACHE``) lets one
+        worker of a site ask CivitAI for the file.
+        """
+        meta, file, request = self.file_request(model_id, version_id, download_dir, allow_pickle=allow_pickle)
         result = fetch_file(request, progress=progress, cancel=cancel, shared_cache=shared_cache)
         meta.sha256 = result.sha256
         meta.hashes = {**file.hashes, "SHA256": result.sha256}
