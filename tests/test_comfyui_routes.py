@@ -485,3 +485,14 @@ def test_source_entry_is_refused_to_the_network_and_checks_its_input(comfy):
             assert response.status == 400 and needle in (await response.json())["error"]
 
     run_app(test)
+
+
+def test_the_page_registers_the_verify_setting_and_shows_a_stopped_prompt():
+    """nodes/verify.py reads ``Hubloader.VerifyModelsBeforePrompt`` and sends ``hubloader.verify_failed``: the
+    setting must exist in ComfyUI's dialog (off by default) and the event must reach the user."""
+    from nodes import verify
+
+    page = (Path(__file__).resolve().parents[1] / "web" / "hubloader.js").read_text()
+    setting = next(line for line in page.splitlines() if f'id: "{verify.COMFY_SETTING}"' in line)
+    assert "defaultValue: false" in setting
+    assert f'api.addEventListener("{verify.EVENT}"' in page

@@ -72,6 +72,8 @@ function listen() {
   api.addEventListener("hubloader.download.state", heard);
   api.addEventListener("hubloader.download.progress", heard);
   api.addEventListener("hubloader.models.changed", () => { refreshCombos(); notify(); });
+  // A prompt stopped because a pinned file's bytes changed: the message names the file and both hashes.
+  api.addEventListener("hubloader.verify_failed", (e) => toast("error", "Prompt stopped: a model file changed", e.detail?.message || ""));
 }
 
 // Fallback for a page whose websocket is down or reconnecting (a proxy, a sleeping laptop): while a job is
@@ -417,7 +419,11 @@ function showMissingDialog(workflow, missing, confirm = []) {
 // ------------------------------------------------------------------------------------- registration
 app.registerExtension({
   name: EXT,
-  settings: [{ id: "Hubloader.CheckMissingModels", name: "Check for missing models when a workflow loads", type: "boolean", defaultValue: true, category: ["Hubloader", "Workflows", "Missing models"] }],
+  settings: [
+    { id: "Hubloader.CheckMissingModels", name: "Check for missing models when a workflow loads", type: "boolean", defaultValue: true, category: ["Hubloader", "Workflows", "Missing models"] },
+    // Read by the server (nodes/verify.py) from the default user's comfy.settings.json before each prompt.
+    { id: "Hubloader.VerifyModelsBeforePrompt", name: "Verify models before a prompt runs (files against the SHA256 the workflow pins)", type: "boolean", defaultValue: false, category: ["Hubloader", "Workflows", "Verify models"] },
+  ],
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (!nodeData?.name?.startsWith("Hubloader")) return;
     const spec = (await nodeInputs())[nodeData.name];
