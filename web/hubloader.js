@@ -395,6 +395,8 @@ function showMissingDialog(workflow, missing, confirm = []) {
       h("td", { class: i.status === "resolved" ? "" : "hubloader-warn" }, i.status === "resolved" ? i.reason : i.reason || i.status));
   });
   const hosts = hostBoxes(confirm);
+  const planned = h("div", { class: "hubloader-plan" }, "Planning: sizes, destinations, what each needs…");
+  showPlan(workflow, rows, missing, planned);
   const fetchAll = h("button", { class: "hubloader-btn" }, `Download ${resolvable.length} into ComfyUI/models`);
   fetchAll.disabled = !resolvable.length;
   fetchAll.addEventListener("click", async () => {
@@ -410,10 +412,32 @@ function showMissingDialog(workflow, missing, confirm = []) {
   });
   const dialog = h("div", { class: "hubloader-dialog", role: "dialog" },
     h("h3", {}, `Hubloader: ${missing.length} model(s) missing`),
-    h("table", {}, h("tr", {}, ["File", "Folder", "Size", "Source", "Why"].map((t) => h("th", { style: { textAlign: "left" } }, t))), rows),
+    h("table", {}, h("tr", {}, ["File", "Folder", "Size", "Source", "Why", "Goes to / needs"].map((t) => h("th", { style: { textAlign: "left" } }, t))), rows),
+    planned,
     ...hosts.map((x) => x.row),
     h("div", { class: "hubloader-row", style: { marginTop: "12px" } }, fetchAll, h("button", { class: "hubloader-btn", onclick: () => dialog.remove() }, "Close")));
   document.body.append(dialog);
+}
+
+// The install plan (POST /plan, read-only: nothing is fetched): where each file will land, what it needs (a
+// token, a licence to accept, early access…), and the totals against the destination's free space.
+async function showPlan(workflow, rows, missing, box) {
+  let plan;
+  try { plan = await post("/plan", { workflow }); } catch (e) { box.textContent = `No plan: ${e.message}`; return; }
+  const byName = new Map(plan.models.map((m) => [m.name, m]));
+  missing.forEach((item, i) => {
+    const m = byName.get(item.reference.name);
+    if (!m) return;
+    const needs = (m.needs || []).filter((n) => !n.met).map((n) => h("div", { class: "hubloader-warn" }, n.detail, n.url ? h("a", { href: n.url, target: "_blank", rel: "noopener" }, " (page)") : ""));
+    rows[i].append(h("td", {}, m.destination || m.path || "—", ...needs));
+  });
+  const t = plan.totals;
+  const disks = (t.filesystems || []).map((fs) => `${size(fs.bytes_to_fetch)} to fetch on ${fs.path}, ${size(fs.free)} free: ${fs.fits ? "fits" : "DOES NOT FIT"}`);
+  const eta = t.seconds_estimate ? `, about ${Math.ceil(t.seconds_estimate / 60)} min at the speed of the last downloads` : "";
+  box.replaceChildren(
+    h("div", {}, `${t.files_to_fetch} to fetch (${size(t.bytes_to_fetch)})${eta}; ${t.files_reused} reused from disk; ${t.blocked} cannot be fetched now.`),
+    ...disks.map((d) => h("div", {}, d)),
+    ...plan.models.filter((m) => !m.can_fetch && m.why_not).map((m) => h("div", { class: "hubloader-warn" }, `${m.name}: ${m.why_not}`)));
 }
 
 // ------------------------------------------------------------------------------------- registration
