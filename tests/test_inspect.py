@@ -12,7 +12,7 @@ from safetensors.numpy import save_file
 
 from hubloader.core.errors import AuthRequired, InvalidFile, NotFound, PickleNotAllowed, UnsafeFile
 from hubloader.core.metadata import BaseModel, ModelFormat, ModelType
-from hubloader.library import inspection
+from hubloader.library import pickles
 from hubloader.library.inspection import (
     MAX_HEADER_SIZE,
     base_from_metadata,
@@ -91,6 +91,11 @@ BROKEN = {
     "overlapping offsets": (_raw({"a": _tensor(0, 8), "b": _tensor(4, 12)}, b"\0" * 12), UnsafeFile),
     "gap between tensors": (_raw({"a": _tensor(0, 4), "b": _tensor(8, 12)}, b"\0" * 12), InvalidFile),
     "unknown dtype": (_raw({"a": _tensor(0, 4, dtype="F128")}, b"\0" * 4), InvalidFile),
+    "dtype not a string": (
+        _raw({"a": {"dtype": ["U8"], "shape": [4], "data_offsets": [0, 4]}}, b"\0" * 4),
+        InvalidFile,
+    ),
+    "shape holds a bool": (_raw({"a": {"dtype": "U8", "shape": [True], "data_offsets": [0, 1]}}, b"\0"), InvalidFile),
     "size does not match shape": (_raw({"a": _tensor(0, 4, dtype="F32", shape=[4])}, b"\0" * 4), InvalidFile),
     "truncated data": (_raw({"a": _tensor(0, 400)}, b"\0" * 40), InvalidFile),
     "trailing bytes": (_raw({"a": _tensor(0, 4)}, b"\0" * 40), InvalidFile),
@@ -247,7 +252,7 @@ def test_a_zip_claiming_far_more_bytes_than_it_holds_or_too_many_entries_is_refu
     assert inspect_file(tiny).detection.kind is ModelType.BASE_MODEL
     entries = len(zipfile.ZipFile(tiny).infolist())
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(inspection, "MAX_ZIP_ENTRIES", entries - 1)
+        patch.setattr(pickles, "MAX_ZIP_ENTRIES", entries - 1)  # the limit lives beside the pickle reader
         with pytest.raises(UnsafeFile, match=f"tiny.ckpt is a zip of {entries} entries, more than {entries - 1}"):
             inspect_file(tiny)
 
