@@ -283,16 +283,25 @@ class LibraryIndex:
     def record_scan(self, found: list[ModelMetadata], removed: list[Path]) -> None:
         """Record what a library scan found (each file's (size, mtime) with it) and the files it found gone.
 
-        A file that failed inspection is recorded ``invalid``, its reason in ``extra["error"]``."""
-        with self.db.write() as conn:
-            for meta in found:
-                path = str(meta.local_path)
+        A file that failed inspection is recorded ``invalid``, its reason in ``extra["error"]``. One transaction,
+        and per file only the row itself and its facts are written: what the hash cache holds for every path is
+        read in one query first (a scan of thousands of files must not cost thousands of look-ups)."""
+        paths = [str(meta.local_path) for meta in found]
+        keys = [registry_key(meta) for meta in found]
+        with self.db.write() as conn, self.db.text_index_deferred(conn, keys):
+            cached = self.db.facts_of(conn, paths)
+            facts = []
+            for meta, path, key in zip(found, paths, keys, strict=True):
                 signature = (meta.extra["size"], meta.extra["mtime_ns"])
-                cached = self.db.cached_facts_in(conn, path)
-                if cached and cached["hashes"].get("SHA256") and signature == cached["signature"]:
-                    meta.sha256 = cached["hashes"]["SHA256"]
-                self.db.upsert(conn, registry_key(meta), meta, managed=False, status=_usable(meta))
-                self.db.store_facts(conn, Path(path), *signature, info={"scanned": True})
+                known = cached.get(path)
+                if known is None or known["signature"] != signature:
+                    known = {"hashes": {}, "info": {}}  # a new or changed file: nothing known holds
+                if known["hashes"].get("SHA256"):
+                    meta.sha256 = known["hashes"]["SHA256"]
+                self.db.upsert(conn, key, meta, managed=False, status=_usable(meta))
+                old_hashes, old_info = known["hashes"], known["info"]
+                facts.append((path, *signature, old_hashes, {**old_info, "scanned": True}))
+            self.db.store_many_facts(conn, facts)
             conn.executemany("UPDATE models SET status = 'missing' WHERE local_path = ?", [(str(p),) for p in removed])
 
     def unhashed(self, limit: int | None = None) -> list[tuple[str, str, int | None, int | None, dict[str, str]]]:
