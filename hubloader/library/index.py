@@ -153,19 +153,24 @@ class LibraryIndex:
         *,
         base_model: BaseModel | None = None,
         local_only: bool = False,
+        include_unusable: bool = False,
         limit: int | None = None,
         offset: int = 0,
     ) -> list[ModelMetadata]:
         """Registered models, most recently updated first, optionally filtered; ``limit``/``offset`` page them.
 
+        ``local_only``: usable files on disk (and, with ``include_unusable``, files that failed inspection too).
         Pages are cheap; a list of every one of thousands of models costs tens of microseconds a row.
         """
         where, params = _filters(source=source, model_type=model_type, base_model=base_model)
         if local_only:
-            where.append("m.local_path IS NOT NULL AND m.status = 'ok'")
+            statuses = "('ok', 'invalid')" if include_unusable else "('ok')"
+            where.append(f"m.local_path IS NOT NULL AND m.status IN {statuses}")
         order = "m.updated_at DESC, m.pk DESC"
         found = self.checked(self.db.models(" AND ".join(where), params, order=order, limit=limit, offset=offset))
-        return [m for m in found if m.local_path] if local_only else found
+        if not local_only:
+            return found
+        return [m for m in found if m.local_path or (is_unusable(m) and os.path.exists(registry_state(m)["path"]))]
 
     def by_key(self, key: str) -> ModelMetadata:
         """The row ``key``, which the caller knows exists (NotFound if another process deleted it meanwhile)."""
@@ -303,6 +308,11 @@ class LibraryIndex:
                 facts.append((path, *signature, old_hashes, {**old_info, "scanned": True}))
             self.db.store_many_facts(conn, facts)
             conn.executemany("UPDATE models SET status = 'missing' WHERE local_path = ?", [(str(p),) for p in removed])
+
+    def unusable_files(self) -> dict[str, str]:
+        """``{path: reason}`` of every file recorded as failing inspection (status ``invalid``), one query."""
+        rows = self.db.query("SELECT local_path, extra FROM models WHERE status = 'invalid' AND local_path IS NOT NULL")
+        return {path: str(_db.loads(extra, {}).get("error") or "it failed inspection") for path, extra in rows}
 
     def unhashed(self, limit: int | None = None) -> list[tuple[str, str, int | None, int | None, dict[str, str]]]:
         """``(key, path, size, mtime_ns, cached hashes)`` of files on disk without a SHA256 yet."""
@@ -447,6 +457,11 @@ class LibraryIndex:
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
+
+def is_unusable(meta: ModelMetadata) -> bool:
+    """Whether the index recorded ``meta``'s file as failing inspection (status ``invalid``; ``extra["error"]`` says why)."""
+    return bool(registry_state(meta).get("status") == "invalid")
 
 
 def _usable(meta: ModelMetadata) -> str:
