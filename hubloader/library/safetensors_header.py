@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from math import prod
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple, TypeGuard
 
-from hubloader.core.errors import AuthRequired, InvalidFile, NetworkError, NotFound, UnsafeFile
+from hubloader.core.errors import InvalidFile, UnsafeFile
+from hubloader.core.settings import Secret, redact_url
 from hubloader.engine.sniff import MAX_HEADER_SIZE
 
 REMOTE_FIRST_RANGE = 100_000  # bytes asked for first when reading a header over HTTP (as huggingface_hub)
@@ -222,33 +222,22 @@ def _check_offsets(tensors: Mapping[str, TensorInfo], name: str) -> int:
 
 # --- remote header (HTTP Range) ------------------------------------------------------------------
 
-HeadersArg = Mapping[str, str] | Callable[[], Mapping[str, str]] | None
 
-
-def read_remote_header(url: str, *, headers: HeadersArg = None, timeout: float = 30.0) -> SafetensorsHeader:
+def read_remote_header(
+    url: str, *, token_service: str | None = None, token: Secret | None = None, timeout: float = 30.0
+) -> SafetensorsHeader:
     """Read a safetensors header over HTTP with at most two Range requests (never the tensor data).
 
-    ``headers`` may be a callable so a signed URL's auth header is built only when needed. A server
-    that ignores Range is read as a stream and closed as soon as the header has arrived.
+    Through the gate (:func:`hubloader.gate.fetch.read_byte_range`): the host and every redirect hop must be
+    allowed, and ``token_service``'s token (``token``, else the configured one) is sent only to that service's own
+    endpoint. A server that ignores Range is read as a stream and closed as soon as the header has arrived.
     """
-    import requests
-
-    from hubloader.core.settings import redact_url
+    from hubloader.gate.fetch import read_byte_range  # the engine and its HTTP stack: only for a remote read
 
     name = redact_url(url)
-    extra = dict(headers() if callable(headers) else headers or {})
 
     def fetch(start: int, stop: int) -> tuple[bytes, int | None]:
-        try:
-            with requests.get(
-                url, headers={**extra, "Range": f"bytes={start}-{stop - 1}"}, stream=True, timeout=timeout
-            ) as response:
-                _raise_for_status(response.status_code, name)
-                skip = start if response.status_code == 200 else 0  # Range ignored: whole body from byte 0
-                body = _read_exactly(response.raw, skip + stop - start)[skip:]
-                return body, _total_size(response)
-        except requests.RequestException as exc:
-            raise NetworkError(f"Could not read the header of {name}: {type(exc).__name__}.") from None
+        return read_byte_range(url, start, stop, token_service=token_service, token=token, timeout=timeout)
 
     first, total = fetch(0, REMOTE_FIRST_RANGE)
     header_length = header_length_from_prefix(first[:8], total, name)
@@ -257,34 +246,3 @@ def read_remote_header(url: str, *, headers: HeadersArg = None, timeout: float =
         rest, _ = fetch(8 + len(raw), 8 + header_length)
         raw += rest
     return parse_header(raw, header_length=header_length, file_size=total, name=name)
-
-
-def _raise_for_status(status: int, name: str) -> None:
-    if status in (401, 403):
-        raise AuthRequired(f"{name} refused access (HTTP {status}).")
-    if status == 404:
-        raise NotFound(f"{name} does not exist (HTTP 404).")
-    if status not in (200, 206):
-        raise NetworkError(f"{name} answered HTTP {status} to a header request.")
-
-
-def _read_exactly(raw: Any, count: int) -> bytes:
-    chunks, remaining = [], count
-    while remaining > 0:
-        chunk = raw.read(min(remaining, 1 << 20), decode_content=True)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
-
-
-def _total_size(response: Any) -> int | None:
-    """File size from ``Content-Range: bytes a-b/TOTAL`` (206) or Content-Length (200)."""
-    content_range = response.headers.get("Content-Range", "")
-    match = re.search(r"/(\d+)\s*$", content_range)
-    if match:
-        return int(match.group(1))
-    if response.status_code == 200 and response.headers.get("Content-Length", "").isdigit():
-        return int(response.headers["Content-Length"])
-    return None
