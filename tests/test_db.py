@@ -198,3 +198,27 @@ def test_a_locked_index_is_an_index_error_naming_the_file(tmp_path, monkeypatch)
         holder.execute("ROLLBACK")
         holder.close()
     db.ModelDatabase(path).close()  # nothing was lost: it opens once the other writer is done
+
+
+def test_json_columns_decoded_at_once_match_one_by_one() -> None:
+    """A listing decodes every row's JSON in one call; rows with broken JSON (by hand, an old version) fall back
+    to decoding one by one, and empty values are fresh objects, never one list shared by every row."""
+    from hubloader.library import database as d
+
+    def row(**values: object) -> tuple[object, ...]:
+        return tuple(values.get(column) for column in d._SELECT_COLUMNS)
+
+    good = [
+        row(trigger_words='["a", "b"]', tags="[]", extra='{"k": [1, {"x": "y,z"}]}'),
+        row(trigger_words=None, tags='["t"]', files="", extra="{}"),
+    ]
+    one_by_one = [[d.loads(r[d._SELECT_COLUMNS.index(c)], t()) for c, t in d.JSON_COLUMNS.items()] for r in good]
+    assert d.decode_json_columns(good) == one_by_one
+    for broken in ('["a"', "not json", '"a", "b"', "1, 2"):
+        rows = [*good, row(trigger_words=broken, tags='["u"]')]
+        decoded = d.decode_json_columns(rows)
+        assert decoded[:2] == one_by_one and decoded[2][:2] == [d.loads(broken, []), ["u"]], broken
+    empty = d.decode_json_columns([row(), row()])
+    assert empty[0] == [[], [], [], [], [], {}] and empty[0][0] is not empty[1][0]
+    empty[0][0].append("mine")
+    assert empty[1][0] == []
