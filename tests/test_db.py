@@ -200,25 +200,30 @@ def test_a_locked_index_is_an_index_error_naming_the_file(tmp_path, monkeypatch)
     db.ModelDatabase(path).close()  # nothing was lost: it opens once the other writer is done
 
 
-def test_json_columns_decoded_at_once_match_one_by_one() -> None:
-    """A listing decodes every row's JSON in one call; rows with broken JSON (by hand, an old version) fall back
-    to decoding one by one, and empty values are fresh objects, never one list shared by every row."""
+def test_listed_rows_read_their_json_and_hashes_in_one_query_even_when_broken(tmp_path: Path) -> None:
+    """A listing has SQLite build one JSON document per row (its JSON columns and its hashes) and decodes them all
+    at once; a column that is not valid JSON (by hand, an old version) reads as empty, as it always did, and empty
+    values are fresh objects, never one list shared by the rows."""
+    from hubloader.core.metadata import ModelMetadata, Source
     from hubloader.library import database as d
 
-    def row(**values: object) -> tuple[object, ...]:
-        return tuple(values.get(column) for column in d._SELECT_COLUMNS)
-
-    good = [
-        row(trigger_words='["a", "b"]', tags="[]", extra='{"k": [1, {"x": "y,z"}]}'),
-        row(trigger_words=None, tags='["t"]', files="", extra="{}"),
-    ]
-    one_by_one = [[d.loads(r[d._SELECT_COLUMNS.index(c)], t()) for c, t in d.JSON_COLUMNS.items()] for r in good]
-    assert d.decode_json_columns(good) == one_by_one
-    for broken in ('["a"', "not json", '"a", "b"', "1, 2"):
-        rows = [*good, row(trigger_words=broken, tags='["u"]')]
-        decoded = d.decode_json_columns(rows)
-        assert decoded[:2] == one_by_one and decoded[2][:2] == [d.loads(broken, []), ["u"]], broken
-    empty = d.decode_json_columns([row(), row()])
-    assert empty[0] == [[], [], [], [], [], {}] and empty[0][0] is not empty[1][0]
-    empty[0][0].append("mine")
-    assert empty[1][0] == []
+    db = d.ModelDatabase(tmp_path / "models.db")
+    with db.write() as conn:
+        for i in range(3):
+            meta = ModelMetadata(model_id=f"civitai:{i}@{i}", name=f"m{i}", source=Source.CIVITAI, tags=["t", "u,v"])
+            meta.sha256, meta.trigger_words, meta.extra = f"{i:064x}", [f"w{i}"], {"k": [1, {"x": "y"}]}
+            db.upsert(conn, meta.model_id, meta, managed=False, status="ok")
+        conn.execute(
+            "UPDATE models SET trigger_words = 'not json', tags = '\"a\", \"b\"', extra = '[1]', files = '' "
+            "WHERE id = 'civitai:1@1'"
+        )
+        conn.execute("UPDATE models SET trigger_words = '[]', tags = NULL WHERE id = 'civitai:2@2'")
+    pks = [pk for (pk,) in db.query("SELECT pk FROM models ORDER BY id")]
+    first, broken, empty = db.models_by_pk(pks)
+    assert first.trigger_words == ["w0"] and first.tags == ["t", "u,v"] and first.extra["k"] == [1, {"x": "y"}]
+    assert first.hashes == {"SHA256": f"{0:064x}", "AutoV2": f"{0:064x}"[:10]}
+    assert broken.trigger_words == [] and broken.tags == [] and broken.files == []
+    assert set(broken.extra) == {"registry"} and broken.hashes["SHA256"] == f"{1:064x}"
+    assert empty.trigger_words == [] and empty.tags == [] and empty.trigger_words is not broken.trigger_words
+    assert [m.name for m in db.models_by_pk(list(reversed(pks)))] == ["m2", "m1", "m0"]
+    db.close()

@@ -326,25 +326,29 @@ JSON_COLUMNS: dict[str, type[list[Any]] | type[dict[str, Any]]] = {
 _JSON_INDEXES = [(_SELECT_COLUMNS.index(column), empty) for column, empty in JSON_COLUMNS.items()]
 
 
-def decode_json_columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
-    """The JSON columns of each row (in :data:`JSON_COLUMNS` order), decoded in one ``json.loads`` for all rows.
+#: Every JSON column of a row and its hashes as one JSON array, built by SQLite: a listing then decodes all its rows
+#: with one ``json.loads`` (called per value, the decoder cost ~15x more, a third of a 449-row listing) and needs no
+#: second query for the hashes. A value that is not valid JSON (written by hand, or by an old version) comes as
+#: null and reads as empty, as :func:`loads` reads it.
+_JSON_DOCUMENT = (
+    "json_array("
+    + ", ".join(f"CASE WHEN json_valid(m.{column}) THEN json(m.{column}) END" for column in JSON_COLUMNS)
+    + ", json((SELECT json_group_object(kind, value) FROM model_hashes h WHERE h.model_pk = m.pk)))"
+)
+SELECT_MODELS_DECODABLE = f"SELECT {', '.join('m.' + c for c in _SELECT_COLUMNS)}, {_JSON_DOCUMENT} FROM models m"
 
-    Why at once: the JSON of a row is a few short arrays, and ``json.loads`` costs ~15x more called once per value
-    than once over all of them (a listing of 449 rows spent a third of its time there). A row that does not hold
-    valid JSON (written by hand or by an old version) falls back to decoding its values one by one."""
-    texts: list[str] = []
-    for row in rows:
-        texts.extend(text for at, _ in _JSON_INDEXES if (text := row[at]) is not None and text not in _EMPTY_JSON)
-    try:
-        values = json.loads("[" + ",".join(texts) + "]") if texts else []
-    except ValueError:
-        values = None
-    if values is None or len(values) != len(texts):  # a value that is not one JSON value ("1, 2") spoils the join
-        return [[loads(row[at], empty()) for at, empty in _JSON_INDEXES] for row in rows]
-    decoded = iter(values)
+
+def decoded_rows(rows: list[tuple[Any, ...]]) -> list[tuple[tuple[Any, ...], list[Any], dict[str, str]]]:
+    """Rows of :data:`SELECT_MODELS_DECODABLE` as ``(row without the document, JSON columns, hashes)``."""
+    documents = json.loads("[" + ",".join(row[-1] for row in rows) + "]") if rows else []
+    empties = list(JSON_COLUMNS.values())
     return [
-        [empty() if (text := row[at]) is None or text in _EMPTY_JSON else next(decoded) for at, empty in _JSON_INDEXES]
-        for row in rows
+        (
+            row[:-1],
+            [empty() if value is None else value for value, empty in zip(document, empties, strict=False)],
+            document[-1],
+        )
+        for row, document in zip(rows, documents, strict=True)
     ]
 
 
@@ -359,9 +363,9 @@ assert tuple(_UNPACKED) == _SELECT_COLUMNS, "row_to_metadata unpacks the columns
 
 
 def row_to_metadata(row: tuple[Any, ...], hashes: dict[str, str], decoded: list[Any] | None = None) -> ModelMetadata:
-    """A ModelMetadata from a row of :data:`SELECT_MODELS`; registry state goes to ``extra["registry"]``.
+    """A ModelMetadata from a row of :data:`SELECT_MODELS` (or its columns of :data:`SELECT_MODELS_DECODABLE`); registry state goes to ``extra["registry"]``.
 
-    ``decoded``: the row's JSON columns already decoded (:func:`decode_json_columns`); else they are decoded here.
+    ``decoded``: the row's JSON columns already decoded (:func:`decoded_rows`); else they are decoded here.
     The row is unpacked by position, not into a dict: a listing converts hundreds of rows."""
     (
         pk, key, name, source, kind, base_model, version, fmt, size_bytes, sha256, _, _, description,
@@ -524,24 +528,13 @@ class ModelDatabase:
         return self.models_by_pk([pk for (pk,) in self.query(sql, params)])
 
     def models_by_pk(self, pks: list[int]) -> list[ModelMetadata]:
-        """The models with these row ids, in this order."""
+        """The models with these row ids, in this order (one query; see :data:`SELECT_MODELS_DECODABLE`)."""
         if not pks:
             return []
-        keys = json.dumps(pks)
-        rows = {
-            row[0]: row
-            for row in self.query(SELECT_MODELS + " WHERE m.pk IN (SELECT value FROM json_each(?))", (keys,))
-        }
-        hashes: dict[int, dict[str, str]] = {}
-        for pk, kind, value in self.query(
-            "SELECT model_pk, kind, value FROM model_hashes WHERE model_pk IN (SELECT value FROM json_each(?))", (keys,)
-        ):
-            hashes.setdefault(pk, {})[kind] = value
-        found = [rows[pk] for pk in pks if pk in rows]
-        return [
-            row_to_metadata(row, hashes.get(row[0], {}), decoded)
-            for row, decoded in zip(found, decode_json_columns(found), strict=True)
-        ]
+        sql = SELECT_MODELS_DECODABLE + " WHERE m.pk IN (SELECT value FROM json_each(?))"
+        by_pk = {row[0]: row for row in self.query(sql, (json.dumps(pks),))}
+        found = decoded_rows([by_pk[pk] for pk in pks if pk in by_pk])
+        return [row_to_metadata(row, hashes, decoded) for row, decoded, hashes in found]
 
     def store_hashes(self, conn: sqlite3.Connection, pk: int, hashes: dict[str, str]) -> None:
         """Record every hash row ``pk``'s file is known by (inside the caller's transaction); empty ones are skipped."""
