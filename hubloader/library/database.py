@@ -1,4 +1,4 @@
-"""The SQLite layer under the registry: connections, transactions, migrating to the schema, and model rows.
+"""The SQLite layer under the registry: connections, transactions, migrating to the schema, the model store.
 
 SQLite used plainly: one file, WAL so readers never wait for a writer, a busy timeout so two
 processes (ComfyUI's server and a CLI) queue instead of failing with "database is locked", and
@@ -6,7 +6,7 @@ every write in an explicit ``BEGIN IMMEDIATE`` transaction (taking the write loc
 lets the busy timeout work; a deferred transaction that upgrades to a writer can fail at once).
 
 The schema version lives in ``PRAGMA user_version``; :mod:`hubloader.library.schema` holds the
-migrations that :func:`migrate` applies.
+migrations that :func:`migrate` applies; :mod:`hubloader.library.rows` how a row and a ModelMetadata convert.
 
 ``sqlite3`` is imported here and this module is only imported when a registry is opened, so
 ``import hubloader`` stays light.
@@ -25,14 +25,20 @@ from pathlib import Path
 from typing import Any
 
 from hubloader.core.errors import ConfigError, IndexUnavailable
-from hubloader.core.metadata import BaseModel, ModelFile, ModelFormat, ModelMetadata, ModelType, Source
+from hubloader.core.metadata import ModelMetadata
+from hubloader.library.rows import (
+    SELECT_MODELS_DECODABLE,
+    UPSERT,
+    canonical_hash_kind,
+    decoded_rows,
+    hashes_of,
+    loads,
+    model_row,
+    row_to_metadata,
+)
 from hubloader.library.schema import FTS_COLUMNS, MIGRATIONS, SCHEMA_VERSION
 
 BUSY_TIMEOUT_S = 30.0
-
-#: Canonical names of the hash kinds CivitAI and A1111 use; lookups accept any case.
-HASH_KINDS = ("SHA256", "AutoV1", "AutoV2", "AutoV3", "BLAKE3", "CRC32")
-_HASH_KIND_BY_LOWER = {kind.lower(): kind for kind in HASH_KINDS}
 
 
 def utcnow() -> str:
@@ -130,304 +136,6 @@ def _statements(script: str) -> Iterator[str]:
         raise ValueError(f"Incomplete SQL statement in migration: {pending.strip()[:80]}")
 
 
-# --- model rows ------------------------------------------------------------------------------
-
-# Columns written from a ModelMetadata, in this order.
-_DATA_COLUMNS = (
-    "id",
-    "name",
-    "source",
-    "type",
-    "base_model",
-    "version",
-    "format",
-    "size_bytes",
-    "sha256",
-    "trigger_words",
-    "tags",
-    "description",
-    "download_count",
-    "rating",
-    "recommended_weight",
-    "local_path",
-    "remote_url",
-    "created_at",
-    "updated_at",
-    "model_id",
-    "version_id",
-    "files",
-    "preview_urls",
-    "air",
-    "author",
-    "like_count",
-    "nsfw",
-    "training_tags",
-    "trigger_words_source",
-    "recommended_weight_source",
-    "extra",
-    "status",
-)
-# Registry state read back into ``ModelMetadata.extra["registry"]``.
-STATE_COLUMNS = ("managed", "pinned", "last_used_at", "use_count", "sidecar_path", "preview_path", "archive_path")
-_SELECT_COLUMNS = ("pk", *_DATA_COLUMNS, *STATE_COLUMNS)
-SELECT_MODELS = f"SELECT {', '.join('m.' + c for c in _SELECT_COLUMNS)} FROM models m"
-
-# A value set by the user ("user" provenance) is never overwritten by a re-registration from a source.
-_KEEP_USER = {
-    "trigger_words": "trigger_words_source",
-    "trigger_words_source": "trigger_words_source",
-    "recommended_weight": "recommended_weight_source",
-    "recommended_weight_source": "recommended_weight_source",
-}
-
-
-def _update_clause(column: str) -> str:
-    if column == "status":  # re-registering an archived model (its file is in the archive) keeps it archived
-        return "status = CASE WHEN models.status = 'archived' AND excluded.status = 'missing' THEN 'archived' ELSE excluded.status END"
-    guard = _KEEP_USER.get(column)
-    if guard:
-        return (
-            f"{column} = CASE WHEN models.{guard} = 'user' AND excluded.{guard} != 'user' "
-            f"THEN models.{column} ELSE excluded.{column} END"
-        )
-    return f"{column} = excluded.{column}"
-
-
-_UPSERT = (
-    f"INSERT INTO models ({', '.join(_DATA_COLUMNS)}, managed) VALUES ({', '.join('?' * (len(_DATA_COLUMNS) + 1))}) "
-    "ON CONFLICT(id) DO UPDATE SET "
-    + ", ".join(_update_clause(c) for c in _DATA_COLUMNS if c not in ("id", "created_at"))
-    + ", managed = max(models.managed, excluded.managed)"
-)
-
-
-def canonical_hash_kind(kind: str) -> str:
-    return _HASH_KIND_BY_LOWER.get(kind.strip().lower(), kind.strip())
-
-
-def hashes_of(meta: ModelMetadata) -> dict[str, str]:
-    """Every hash ``meta`` carries (its own, its files', the SHA256 and the AutoV2 derived from it), lower-case."""
-    found: dict[str, str] = {}
-    sources = [meta.hashes] + [f.hashes for f in meta.files if f.primary or len(meta.files) == 1]
-    for hashes in sources:
-        for kind, value in hashes.items():
-            if value:
-                found.setdefault(canonical_hash_kind(kind), str(value).strip().lower())
-    sha256 = (meta.sha256 or found.get("SHA256", "")).strip().lower()
-    if len(sha256) == 64:
-        found["SHA256"] = sha256
-        found.setdefault("AutoV2", sha256[:10])
-    return found
-
-
-#: ``extra`` keys the registry adds when reading; never stored back.
-TRANSIENT_EXTRA = frozenset({"registry", "where"})
-
-
-def model_row(key: str, meta: ModelMetadata, *, status: str) -> tuple[Any, ...]:
-    extra = {k: v for k, v in meta.extra.items() if k not in TRANSIENT_EXTRA}
-    values = {
-        "id": key,
-        "name": meta.name,
-        "source": str(meta.source),
-        "type": str(meta.type),
-        "base_model": str(meta.base_model),
-        "version": meta.version,
-        "format": str(meta.format),
-        "size_bytes": meta.size_bytes,
-        "sha256": (meta.sha256 or "").lower(),
-        "trigger_words": json.dumps(meta.trigger_words, ensure_ascii=False),
-        "tags": json.dumps(meta.tags, ensure_ascii=False),
-        "description": meta.description,
-        "download_count": meta.download_count,
-        "rating": meta.rating,
-        "recommended_weight": meta.recommended_weight,
-        "local_path": str(meta.local_path) if meta.local_path else None,
-        "remote_url": meta.remote_url,
-        "created_at": meta.created_at.isoformat(),
-        "updated_at": meta.updated_at.isoformat(),
-        "model_id": meta.model_id,
-        "version_id": str(meta.version_id or ""),
-        "files": json.dumps([_file_dict(f) for f in meta.files], ensure_ascii=False),
-        "preview_urls": json.dumps(meta.preview_urls, ensure_ascii=False),
-        "air": meta.air,
-        "author": meta.author,
-        "like_count": meta.like_count,
-        "nsfw": int(bool(meta.nsfw)),
-        "training_tags": json.dumps(meta.training_tags, ensure_ascii=False),
-        "trigger_words_source": meta.trigger_words_source,
-        "recommended_weight_source": meta.recommended_weight_source,
-        "extra": json.dumps(extra, ensure_ascii=False, default=str),
-        "status": status,
-    }
-    return tuple(values[c] for c in _DATA_COLUMNS)
-
-
-def _file_dict(f: ModelFile) -> dict[str, Any]:
-    return {
-        "name": f.name,
-        "size_bytes": f.size_bytes,
-        "url": f.url,
-        "sha256": f.sha256,
-        "hashes": f.hashes,
-        "format": str(f.format),
-        "primary": f.primary,
-        "kind": f.kind,
-        "precision": f.precision,
-    }
-
-
-_EMPTY_JSON = frozenset({"", "[]", "{}", "null"})
-
-
-def loads(text: str | None, default: Any) -> Any:
-    if text is None or text in _EMPTY_JSON:
-        return default
-    try:
-        return json.loads(text)
-    except ValueError:
-        return default
-
-
-def _date(text: str | None) -> datetime:
-    if text:
-        try:
-            parsed = datetime.fromisoformat(text)
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-        except ValueError:
-            pass
-    return datetime.fromtimestamp(0, timezone.utc)
-
-
-#: Each enum's members by value: reading a row looks up four of them, and ``Enum.__call__`` costs several times a
-#: dict lookup (a list of 449 rows spent a fifth of its conversion time there).
-_MEMBERS: dict[type, dict[object, Any]] = {}
-
-
-def _enum(cls: Any, value: str | None, default: Any) -> Any:
-    members = _MEMBERS.get(cls)
-    if members is None:
-        members = _MEMBERS[cls] = {member.value: member for member in cls}
-    found = members.get(value)
-    # A first-generation row may hold a name or another case.
-    return found if found is not None else cls.parse(value, default)
-
-
-#: The columns that hold JSON, with the type an empty or unreadable one stands for (a new empty value each time:
-#: rows must not share one list).
-JSON_COLUMNS: dict[str, type[list[Any]] | type[dict[str, Any]]] = {
-    "trigger_words": list,
-    "tags": list,
-    "files": list,
-    "preview_urls": list,
-    "training_tags": list,
-    "extra": dict,
-}
-_JSON_INDEXES = [(_SELECT_COLUMNS.index(column), empty) for column, empty in JSON_COLUMNS.items()]
-
-
-#: Every JSON column of a row and its hashes as one JSON array, built by SQLite: a listing then decodes all its rows
-#: with one ``json.loads`` (called per value, the decoder cost ~15x more, a third of a 449-row listing) and needs no
-#: second query for the hashes. A value that is not valid JSON (written by hand, or by an old version) comes as
-#: null and reads as empty, as :func:`loads` reads it.
-_JSON_DOCUMENT = (
-    "json_array("
-    + ", ".join(f"CASE WHEN json_valid(m.{column}) THEN json(m.{column}) END" for column in JSON_COLUMNS)
-    + ", json((SELECT json_group_object(kind, value) FROM model_hashes h WHERE h.model_pk = m.pk)))"
-)
-SELECT_MODELS_DECODABLE = f"SELECT {', '.join('m.' + c for c in _SELECT_COLUMNS)}, {_JSON_DOCUMENT} FROM models m"
-
-
-def decoded_rows(rows: list[tuple[Any, ...]]) -> list[tuple[tuple[Any, ...], list[Any], dict[str, str]]]:
-    """Rows of :data:`SELECT_MODELS_DECODABLE` as ``(row without the document, JSON columns, hashes)``."""
-    documents = json.loads("[" + ",".join(row[-1] for row in rows) + "]") if rows else []
-    empties = list(JSON_COLUMNS.values())
-    return [
-        (
-            row[:-1],
-            [empty() if value is None else value for value, empty in zip(document, empties, strict=False)],
-            document[-1],
-        )
-        for row, document in zip(rows, documents, strict=True)
-    ]
-
-
-#: The names :func:`row_to_metadata` unpacks a row into, in :data:`_SELECT_COLUMNS` order (checked below).
-_UNPACKED = (
-    "pk id name source type base_model version format size_bytes sha256 trigger_words tags description "
-    "download_count rating recommended_weight local_path remote_url created_at updated_at model_id version_id files "
-    "preview_urls air author like_count nsfw training_tags trigger_words_source recommended_weight_source extra status "
-    "managed pinned last_used_at use_count sidecar_path preview_path archive_path"
-).split()
-assert tuple(_UNPACKED) == _SELECT_COLUMNS, "row_to_metadata unpacks the columns in another order"
-
-
-def row_to_metadata(row: tuple[Any, ...], hashes: dict[str, str], decoded: list[Any] | None = None) -> ModelMetadata:
-    """A ModelMetadata from a row of :data:`SELECT_MODELS` (or its columns of :data:`SELECT_MODELS_DECODABLE`); registry state goes to ``extra["registry"]``.
-
-    ``decoded``: the row's JSON columns already decoded (:func:`decoded_rows`); else they are decoded here.
-    The row is unpacked by position, not into a dict: a listing converts hundreds of rows."""
-    (
-        pk, key, name, source, kind, base_model, version, fmt, size_bytes, sha256, _, _, description,
-        download_count, rating, recommended_weight, local_path, remote_url, created_at, updated_at, model_id,
-        version_id, _, _, air, author, like_count, nsfw, _, trigger_words_source, recommended_weight_source, _,
-        status, managed, pinned, last_used_at, use_count, sidecar_path, preview_path, archive_path,
-    ) = row  # fmt: skip
-    if decoded is None:
-        decoded = [loads(row[at], empty()) for at, empty in _JSON_INDEXES]
-    trigger_words, tags, files, preview_urls, training_tags, extra = decoded
-    if not isinstance(extra, dict):
-        extra = {}
-    extra["registry"] = {
-        "key": key,
-        "pk": pk,
-        "path": local_path,
-        "status": status,
-        "managed": bool(managed),
-        "pinned": bool(pinned),
-        "last_used_at": last_used_at,
-        "use_count": use_count,
-        "sidecar_path": sidecar_path,
-        "preview_path": preview_path,
-        "archive_path": archive_path,
-    }
-    return ModelMetadata(
-        model_id=model_id or key,
-        name=name,
-        source=_enum(Source, source, Source.LOCAL),
-        type=_enum(ModelType, kind, ModelType.OTHER),
-        base_model=_enum(BaseModel, base_model, BaseModel.UNKNOWN),
-        version=version or "",
-        format=_enum(ModelFormat, fmt, ModelFormat.OTHER),
-        size_bytes=size_bytes or 0,
-        sha256=sha256 or "",
-        trigger_words=trigger_words,
-        tags=tags,
-        description=description or "",
-        download_count=download_count or 0,
-        rating=rating or 0.0,
-        recommended_weight=recommended_weight,
-        local_path=Path(local_path) if local_path and status == "ok" else None,
-        remote_url=remote_url or "",
-        created_at=_date(created_at),
-        updated_at=_date(updated_at),
-        version_id=version_id,
-        hashes=hashes,
-        files=[ModelFile(**{**f, "format": ModelFormat.parse(f.get("format"), ModelFormat.OTHER)}) for f in files]
-        if files
-        else [],
-        preview_urls=preview_urls,
-        air=air,
-        author=author,
-        like_count=like_count,
-        nsfw=bool(nsfw),
-        training_tags=training_tags,
-        trigger_words_source=trigger_words_source,
-        recommended_weight_source=recommended_weight_source,
-        extra=extra,
-    )
-
-
 class ModelDatabase:
     """The registry's database file: one connection, shared by this process's threads under a lock.
 
@@ -465,7 +173,7 @@ class ModelDatabase:
 
     def upsert(self, conn: sqlite3.Connection, key: str, meta: ModelMetadata, *, managed: bool, status: str) -> None:
         """Insert or update the row ``key`` and its hashes (inside the caller's transaction)."""
-        conn.execute(_UPSERT, (*model_row(key, meta, status=status), int(managed)))
+        conn.execute(UPSERT, (*model_row(key, meta, status=status), int(managed)))
         hashes = hashes_of(meta)
         if not hashes:  # a scanned file not hashed yet: nothing to compare or store
             return
