@@ -220,6 +220,11 @@ def test_listed_rows_read_their_json_and_hashes_in_one_query_even_when_broken(tm
         conn.execute("UPDATE models SET trigger_words = '[]', tags = NULL WHERE id = 'civitai:2@2'")
     pks = [pk for (pk,) in db.query("SELECT pk FROM models ORDER BY id")]
     first, broken, empty = db.models_by_pk(pks)
+    with db.write() as conn:  # a value that spoils a joined document ("1],[2") reads as empty, the others as stored
+        conn.execute("UPDATE models SET trigger_words = '1],[2', training_tags = '  ' WHERE id = 'civitai:2@2'")
+    joined = db.models_by_pk(pks)
+    assert joined[0].trigger_words == ["w0"] and joined[2].trigger_words == [] and joined[2].training_tags == []
+    assert joined[1].tags == [] and joined[0].tags == ["t", "u,v"]
     assert first.trigger_words == ["w0"] and first.tags == ["t", "u,v"] and first.extra["k"] == [1, {"x": "y"}]
     assert first.hashes == {"SHA256": f"{0:064x}", "AutoV2": f"{0:064x}"[:10]}
     assert broken.trigger_words == [] and broken.tags == [] and broken.files == []

@@ -236,13 +236,20 @@ class ModelDatabase:
         return self.models_by_pk([pk for (pk,) in self.query(sql, params)])
 
     def models_by_pk(self, pks: list[int]) -> list[ModelMetadata]:
-        """The models with these row ids, in this order (one query; see :data:`SELECT_MODELS_DECODABLE`)."""
+        """The models with these row ids, in this order (their JSON columns decoded at once: see
+        :data:`~hubloader.library.rows.SELECT_MODELS_DECODABLE`), with their hashes (a second query)."""
         if not pks:
             return []
+        keys = json.dumps(pks)
         sql = SELECT_MODELS_DECODABLE + " WHERE m.pk IN (SELECT value FROM json_each(?))"
-        by_pk = {row[0]: row for row in self.query(sql, (json.dumps(pks),))}
+        by_pk = {row[0]: row for row in self.query(sql, (keys,))}
+        hashes: dict[int, dict[str, str]] = {}
+        for pk, kind, value in self.query(
+            "SELECT model_pk, kind, value FROM model_hashes WHERE model_pk IN (SELECT value FROM json_each(?))", (keys,)
+        ):
+            hashes.setdefault(pk, {})[kind] = value
         found = decoded_rows([by_pk[pk] for pk in pks if pk in by_pk])
-        return [row_to_metadata(row, hashes, decoded) for row, decoded, hashes in found]
+        return [row_to_metadata(row, hashes.get(row[0], {}), decoded) for row, decoded in found]
 
     def store_hashes(self, conn: sqlite3.Connection, pk: int, hashes: dict[str, str]) -> None:
         """Record every hash row ``pk``'s file is known by (inside the caller's transaction); empty ones are skipped."""

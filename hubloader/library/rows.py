@@ -184,19 +184,20 @@ def _date(text: str | None) -> datetime:
             return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
         except ValueError:
             pass
-    return datetime.fromtimestamp(0, timezone.utc)
+    return _EPOCH
 
 
 #: Each enum's members by value: reading a row looks up four of them, and ``Enum.__call__`` costs several times a
 #: dict lookup (a list of 449 rows spent a fifth of its conversion time there).
-_MEMBERS: dict[type, dict[object, Any]] = {}
+_SOURCES = {member.value: member for member in Source}
+_TYPES = {member.value: member for member in ModelType}
+_BASES = {member.value: member for member in BaseModel}
+_FORMATS = {member.value: member for member in ModelFormat}
+_EPOCH = datetime.fromtimestamp(0, timezone.utc)
 
 
-def _enum(cls: Any, value: str | None, default: Any) -> Any:
-    members = _MEMBERS.get(cls)
-    if members is None:
-        members = _MEMBERS[cls] = {member.value: member for member in cls}
-    found = members.get(value)
+def _enum(members: dict[str, Any], cls: Any, value: str | None, default: Any) -> Any:
+    found = members.get(value) if value is not None else None
     # A first-generation row may hold a name or another case.
     return found if found is not None else cls.parse(value, default)
 
@@ -214,30 +215,55 @@ JSON_COLUMNS: dict[str, type[list[Any]] | type[dict[str, Any]]] = {
 _JSON_INDEXES = [(_SELECT_COLUMNS.index(column), empty) for column, empty in JSON_COLUMNS.items()]
 
 
-#: Every JSON column of a row and its hashes as one JSON array, built by SQLite: a listing then decodes all its rows
-#: with one ``json.loads`` (called per value, the decoder cost ~15x more, a third of a 449-row listing) and needs no
-#: second query for the hashes. A value that is not valid JSON (written by hand, or by an old version) comes as
-#: null and reads as empty, as :func:`loads` reads it.
+#: Every JSON column of a row joined by SQLite into one text, ``[trigger_words,tags,…,extra]`` as stored (an empty
+#: or NULL column as ``null``): a listing then decodes all its rows with one ``json.loads``. Called once per value,
+#: the decoder cost ~15x more, a third of a 449-row listing; having SQLite validate or re-serialise the values
+#: instead (``json_valid``/``json()``) cost as much as the query itself. So the text is joined as it is, and
+#: :func:`decoded_rows` checks what it gets back.
 _JSON_DOCUMENT = (
-    "json_array("
-    + ", ".join(f"CASE WHEN json_valid(m.{column}) THEN json(m.{column}) END" for column in JSON_COLUMNS)
-    + ", json((SELECT json_group_object(kind, value) FROM model_hashes h WHERE h.model_pk = m.pk)))"
+    "'[' || " + " || ',' || ".join(f"coalesce(nullif(m.{column}, ''), 'null')" for column in JSON_COLUMNS) + " || ']'"
 )
 SELECT_MODELS_DECODABLE = f"SELECT {', '.join('m.' + c for c in _SELECT_COLUMNS)}, {_JSON_DOCUMENT} FROM models m"
 
 
-def decoded_rows(rows: list[tuple[Any, ...]]) -> list[tuple[tuple[Any, ...], list[Any], dict[str, str]]]:
-    """Rows of :data:`SELECT_MODELS_DECODABLE` as ``(row without the document, JSON columns, hashes)``."""
-    documents = json.loads("[" + ",".join(row[-1] for row in rows) + "]") if rows else []
-    empties = list(JSON_COLUMNS.values())
+def decoded_rows(rows: list[tuple[Any, ...]]) -> list[tuple[tuple[Any, ...], list[Any]]]:
+    """Rows of :data:`SELECT_MODELS_DECODABLE` as ``(row without the document, its JSON columns decoded)``.
+
+    All documents in one ``json.loads``; when that fails or does not give one 6-value document per row (a value
+    that is not valid JSON, written by hand or by an old version, or one like ``1, 2`` that spoils the join), each
+    row is decoded alone, and a row that still does not fit decodes its columns one by one, an unreadable one read
+    as empty, as :func:`loads` always read it."""
+    width = len(JSON_COLUMNS)
+    try:
+        documents = json.loads("[" + ",".join(row[-1] for row in rows) + "]") if rows else []
+    except ValueError:
+        documents = None
+    if documents is None or len(documents) != len(rows):
+        documents = [_one_document(row[-1]) for row in rows]
     return [
-        (
-            row[:-1],
-            [empty() if value is None else value for value, empty in zip(document, empties, strict=False)],
-            document[-1],
-        )
+        (row[:-1], _with_empties(document) if _fits(document, width) else _column_by_column(row))
         for row, document in zip(rows, documents, strict=True)
     ]
+
+
+def _one_document(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _fits(document: Any, width: int) -> bool:
+    return isinstance(document, list) and len(document) == width
+
+
+def _with_empties(document: list[Any]) -> list[Any]:
+    """A fresh empty value where a column was empty: rows must not share one list."""
+    return [empty() if value is None else value for value, empty in zip(document, JSON_COLUMNS.values(), strict=True)]
+
+
+def _column_by_column(row: tuple[Any, ...]) -> list[Any]:
+    return [loads(row[at], empty()) for at, empty in _JSON_INDEXES]
 
 
 #: The names :func:`row_to_metadata` unpacks a row into, in :data:`_SELECT_COLUMNS` order (checked below).
@@ -282,11 +308,11 @@ def row_to_metadata(row: tuple[Any, ...], hashes: dict[str, str], decoded: list[
     return ModelMetadata(
         model_id=model_id or key,
         name=name,
-        source=_enum(Source, source, Source.LOCAL),
-        type=_enum(ModelType, kind, ModelType.OTHER),
-        base_model=_enum(BaseModel, base_model, BaseModel.UNKNOWN),
+        source=_enum(_SOURCES, Source, source, Source.LOCAL),
+        type=_enum(_TYPES, ModelType, kind, ModelType.OTHER),
+        base_model=_enum(_BASES, BaseModel, base_model, BaseModel.UNKNOWN),
         version=version or "",
-        format=_enum(ModelFormat, fmt, ModelFormat.OTHER),
+        format=_enum(_FORMATS, ModelFormat, fmt, ModelFormat.OTHER),
         size_bytes=size_bytes or 0,
         sha256=sha256 or "",
         trigger_words=trigger_words,
