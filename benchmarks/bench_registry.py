@@ -11,6 +11,7 @@ import argparse
 import os
 import platform
 import random
+import sqlite3
 import statistics
 import tempfile
 import time
@@ -109,6 +110,43 @@ def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20)[18]
 
 
+#: A search as plain SQLite answers it at the least: the first 20 FTS5 matches (unranked), their whole rows.
+BARE_SEARCH = "SELECT * FROM models WHERE pk IN (SELECT rowid FROM models_fts WHERE models_fts MATCH ? LIMIT 20)"
+#: The same with FTS5's own relevance order (bm25): what a bare search that ranks its results costs.
+BARE_RANKED_SEARCH = (
+    "SELECT * FROM models WHERE pk IN (SELECT rowid FROM models_fts WHERE models_fts MATCH ? ORDER BY rank LIMIT 20)"
+)
+
+
+def _fts_words(query: str) -> str:
+    return " ".join(f'"{word}"' for word in query.split())
+
+
+def bare_list(
+    source: object = None, model_type: object = None, base_model: object = None, limit: int | None = None
+) -> tuple[str, list[str]]:
+    """The anchor of a ``list_models`` call: the same filter and order as one plain query of whole rows."""
+    from hubloader.core.metadata import ModelType
+
+    where, params = [], []
+    if source is not None:
+        where.append("source = ?")
+        params.append(str(source))
+    if model_type is not None:
+        types = [str(model_type)] + ([str(ModelType.LYCORIS)] if model_type is ModelType.LORA else [])
+        where.append(f"type IN ({', '.join('?' * len(types))})")
+        params += types
+    if base_model is not None:
+        where.append("base_model = ?")
+        params.append(str(base_model))
+    sql = (
+        "SELECT * FROM models"
+        + (f" WHERE {' AND '.join(where)}" if where else "")
+        + " ORDER BY updated_at DESC, pk DESC"
+    )
+    return sql + (f" LIMIT {int(limit)}" if limit is not None else ""), params
+
+
 def bench_registry(count: int, keep: str | None = None) -> None:
     from hubloader.core.metadata import BaseModel, ModelType, Source
     from hubloader.registry import ModelRegistry
@@ -131,6 +169,20 @@ def bench_registry(count: int, keep: str | None = None) -> None:
         it = iter(queries * 2)
         searches = timed(lambda: registry.search(next(it), local_only=True), len(queries))
         print(f"search(query, local_only) limit 20: {stats(searches)}")
+        search_cpu = list(CPU_MS)
+        bare = sqlite3.connect(str(path))  # the anchors: plain SQLite on the same file, no registry code
+        it = iter(queries * 2)
+        anchor = timed(lambda: bare.execute(BARE_SEARCH, (_fts_words(next(it)),)).fetchall(), len(queries))
+        print(
+            f"  anchor, bare FTS5 query (first 20 matches, rows): {stats(anchor)}; search p95 / bare p95 = "
+            f"{p95(searches) / p95(anchor):.2f} wall, {p95(search_cpu) / p95(CPU_MS):.2f} CPU"
+        )
+        it = iter(queries * 2)
+        anchor = timed(lambda: bare.execute(BARE_RANKED_SEARCH, (_fts_words(next(it)),)).fetchall(), len(queries))
+        print(
+            f"  anchor, bare ranked FTS5 query (bm25 top 20, rows): {stats(anchor)}; search p95 / bare p95 = "
+            f"{p95(searches) / p95(anchor):.2f} wall, {p95(search_cpu) / p95(CPU_MS):.2f} CPU (target <= 1)"
+        )
         it = iter(queries * 2)
         filtered = timed(
             lambda: registry.search(next(it), local_only=True, model_type=ModelType.LORA, base_model=BaseModel.SDXL),
@@ -152,6 +204,15 @@ def bench_registry(count: int, keep: str | None = None) -> None:
             rows = len(registry.list_models(**kwargs))
             times = timed(lambda kw=kwargs: registry.list_models(**kw), 20)
             print(f"{label}: {rows} rows, {stats(times)}")
+            list_cpu = list(CPU_MS)
+            sql, params = bare_list(**kwargs)
+            assert len(bare.execute(sql, params).fetchall()) >= rows
+            anchor = timed(lambda q=sql, a=params: bare.execute(q, a).fetchall(), 20)
+            print(
+                f"  anchor, bare SQLite query: {stats(anchor)}; list_models / bare (medians) = "
+                f"{statistics.median(times) / statistics.median(anchor):.2f} wall, "
+                f"{statistics.median(list_cpu) / statistics.median(CPU_MS):.2f} CPU (target <= 2)"
+            )
         rows = len(registry.list_models(model_type=ModelType.LORA))
         times = timed(lambda: registry.list_models(model_type=ModelType.LORA), 5)
         print(f"list_models(type=LORA) unbounded: {rows} rows, {stats(times)}")
@@ -159,6 +220,7 @@ def bench_registry(count: int, keep: str | None = None) -> None:
         gets = timed(lambda: registry.get_model(rng.choice(ids)), 200)
         print(f"get_model(id): {stats(gets)}")
         registry.close()
+        bare.close()
 
 
 def weights(dtype: str, n: int, rng) -> bytes:
@@ -207,7 +269,8 @@ def main() -> None:
 
     print(f"SQLite {sqlite3.sqlite_version}")
     bench_registry(args.models, args.keep)
-    bench_archive(args.archive_mb)
+    if args.archive_mb > 0:
+        bench_archive(args.archive_mb)
 
 
 if __name__ == "__main__":

@@ -173,13 +173,28 @@ class ModelRegistry:
         *,
         base_model: BaseModel | None = None,
         local_only: bool = False,
+        include_unusable: bool = False,
         limit: int | None = None,
         offset: int = 0,
     ) -> list[ModelMetadata]:
-        """Registered models, most recently updated first, optionally filtered; ``limit``/``offset`` page them."""
+        """Registered models, most recently updated first, optionally filtered; ``limit``/``offset`` page them.
+
+        ``local_only`` lists the usable files on disk; with ``include_unusable`` it also lists the files that
+        failed inspection (status ``invalid``, the reason in ``extra["error"]``), so a library view can show them
+        as unusable rather than hide them."""
         return self.index.list_models(
-            source, model_type, base_model=base_model, local_only=local_only, limit=limit, offset=offset
+            source,
+            model_type,
+            base_model=base_model,
+            local_only=local_only,
+            include_unusable=include_unusable,
+            limit=limit,
+            offset=offset,
         )
+
+    def unusable_files(self) -> dict[str, str]:
+        """``{path: reason}`` of the files a scan found unusable (a hostile, truncated or non-JSON header …)."""
+        return self.index.unusable_files()
 
     def mark_used(self, model: str | ModelMetadata) -> ModelMetadata:
         """Count a use (the LRU clock of the cache) and return the model, restoring it from archive if needed."""

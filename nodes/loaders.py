@@ -31,7 +31,43 @@ class MissingModel(HubloaderError):
 
 
 def _combo(kind: str, tooltip: str) -> tuple[list[str], dict[str, Any]]:
-    return (folders.list_names(kind), {"tooltip": tooltip})
+    return (_choices(kind), {"tooltip": tooltip})
+
+
+#: Appended to a combo choice whose file failed inspection when the folders were scanned (a hostile, truncated
+#: or non-JSON header): it stays listed, so the user sees it is there but unusable, and cannot be run.
+UNUSABLE = " (unusable: failed inspection)"
+
+
+def _choices(kind: str) -> list[str]:
+    """ComfyUI's names for ``kind``, each file the registry recorded as failing inspection marked ``UNUSABLE``."""
+    names = folders.list_names(kind)
+    bad = _unusable_names(kind, set(names))
+    return [name + UNUSABLE if name in bad else name for name in names] if bad else names
+
+
+def _unusable_names(kind: str, names: set[str]) -> set[str]:
+    """The combo names of the files the registry recorded as unusable; nothing when there is no index yet
+    (building a node list never creates one) or it cannot be read."""
+    try:
+        import sqlite3
+
+        from hubloader.registry import ModelRegistry, default_db_path
+
+        if not default_db_path().exists():
+            return set()
+        with ModelRegistry() as registry:
+            paths = registry.unusable_files()
+    except (ImportError, HubloaderError, OSError, sqlite3.Error):
+        return set()
+    roots = [Path(folder).resolve() for folder in folders.folder_paths().get_folder_paths(kind)]
+    relative = {
+        Path(path).resolve().relative_to(root).as_posix()
+        for path in paths
+        for root in roots
+        if Path(path).resolve().is_relative_to(root)
+    }
+    return {name for name in names if name.replace("\\", "/") in relative}
 
 
 def _source_input() -> tuple[str, dict[str, Any]]:
@@ -54,6 +90,8 @@ def validate(name: str, source: str, input_name: str) -> bool | str:
         except InvalidReference as exc:
             return f"source: {exc}"
         return True
+    if str(name).endswith(UNUSABLE):
+        return f"{input_name}: {name} failed inspection when the folders were scanned, so it cannot be loaded."
     problem = folders.check_name(name)
     return f"{input_name}: {problem}" if problem else True
 

@@ -198,3 +198,37 @@ def test_a_locked_index_is_an_index_error_naming_the_file(tmp_path, monkeypatch)
         holder.execute("ROLLBACK")
         holder.close()
     db.ModelDatabase(path).close()  # nothing was lost: it opens once the other writer is done
+
+
+def test_listed_rows_read_their_json_and_hashes_in_one_query_even_when_broken(tmp_path: Path) -> None:
+    """A listing has SQLite build one JSON document per row (its JSON columns and its hashes) and decodes them all
+    at once; a column that is not valid JSON (by hand, an old version) reads as empty, as it always did, and empty
+    values are fresh objects, never one list shared by the rows."""
+    from hubloader.core.metadata import ModelMetadata, Source
+    from hubloader.library import database as d
+
+    db = d.ModelDatabase(tmp_path / "models.db")
+    with db.write() as conn:
+        for i in range(3):
+            meta = ModelMetadata(model_id=f"civitai:{i}@{i}", name=f"m{i}", source=Source.CIVITAI, tags=["t", "u,v"])
+            meta.sha256, meta.trigger_words, meta.extra = f"{i:064x}", [f"w{i}"], {"k": [1, {"x": "y"}]}
+            db.upsert(conn, meta.model_id, meta, managed=False, status="ok")
+        conn.execute(
+            "UPDATE models SET trigger_words = 'not json', tags = '\"a\", \"b\"', extra = '[1]', files = '' "
+            "WHERE id = 'civitai:1@1'"
+        )
+        conn.execute("UPDATE models SET trigger_words = '[]', tags = NULL WHERE id = 'civitai:2@2'")
+    pks = [pk for (pk,) in db.query("SELECT pk FROM models ORDER BY id")]
+    first, broken, empty = db.models_by_pk(pks)
+    with db.write() as conn:  # a value that spoils a joined document ("1],[2") reads as empty, the others as stored
+        conn.execute("UPDATE models SET trigger_words = '1],[2', training_tags = '  ' WHERE id = 'civitai:2@2'")
+    joined = db.models_by_pk(pks)
+    assert joined[0].trigger_words == ["w0"] and joined[2].trigger_words == [] and joined[2].training_tags == []
+    assert joined[1].tags == [] and joined[0].tags == ["t", "u,v"]
+    assert first.trigger_words == ["w0"] and first.tags == ["t", "u,v"] and first.extra["k"] == [1, {"x": "y"}]
+    assert first.hashes == {"SHA256": f"{0:064x}", "AutoV2": f"{0:064x}"[:10]}
+    assert broken.trigger_words == [] and broken.tags == [] and broken.files == []
+    assert set(broken.extra) == {"registry"} and broken.hashes["SHA256"] == f"{1:064x}"
+    assert empty.trigger_words == [] and empty.tags == [] and empty.trigger_words is not broken.trigger_words
+    assert [m.name for m in db.models_by_pk(list(reversed(pks)))] == ["m2", "m1", "m0"]
+    db.close()

@@ -152,7 +152,7 @@ def test_object_whose_bytes_do_not_match_its_key_is_quarantined_and_refetched(
     liar.write_bytes(os.urandom(2 * MiB))
     cache.store.publish(sha, liar, {"sha256": sha, "size": 2 * MiB})
 
-    with caplog.at_level(logging.WARNING, logger="hubloader.sharedcache.cache"):
+    with caplog.at_level(logging.WARNING, logger="hubloader.sharedcache.fetching"):
         result = cache.fetch(sha, tmp_path / "w" / "bad.safetensors", _origin(url, sha))
 
     assert result.sha256 == sha and (tmp_path / "w" / "bad.safetensors").read_bytes() == hub_env.blob(url).read()
@@ -365,7 +365,7 @@ def test_unreachable_store_falls_back_to_the_origin_or_fails(
     sha = hub_env.blob(url).sha256
 
     for broken in ("s3://fleet-nowhere/p", str(tmp_path / "not-mounted")):
-        with caplog.at_level(logging.WARNING, logger="hubloader.sharedcache.cache"):
+        with caplog.at_level(logging.WARNING, logger="hubloader.sharedcache.fetching"):
             result = open_shared_cache(broken).fetch(sha, tmp_path / "w" / broken[-1] / "d.st", _origin(url, sha))
         assert result.sha256 == sha
         assert "shared cache not used" in caplog.text and "Downloading from the origin" in caplog.text

@@ -12,7 +12,7 @@ from safetensors.numpy import save_file
 
 from hubloader.core.errors import AuthRequired, InvalidFile, NotFound, PickleNotAllowed, UnsafeFile
 from hubloader.core.metadata import BaseModel, ModelFormat, ModelType
-from hubloader.library import inspection
+from hubloader.library import pickles
 from hubloader.library.inspection import (
     MAX_HEADER_SIZE,
     base_from_metadata,
@@ -91,6 +91,11 @@ BROKEN = {
     "overlapping offsets": (_raw({"a": _tensor(0, 8), "b": _tensor(4, 12)}, b"\0" * 12), UnsafeFile),
     "gap between tensors": (_raw({"a": _tensor(0, 4), "b": _tensor(8, 12)}, b"\0" * 12), InvalidFile),
     "unknown dtype": (_raw({"a": _tensor(0, 4, dtype="F128")}, b"\0" * 4), InvalidFile),
+    "dtype not a string": (
+        _raw({"a": {"dtype": ["U8"], "shape": [4], "data_offsets": [0, 4]}}, b"\0" * 4),
+        InvalidFile,
+    ),
+    "shape holds a bool": (_raw({"a": {"dtype": "U8", "shape": [True], "data_offsets": [0, 1]}}, b"\0"), InvalidFile),
     "size does not match shape": (_raw({"a": _tensor(0, 4, dtype="F32", shape=[4])}, b"\0" * 4), InvalidFile),
     "truncated data": (_raw({"a": _tensor(0, 400)}, b"\0" * 40), InvalidFile),
     "trailing bytes": (_raw({"a": _tensor(0, 4)}, b"\0" * 40), InvalidFile),
@@ -133,51 +138,74 @@ def test_a_valid_header_padded_with_spaces_and_empty_tensors_is_accepted(tmp_pat
 # --- remote header by Range ----------------------------------------------------------------------
 
 
-def test_remote_header_reads_only_the_header_by_range(fakehub) -> None:
+def test_remote_header_reads_only_the_header_by_range(hub_env) -> None:
     data = mf.safetensors_bytes(mf.sdxl_checkpoint(), {"modelspec.architecture": "stable-diffusion-xl-v1-base"})
-    url = fakehub.add_file("models/xl.safetensors", data)
+    url = hub_env.add_file("models/xl.safetensors", data)
 
     header = read_remote_header(url)
 
     assert header.metadata["modelspec.architecture"] == "stable-diffusion-xl-v1-base"
     assert header.file_size == len(data)
     assert detect(header).base is BaseModel.SDXL
-    assert fakehub.bytes_sent.total() <= 100_001 < len(data)
+    assert hub_env.bytes_sent.total() <= 100_001 < len(data)
 
 
-def test_remote_header_longer_than_the_first_range_takes_a_second_request(fakehub) -> None:
+def test_remote_header_longer_than_the_first_range_takes_a_second_request(hub_env) -> None:
     metadata = {"ss_tag_frequency": json.dumps({"1_x": {f"tag{i}": i for i in range(20_000)}})}
     data = mf.safetensors_bytes(mf.kohya_lora(), metadata)
-    url = fakehub.add_file("big-header.safetensors", data)
+    url = hub_env.add_file("big-header.safetensors", data)
 
-    header = read_remote_header(url, headers=lambda: {"X-Test": "1"})
+    header = read_remote_header(url)
 
     assert header.header_length > 100_000
     assert json.loads(header.metadata["ss_tag_frequency"])["1_x"]["tag19999"] == 19999
-    assert sum(1 for r in fakehub.requests if r.path.endswith("big-header.safetensors")) == 2
+    assert sum(1 for r in hub_env.requests if r.path.endswith("big-header.safetensors")) == 2
 
 
-def test_remote_header_when_the_server_ignores_range(fakehub) -> None:
+def test_remote_header_when_the_server_ignores_range(hub_env) -> None:
     data = mf.safetensors_bytes(mf.kohya_lora(), {"a": "b"}) + b""
-    url = fakehub.add_file("norange.safetensors", data)
-    fakehub.faults.ignore_range = True
+    url = hub_env.add_file("norange.safetensors", data)
+    hub_env.faults.ignore_range = True
     assert read_remote_header(url).metadata == {"a": "b"}
 
 
-def test_remote_header_hostile_and_missing(fakehub) -> None:
-    hostile = fakehub.add_file("hostile.safetensors", struct.pack("<Q", 10**12) + b"{}")
+def test_remote_header_hostile_and_missing(hub_env, monkeypatch: pytest.MonkeyPatch) -> None:
+    hostile = hub_env.add_file("hostile.safetensors", struct.pack("<Q", 10**12) + b"{}")
     with pytest.raises(UnsafeFile):
         read_remote_header(hostile)
     with pytest.raises(NotFound):
-        read_remote_header(fakehub.cdn_url + "/nothing-here.safetensors")
-    fakehub.faults.require_token = "secret-token"
+        read_remote_header(hub_env.cdn_url + "/nothing-here.safetensors")
+    hub_env.faults.require_token = "secret-token"
     with pytest.raises(AuthRequired) as raised:
         read_remote_header(hostile)
     assert "secret-token" not in str(raised.value)
-    assert read_remote_header(
-        fakehub.add_file("ok.safetensors", mf.safetensors_bytes(mf.embedding())),
-        headers={"Authorization": "Bearer secret-token"},
-    ).tensors
+    # The token goes to its own service's endpoint only: HuggingFace's, not the storage host beside it.
+    monkeypatch.setenv("HF_TOKEN", "secret-token")
+    on_hf = hub_env.add_file("ok.safetensors", mf.safetensors_bytes(mf.embedding()), host="hf")
+    assert read_remote_header(on_hf, token_service="huggingface").tensors
+    with pytest.raises(AuthRequired):
+        read_remote_header(
+            hub_env.add_file("ok.safetensors", mf.safetensors_bytes(mf.embedding())), token_service="huggingface"
+        )
+    with pytest.raises(AuthRequired):
+        read_remote_header(on_hf)  # no service named: no token
+
+
+def test_remote_header_reads_go_through_the_gate_s_host_rule(fakehub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host allow-list applies to header reads as to downloads: at the URL and at every redirect hop."""
+    from hubloader.gate.policy import DownloadRefused
+
+    data = mf.safetensors_bytes(mf.embedding())
+    elsewhere = fakehub.add_file("elsewhere.safetensors", data)  # the storage host, not allowed here
+    with pytest.raises(DownloadRefused):
+        read_remote_header(elsewhere)
+    assert not [r for r in fakehub.requests if r.path.endswith("elsewhere.safetensors")]
+    monkeypatch.setenv("HF_ENDPOINT", fakehub.hf_url)  # HuggingFace's endpoint is allowed ...
+    hop = fakehub.add_redirect("hop.safetensors", elsewhere, host="hf")
+    with pytest.raises(DownloadRefused):  # ... but not a redirect from it to a host that is not
+        read_remote_header(hop)
+    assert not [r for r in fakehub.requests if r.path.endswith("elsewhere.safetensors")]
+    assert read_remote_header(fakehub.add_file("here.safetensors", data, host="hf")).tensors
 
 
 # --- pickles -------------------------------------------------------------------------------------
@@ -247,7 +275,7 @@ def test_a_zip_claiming_far_more_bytes_than_it_holds_or_too_many_entries_is_refu
     assert inspect_file(tiny).detection.kind is ModelType.BASE_MODEL
     entries = len(zipfile.ZipFile(tiny).infolist())
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(inspection, "MAX_ZIP_ENTRIES", entries - 1)
+        patch.setattr(pickles, "MAX_ZIP_ENTRIES", entries - 1)  # the limit lives beside the pickle reader
         with pytest.raises(UnsafeFile, match=f"tiny.ckpt is a zip of {entries} entries, more than {entries - 1}"):
             inspect_file(tiny)
 

@@ -200,3 +200,31 @@ def test_values_the_user_changed_in_the_a1111_sidecar_are_the_user_s(tmp_path: P
 
     assert (again.trigger_words, again.trigger_words_source) == (["storybook style", "ppstorybook"], "sidecar")
     assert (again.recommended_weight, again.recommended_weight_source) == (0.7, "civitai.settings")  # untouched
+
+
+def test_a_registry_scan_keeps_the_full_text_index_right(library: Path) -> None:
+    """record_scan writes its rows with the full-text triggers off and indexes them at once: the index must
+    match the rows exactly (FTS5's integrity-check compares them), on a first scan and on a rescan that
+    changes a row, and the triggers must be back for every other writer."""
+    from hubloader.registry import ModelRegistry
+
+    def check(registry: ModelRegistry) -> None:
+        db = registry.index.db
+        with db.write() as conn:  # raises "database disk image is malformed" when index and rows differ
+            conn.execute("INSERT INTO models_fts (models_fts, rank) VALUES ('integrity-check', 1)")
+        triggers = db.query("SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'models_fts_%'")
+        assert sorted(t for (t,) in triggers) == ["models_fts_delete", "models_fts_insert", "models_fts_update"]
+
+    with ModelRegistry() as registry:
+        registry.scan([library])
+        check(registry)
+        assert [m.name for m in registry.search("char", local_only=True)] == ["char"]
+        lora = library / "loras" / "char.safetensors"
+        write_a1111(lora, {"description": "an inkwashword style"})
+        os.utime(lora, ns=(lora.stat().st_atime_ns, lora.stat().st_mtime_ns + 10**9))
+        assert [m.name for m in registry.scan([library]).models] == ["char"]
+        check(registry)
+        assert [m.name for m in registry.search("inkwashword", local_only=True)] == ["char"]
+        registry.register_model(ModelMetadata(model_id="civitai:9@9", name="Other", source=Source.CIVITAI))
+        assert registry.index.db.query("SELECT count(*) FROM models_fts WHERE models_fts MATCH 'other'") == [(1,)]
+        check(registry)

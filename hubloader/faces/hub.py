@@ -232,23 +232,32 @@ class ModelHub:
     # -- library ----------------------------------------------------------------------------------------
     def library(self, kind: str = ANY, query: str = "") -> tuple[list[list[Any]], str]:
         """Index rows of the local models (in any folder the registry knows), with duplicates marked."""
+        from hubloader.library.index import is_unusable, registry_state
         from hubloader.library.scan import find_duplicates
         from hubloader.registry import ModelRegistry
 
         wanted = None if kind in ("", ANY) else kind
         with ModelRegistry() as registry:
-            models = [m for m in registry.list_models(local_only=True) if m.local_path]
+            models = registry.list_models(local_only=True, include_unusable=True)
             cached = registry.list_cached_models()
             limit = registry.cache_limit_gb
+        for m in models:  # a file that failed inspection has no usable path; the table still shows where it is
+            m.local_path = m.local_path or Path(registry_state(m)["path"])
         if wanted:
-            models = [m for m in models if kind_of(m.type) == wanted]
+            models = [m for m in models if self._in_kind(m, wanted)]
         if query:
             needle = query.lower()
             models = [m for m in models if needle in f"{m.name} {m.local_path} {' '.join(m.trigger_words)}".lower()]
-        duplicates = find_duplicates({str(m.local_path): m.sha256 for m in models})
+        usable = [m for m in models if not is_unusable(m)]
+        duplicates = find_duplicates({str(m.local_path): m.sha256 for m in usable})
         twin_of = {str(p): paths for paths in duplicates.values() for p in paths}
         rows = []
         for m in models:
+            if is_unusable(m):
+                reason = str(m.extra.get("error") or "it failed inspection")
+                unusable = ["unusable", "-", m.source.value, human_size(m.size_bytes or None), reason]
+                rows.append([m.name, *unusable, "", "", "", str(m.local_path)])
+                continue
             others = [p.name for p in twin_of.get(str(m.local_path), []) if str(p) != str(m.local_path)]
             weight = "" if m.recommended_weight is None else f"{m.recommended_weight:g}"
             rows.append(
@@ -265,13 +274,25 @@ class ModelHub:
                     str(m.local_path),
                 ]
             )
+        bad = len(models) - len(usable)
         managed = sum(m.size_bytes for m in cached if (m.extra.get("registry") or {}).get("managed"))
         summary = (
-            f"{len(rows)} local models · {human_size(sum(m.size_bytes for m in models) or None)} · "
-            f"{len(duplicates)} duplicate groups · downloads cache {human_size(managed or None)}"
+            f"{len(usable)} local models · {human_size(sum(m.size_bytes for m in usable) or None)} · "
+            + (f"{bad} unusable (failed inspection) · " if bad else "")
+            + f"{len(duplicates)} duplicate groups · downloads cache {human_size(managed or None)}"
             + (f" of {limit:g} GB" if limit is not None else " (no limit)")
         )
         return rows, summary
+
+    def _in_kind(self, meta: ModelMetadata, kind: str) -> bool:
+        """Whether a Library row belongs to the folder kind shown: by its type, or (a file that failed inspection
+        has none) by the folder it lies in."""
+        from hubloader.library.index import is_unusable
+
+        if not is_unusable(meta):
+            return kind_of(meta.type) == kind
+        path = Path(str(meta.local_path))
+        return any(path.is_relative_to(folder) for folder in self.folders.dirs(kind))
 
     def rescan(self) -> str:
         """Re-read the host's model folders into the index (incremental: unchanged files are not opened)."""

@@ -1,4 +1,5 @@
-"""The one entry point of every download: :func:`fetch_file`.
+"""The one entry point of every download: :func:`fetch_file` (and, under the same host and token rules, the small
+reads that are not downloads: :func:`fetch_preview_bytes`, :func:`read_byte_range`).
 
 In this order, in one place: the source's host (and every redirect hop's), the destination (a plain name
 inside its folder, never over a different file), trust (the published SHA256, the pickle policy on the name
@@ -8,19 +9,25 @@ and on the bytes), free space for the published size, the shared cache, then the
 from __future__ import annotations
 
 import errno
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
-from hubloader.core.errors import HubloaderError
+from hubloader.core.errors import AuthRequired, HubloaderError, NetworkError, NotFound
 from hubloader.core.metadata import DownloadResult
+from hubloader.core.settings import Secret, redact_url
 from hubloader.engine.download import DownloadProgress, check_free_space, download_file
 from hubloader.engine.partfile import partial_ranges
 from hubloader.engine.speeds import record_download
 from hubloader.gate import policy
 from hubloader.gate.request import FileRequest
 from hubloader.sharedcache.cache import SharedCache, fetch_via_shared_cache
+
+if TYPE_CHECKING:
+    import requests
 
 Progress = Callable[[DownloadProgress], None]
 #: Redirects a preview may take (each hop checked like a download's).
@@ -158,3 +165,76 @@ def fetch_preview_bytes(url: str, limit: int) -> bytes | None:
             data = r.raw.read(limit + 1, decode_content=True)
         return data if len(data) <= limit else None
     raise requests.TooManyRedirects(f"more than {MAX_PREVIEW_HOPS} redirects")
+
+
+def read_byte_range(
+    url: str,
+    start: int,
+    stop: int,
+    *,
+    token_service: str | None = None,
+    token: Secret | None = None,
+    timeout: float = 30.0,
+) -> tuple[bytes, int | None]:
+    """Bytes ``start`` to ``stop`` (exclusive) of a file on an allowed host, and the file's size when the server
+    says it (``Content-Range``, else a 200's ``Content-Length``): a header read, never a download.
+
+    The gate's rules apply as to a download: the host of the URL and of every redirect hop must be allowed, and
+    ``token_service``'s token (``token``, else the configured one) goes only to that service's own endpoint, over
+    https or loopback. A server that ignores Range is read from byte 0 and closed once ``stop`` bytes arrived.
+    Raises DownloadRefused (host), AuthRequired (401/403), NotFound (404) or NetworkError.
+    """
+    import requests
+
+    from hubloader.core.version import USER_AGENT
+
+    name = redact_url(url)
+    request = FileRequest(url=url, folder=Path(), name=name, token_service=token_service, token=token)
+    for _ in range(MAX_PREVIEW_HOPS + 1):
+        policy.check_host(request, url)
+        headers = {"User-Agent": USER_AGENT, "Range": f"bytes={start}-{stop - 1}"}
+        secret = policy.token_for(request, url)
+        if secret:
+            headers["Authorization"] = f"Bearer {secret.reveal()}"
+        try:
+            with requests.get(url, headers=headers, stream=True, timeout=timeout, allow_redirects=False) as response:
+                if response.is_redirect:
+                    url = urljoin(url, response.headers["Location"])
+                    continue
+                _raise_for_status(response.status_code, name)
+                skip = start if response.status_code == 200 else 0  # Range ignored: the whole body from byte 0
+                return _read_exactly(response, skip + stop - start)[skip:], _total_size(response)
+        except requests.RequestException as exc:
+            raise NetworkError(f"Could not read {name}: {type(exc).__name__}.") from None
+    raise NetworkError(f"{name} redirected more than {MAX_PREVIEW_HOPS} times.")
+
+
+def _raise_for_status(status: int, name: str) -> None:
+    if status in (401, 403):
+        raise AuthRequired(f"{name} refused access (HTTP {status}).")
+    if status == 404:
+        raise NotFound(f"{name} does not exist (HTTP 404).")
+    if status not in (200, 206):
+        raise NetworkError(f"{name} answered HTTP {status} to a ranged read.")
+
+
+def _read_exactly(response: requests.Response, count: int) -> bytes:
+    """Up to ``count`` bytes of a streamed body (fewer when it ends first)."""
+    chunks, remaining = [], count
+    while remaining > 0:
+        chunk = response.raw.read(min(remaining, 1 << 20), decode_content=True)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def _total_size(response: requests.Response) -> int | None:
+    """File size from ``Content-Range: bytes a-b/TOTAL`` (206) or Content-Length (200)."""
+    match = re.search(r"/(\d+)\s*$", response.headers.get("Content-Range", ""))
+    if match:
+        return int(match.group(1))
+    if response.status_code == 200 and response.headers.get("Content-Length", "").isdigit():
+        return int(response.headers["Content-Length"])
+    return None

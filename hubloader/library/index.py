@@ -153,19 +153,24 @@ class LibraryIndex:
         *,
         base_model: BaseModel | None = None,
         local_only: bool = False,
+        include_unusable: bool = False,
         limit: int | None = None,
         offset: int = 0,
     ) -> list[ModelMetadata]:
         """Registered models, most recently updated first, optionally filtered; ``limit``/``offset`` page them.
 
+        ``local_only``: usable files on disk (and, with ``include_unusable``, files that failed inspection too).
         Pages are cheap; a list of every one of thousands of models costs tens of microseconds a row.
         """
         where, params = _filters(source=source, model_type=model_type, base_model=base_model)
         if local_only:
-            where.append("m.local_path IS NOT NULL AND m.status = 'ok'")
+            statuses = "('ok', 'invalid')" if include_unusable else "('ok')"
+            where.append(f"m.local_path IS NOT NULL AND m.status IN {statuses}")
         order = "m.updated_at DESC, m.pk DESC"
         found = self.checked(self.db.models(" AND ".join(where), params, order=order, limit=limit, offset=offset))
-        return [m for m in found if m.local_path] if local_only else found
+        if not local_only:
+            return found
+        return [m for m in found if m.local_path or (is_unusable(m) and os.path.exists(registry_state(m)["path"]))]
 
     def by_key(self, key: str) -> ModelMetadata:
         """The row ``key``, which the caller knows exists (NotFound if another process deleted it meanwhile)."""
@@ -283,17 +288,31 @@ class LibraryIndex:
     def record_scan(self, found: list[ModelMetadata], removed: list[Path]) -> None:
         """Record what a library scan found (each file's (size, mtime) with it) and the files it found gone.
 
-        A file that failed inspection is recorded ``invalid``, its reason in ``extra["error"]``."""
-        with self.db.write() as conn:
-            for meta in found:
-                path = str(meta.local_path)
+        A file that failed inspection is recorded ``invalid``, its reason in ``extra["error"]``. One transaction,
+        and per file only the row itself and its facts are written: what the hash cache holds for every path is
+        read in one query first (a scan of thousands of files must not cost thousands of look-ups)."""
+        paths = [str(meta.local_path) for meta in found]
+        keys = [registry_key(meta) for meta in found]
+        with self.db.write() as conn, self.db.text_index_deferred(conn, keys):
+            cached = self.db.facts_of(conn, paths)
+            facts = []
+            for meta, path, key in zip(found, paths, keys, strict=True):
                 signature = (meta.extra["size"], meta.extra["mtime_ns"])
-                cached = self.db.cached_facts_in(conn, path)
-                if cached and cached["hashes"].get("SHA256") and signature == cached["signature"]:
-                    meta.sha256 = cached["hashes"]["SHA256"]
-                self.db.upsert(conn, registry_key(meta), meta, managed=False, status=_usable(meta))
-                self.db.store_facts(conn, Path(path), *signature, info={"scanned": True})
+                known = cached.get(path)
+                if known is None or known["signature"] != signature:
+                    known = {"hashes": {}, "info": {}}  # a new or changed file: nothing known holds
+                if known["hashes"].get("SHA256"):
+                    meta.sha256 = known["hashes"]["SHA256"]
+                self.db.upsert(conn, key, meta, managed=False, status=_usable(meta))
+                old_hashes, old_info = known["hashes"], known["info"]
+                facts.append((path, *signature, old_hashes, {**old_info, "scanned": True}))
+            self.db.store_many_facts(conn, facts)
             conn.executemany("UPDATE models SET status = 'missing' WHERE local_path = ?", [(str(p),) for p in removed])
+
+    def unusable_files(self) -> dict[str, str]:
+        """``{path: reason}`` of every file recorded as failing inspection (status ``invalid``), one query."""
+        rows = self.db.query("SELECT local_path, extra FROM models WHERE status = 'invalid' AND local_path IS NOT NULL")
+        return {path: str(_db.loads(extra, {}).get("error") or "it failed inspection") for path, extra in rows}
 
     def unhashed(self, limit: int | None = None) -> list[tuple[str, str, int | None, int | None, dict[str, str]]]:
         """``(key, path, size, mtime_ns, cached hashes)`` of files on disk without a SHA256 yet."""
@@ -438,6 +457,11 @@ class LibraryIndex:
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
+
+def is_unusable(meta: ModelMetadata) -> bool:
+    """Whether the index recorded ``meta``'s file as failing inspection (status ``invalid``; ``extra["error"]`` says why)."""
+    return bool(registry_state(meta).get("status") == "invalid")
 
 
 def _usable(meta: ModelMetadata) -> str:

@@ -149,7 +149,8 @@ def describe_file(
     meta.size_bytes = signature[0]
     meta.local_path = path
     meta.extra.update(size=signature[0], mtime_ns=signature[1])
-    sidecars = read_sidecars(path, frozenset(names) if names is not None else None)
+    listing = frozenset(names) if names is not None else None
+    sidecars = read_sidecars(path, listing) if listing is None or _may_have_sidecars(path.name, listing) else Sidecars()
     try:
         inspection = inspect_file(path, scan_pickles=scan_pickles)
     except HubloaderError as exc:
@@ -161,6 +162,34 @@ def describe_file(
         return meta
     _apply_inspection(meta, inspection, sidecars, source)
     return meta
+
+
+def _may_have_sidecars(name: str, listing: frozenset[str]) -> bool:
+    """Whether another name in the folder starts with the file's stem and a dot, as every sidecar's does
+    (``x.json``, ``x.preview.png``, ``x.civitai.info`` beside ``x.safetensors``). Most files of a library have
+    none, and looking for each kind one by one was the costliest part of a scan after the header."""
+    return _dotted_prefixes(listing).get(name.rpartition(".")[0] + ".", 0) > 1
+
+
+#: The last folder listing's prefix counts: a scan describes a folder's files one after the other. The listing
+#: itself is held, so its id cannot be reused while it is cached; the pair is replaced whole (thread-safe).
+_prefix_cache: tuple[frozenset[str], dict[str, int]] = (frozenset(), {})
+
+
+def _dotted_prefixes(listing: frozenset[str]) -> dict[str, int]:
+    """How many names of ``listing`` start with each of their own prefixes ending in a dot."""
+    global _prefix_cache
+    cached = _prefix_cache
+    if cached[0] is not listing:
+        counts: dict[str, int] = {}
+        for other in listing:
+            at = other.find(".")
+            while at >= 0:
+                prefix = other[: at + 1]
+                counts[prefix] = counts.get(prefix, 0) + 1
+                at = other.find(".", at + 1)
+        cached = _prefix_cache = (listing, counts)
+    return cached[1]
 
 
 def _base_metadata(path: Path, source: ModelMetadata | None) -> ModelMetadata:

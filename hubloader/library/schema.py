@@ -215,7 +215,7 @@ INSERT INTO models_fts (models_fts) VALUES ('rebuild');
 # Type, base and source as words of the full-text index ("typelora basesdxl sourcecivitai"), so a
 # filtered search is one index intersection instead of checking thousands of word matches row by row.
 _FACETS = "'type' || replace(lower(type), '_', '') || ' base' || replace(lower(base_model), '_', '') || ' source' || lower(source)"
-_FTS_COLUMNS = "name, tags, trigger_words, description, facets"
+FTS_COLUMNS = "name, tags, trigger_words, description, facets"
 _V10_FTS_FACETS = f"""
 ALTER TABLE models ADD COLUMN facets TEXT GENERATED ALWAYS AS ({_FACETS}) VIRTUAL;
 DROP TRIGGER models_fts_insert;
@@ -223,22 +223,22 @@ DROP TRIGGER models_fts_delete;
 DROP TRIGGER models_fts_update;
 DROP TABLE models_fts;
 CREATE VIRTUAL TABLE models_fts USING fts5(
-    {_FTS_COLUMNS},
+    {FTS_COLUMNS},
     content='models', content_rowid='pk', tokenize='unicode61 remove_diacritics 2', prefix='2 3 4 5 6 7 8'
 );
 CREATE TRIGGER models_fts_insert AFTER INSERT ON models BEGIN
-    INSERT INTO models_fts (rowid, {_FTS_COLUMNS})
+    INSERT INTO models_fts (rowid, {FTS_COLUMNS})
     VALUES (new.pk, new.name, new.tags, new.trigger_words, new.description, new.facets);
 END;
 CREATE TRIGGER models_fts_delete AFTER DELETE ON models BEGIN
-    INSERT INTO models_fts (models_fts, rowid, {_FTS_COLUMNS})
+    INSERT INTO models_fts (models_fts, rowid, {FTS_COLUMNS})
     VALUES ('delete', old.pk, old.name, old.tags, old.trigger_words, old.description, old.facets);
 END;
 CREATE TRIGGER models_fts_update AFTER UPDATE OF name, tags, trigger_words, description, type, base_model, source
 ON models BEGIN
-    INSERT INTO models_fts (models_fts, rowid, {_FTS_COLUMNS})
+    INSERT INTO models_fts (models_fts, rowid, {FTS_COLUMNS})
     VALUES ('delete', old.pk, old.name, old.tags, old.trigger_words, old.description, old.facets);
-    INSERT INTO models_fts (rowid, {_FTS_COLUMNS})
+    INSERT INTO models_fts (rowid, {FTS_COLUMNS})
     VALUES (new.pk, new.name, new.tags, new.trigger_words, new.description, new.facets);
 END;
 INSERT INTO models_fts (models_fts) VALUES ('rebuild');
