@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
 import threading
 from collections.abc import Callable
@@ -62,11 +61,11 @@ def register(commands: Commands, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, out: Output) -> int:
     """A workflow, image, infotext or lockfile → what is present, what can be fetched, what cannot."""
     from hubloader.workflows import Resolver
-    from hubloader.workflows.lockfile import resolve_lockfile
+    from hubloader.workflows.lockfile import is_lockfile, resolve_lockfile
 
     path = existing_file(args.file)
     resolver = Resolver(host_folders(args), shared_cache=args.shared_cache)
-    if _is_lockfile(path):
+    if is_lockfile(path):
         report = resolve_lockfile(path, download=False, resolver=resolver)
     else:
         report = resolver.resolve(str(path))
@@ -119,21 +118,6 @@ def _confirm_hosts(report: ResolutionReport, allowed: list[str], out: Output) ->
         if answer.strip().lower() in ("y", "yes"):
             confirmed.add(question.host)
     return frozenset(confirmed)
-
-
-def _is_lockfile(path: Path) -> bool:
-    """Whether ``path`` is a lockfile: by its suffix, else by its lockfile_version key."""
-    from hubloader.workflows.lockfile import SUFFIX
-
-    if path.name.endswith(SUFFIX):
-        return True
-    if path.suffix.lower() != ".json":
-        return False
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and "lockfile_version" in data
 
 
 class _ItemBars:
