@@ -1,5 +1,8 @@
 """CivitAI over its REST API v1: search, details, by-hash lookup and verified downloads.
 
+Why over 600 lines: this is one class, the specification's ``CivitAIService`` (its methods are the
+contract) and the HTTP client it needs; the JSON mapping lives in ``civitai_metadata``.
+
 Every answer becomes a :class:`~hubloader.core.metadata.ModelMetadata` for ONE model version, whose
 ``model_id`` is ``civitai:<modelId>@<versionId>`` (see :func:`hubloader.sources.references.civitai_id`).
 

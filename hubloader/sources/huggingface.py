@@ -1,5 +1,8 @@
 """HuggingFace Hub: search, download, cache and delete models, on the huggingface_hub library.
 
+Why over 600 lines: this is one class, the specification's ``HuggingFaceHubService``, whose public methods
+are the contract; what is not the service lives beside it (``hf_cache``, ``hf_metadata``, ``hf_errors``).
+
 Model ids (``model_id``) for HuggingFace are:
 
 * ``owner/repo`` — the whole repository (a diffusers folder, a LoRA repo …), fetched as
