@@ -35,6 +35,7 @@ from hubloader.sources.references import (
     HUGGINGFACE,
     ModelRef,
     civitai_download_url,
+    civitai_id,
     hf_resolve_url,
     parse_reference,
 )
@@ -295,6 +296,30 @@ def _fetch_civitai(
         source.local_path = path
     url = download_url(source) if source is not None else ""
     return Placed(path, kind, source, reused=result.reused, url=url, sha256=result.sha256)
+
+
+def present_pinned(
+    text: str, index: ModelIndex, folders: ModelFolders | Path, kind: ModelType | str | None = None
+) -> Placed | None:
+    """A CivitAI version (``civitai:M@V``, its AIR, a download URL of that version) already placed in the folder
+    it would go to and recorded with its size: nothing to ask CivitAI, so a re-``get`` makes no request and works
+    offline. None otherwise (not pinned, not recorded, elsewhere, gone or of another size: the source decides)."""
+    ref = _parse_or_url(text)
+    if ref is None or ref.kind != CIVITAI or ref.version_id is None or ref.model_id is None:
+        return None
+    meta = index.find_model(civitai_id(ref.model_id, ref.version_id))
+    path = Path(meta.local_path) if meta is not None and meta.local_path else None
+    if meta is None or path is None or not path.is_file() or path.stat().st_size != meta.size_bytes:
+        return None
+    kind = kind_of(kind) if isinstance(kind, ModelType) else kind or kind_of(meta.type)
+    folder = Path(folders).expanduser() if isinstance(folders, (str, Path)) else folders.target(kind)
+    if not path.absolute().is_relative_to(folder.absolute()):
+        return None
+    if ref.file_id is not None:
+        files = meta.extra.get("civitai_files") or []
+        if not any(f.get("id") == ref.file_id and f.get("name") == path.name for f in files):
+            return None
+    return Placed(path, kind, meta, reused=True, url=download_url(meta), sha256=meta.sha256)
 
 
 def civitai_file_with_hash(found: ModelMetadata, sha: str) -> ModelRef:

@@ -665,3 +665,24 @@ def test_get_of_a_present_civitai_file_works_with_hf_offline(hub_env, tmp_path):
         again = hubloader("get", ref, *target, env={"HF_HUB_OFFLINE": "1"})
         assert again.returncode == 0, again.stderr
         assert "Already present" in again.stdout and hub_env.bytes_sent.total() == 0
+
+
+def test_get_of_a_present_pinned_civitai_version_makes_no_request(hub_env, tmp_path):
+    """civitai:M@V (and its AIR) already placed and recorded: re-get asks nothing, even with CivitAI unreachable."""
+    from tests.test_cli import hubloader
+
+    model_id, version_id = hub_env.add_civitai_model("Pinned Lora", type="LORA")
+    target = ["--to", str(tmp_path / "models")]
+    first = hubloader("get", f"civitai:{model_id}@{version_id}", *target)
+    assert first.returncode == 0, first.stderr
+    air = CivitAIService().get_model_version(version_id).air
+    hub_env.requests.clear()
+    dead = {"CIVITAI_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "1"}
+    for ref in (f"civitai:{model_id}@{version_id}", air):
+        again = hubloader("get", ref, *target, env=dead)
+        assert again.returncode == 0, (ref, again.stderr)
+        assert "Already present" in again.stdout
+    assert hub_env.requests == []
+    # Another folder is not "present": the source is asked (and, unreachable, says so in one line).
+    elsewhere = hubloader("get", f"civitai:{model_id}@{version_id}", "--to", str(tmp_path / "other"), env=dead)
+    assert elsewhere.returncode != 0 and len(elsewhere.stderr.strip().splitlines()) == 1

@@ -21,7 +21,7 @@ from hubloader.faces.cli.output import EXIT_OK, Output, UsageError, model_fields
 
 if TYPE_CHECKING:  # pragma: no cover
     from hubloader.core.folders import ModelFolders
-    from hubloader.core.metadata import ModelMetadata
+    from hubloader.core.metadata import ModelMetadata, ModelType
     from hubloader.faces.cli.targets import Target
     from hubloader.pipeline import Placed
 
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
     if many and args.filename:
         raise UsageError("--filename names one file; it cannot go with --include/--exclude.")
     if not (args.dry_run or args.force or many or args.filename):
-        placed = [_fetch(args.ref, args.ref, folders, args, out, None)]
+        placed = [_present(args.ref, folders, args.type) or _fetch(args.ref, args.ref, folders, args, out, None)]
     else:
         from hubloader.faces.cli.targets import targets
 
@@ -117,6 +117,14 @@ def run(args: argparse.Namespace, out: Output) -> int:
     for p, meta in recorded:
         _say_placed(p, meta, out)
     return EXIT_OK
+
+
+def _present(ref: str, folders: ModelFolders | Path, kind: ModelType | None) -> Placed | None:
+    """A pinned CivitAI version the registry has in its folder: no request at all (works offline)."""
+    from hubloader.pipeline import present_pinned
+
+    with open_registry() as registry:
+        return present_pinned(ref, registry, folders, kind)
 
 
 def _fetch(
