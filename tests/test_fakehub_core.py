@@ -259,3 +259,22 @@ def test_seed_demo_catalog_survives_reset():
         hub.reset()
         search = requests.get(hub.civitai_url + "/api/v1/models", params={"query": "pixel art"}).json()
         assert [m["name"] for m in search["items"]] == ["Pixel Art XL"]
+
+
+def test_every_small_demo_model_downloads_verified_on_the_first_try(hub_env, tmp_path):
+    """The Quick start's demo catalogue works on the first click: each HF file and each CivitAI version serves the
+    bytes whose SHA256 it publishes (the 1 GiB speed-test file aside)."""
+    from hubloader import CivitAIService, HuggingFaceHubService
+    from tests.fakehub.demo import seed_demo
+
+    seed_demo(hub_env)
+    hf = HuggingFaceHubService()
+    for repo in ("demo/sdxl-pixel-lora", "demo/sd15-checkpoint"):
+        assert hf.download_model(repo, cache_dir=tmp_path / "hf").is_dir()
+    civitai = CivitAIService()
+    items = requests.get(hub_env.civitai_url + "/api/v1/models", timeout=10).json()["items"]
+    assert len(items) == 3
+    for item in items:
+        version = item["modelVersions"][0]["id"]
+        result = civitai.download_model(f"civitai:{item['id']}@{version}", download_dir=tmp_path / str(item["id"]))
+        assert result.path.is_file() and result.sha256

@@ -145,6 +145,15 @@ class CivitaiCatalog:
         self.recorded_versions[recorded["id"]] = recorded
         self._index_model(self._model_from_version(recorded))
 
+    def drop_recorded(self) -> None:
+        """Forget the recorded fixtures: the demo catalogue (``--seed-demo``) lists only models whose bytes
+        match their published hashes, so every card a user clicks downloads and verifies."""
+        self.models.clear()
+        self.version_model.clear()
+        self.rules.clear()
+        self.hashes.clear()
+        self.recorded_versions.clear()
+
     def _model_from_version(self, doc: dict) -> dict:
         """A model document for a version recorded on its own (the model endpoint was not recorded)."""
         version = {key: doc[key] for key in ("id", "name", "baseModel", "baseModelType", "publishedAt")}
