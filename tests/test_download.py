@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from hubloader.core import errors
-from hubloader.core.settings import Secret
+from hubloader.core.settings import Secret, save_settings
 from hubloader.engine import download, origin
 from hubloader.engine.download import DownloadProgress, TqdmProgress, adownload_file, download_file, lock_path
 from hubloader.engine.ratelimit import MAX_RETRY_AFTER, MAX_RETRY_WAIT
@@ -694,3 +694,40 @@ def test_an_interrupted_download_never_writes_through_planted_links(fakehub, tmp
     part, meta = dest.parent / "big.bin.part", dest.parent / "big.bin.part.json"
     assert not part.is_symlink() and not meta.is_symlink()
     assert sum(e - s for s, e in json.loads(meta.read_text())["done"]) >= 2 * MiB  # our own record
+
+
+# --- minimum speed ---------------------------------------------------------------------------------
+
+
+def test_a_trickling_connection_is_dropped_and_the_range_fetched_again_from_where_it_stopped(fakehub, tmp_path):
+    url = fakehub.add_file("trickle.bin", size=2 * MiB)
+    fakehub.faults.update(trickle_bytes_s=4096, trickle_count=1)  # the first answer trickles, later ones do not
+    result = download_file(
+        url, tmp_path / "trickle.bin", expect="any", max_connections=1, min_speed=64 * 1024, min_speed_window=0.5
+    )
+    assert result.sha256 == fakehub.blob(url).sha256
+    asked = [r.headers.get("Range", "") for r in fakehub.requests if r.path == "/trickle.bin"]
+    assert len(asked) == 2 and asked[0] == "bytes=0-"
+    assert int(asked[1].removeprefix("bytes=").split("-")[0]) > 0  # the trickle's bytes were kept
+    assert sent(fakehub, url) < 2 * MiB + 16 * 1024  # only what was in flight when it was dropped is sent twice
+
+
+def test_a_download_on_which_every_connection_trickles_fails_in_one_line_and_keeps_the_part(fakehub, tmp_path):
+    url = fakehub.add_file("slow.bin", size=2 * MiB)
+    fakehub.faults.update(trickle_bytes_s=4096)
+    dest = tmp_path / "slow.bin"
+    with pytest.raises(errors.NetworkError) as info:
+        download_file(url, dest, expect="any", retries=1, min_speed=64 * 1024, min_speed_window=0.5)
+    message = str(info.value)
+    assert "\n" not in message and "slow.bin" in message and "65.5 KB/s" in message, message
+    assert len([r for r in fakehub.requests if r.path == "/slow.bin"]) == 2  # the first try and one retry
+    assert (tmp_path / "slow.bin.part").stat().st_size > 0 and not dest.exists()
+
+
+def test_the_minimum_speed_comes_from_the_settings_and_zero_turns_it_off(fakehub, tmp_path):
+    save_settings({"min_speed_bytes_s": 0})
+    url = fakehub.add_file("slow-ok.bin", size=64 * 1024)
+    fakehub.faults.update(trickle_bytes_s=64 * 1024)
+    result = download_file(url, tmp_path / "slow-ok.bin", expect="any", min_speed_window=0.2)
+    assert result.size_bytes == 64 * 1024
+    assert len([r for r in fakehub.requests if r.path == "/slow-ok.bin"]) == 1

@@ -1,7 +1,7 @@
 """How many ranged connections a download uses, and which bytes each one fetches.
 
-Large files start with one connection and double while total throughput keeps rising by 15% or
-more, up to the per-service cap (settings ``max_connections`` and ``max_connections_per_host``,
+Large files start with one connection and add more while each step still adds throughput (see
+:meth:`Connections.ramp`), up to the per-service cap (settings ``max_connections`` and ``max_connections_per_host``,
 CivitAI 4); idle connections steal half of the largest remaining segment. Small files and servers
 without Range use a single stream.
 """
@@ -27,16 +27,22 @@ PARALLEL_MIN_SIZE = 32 * MiB
 MIN_SPLIT = 8 * MiB
 #: How long the adaptive controller measures throughput before deciding to add connections.
 RAMP_WINDOW_S = 0.3
+#: Connections double up to this many, then grow by this many at a time.
+RAMP_DOUBLE_UNTIL = 8
+#: The share of the ideal gain (each added connection as fast as the others) a step must show to go on.
+RAMP_GAIN = 0.3
+#: The cap when the settings give none: an upper bound, the ramp stops where connections stop adding throughput.
+DEFAULT_MAX_CONNECTIONS = 32
 
 
 def connection_cap(service: str) -> int:
-    """The most connections one download from ``service`` may use (settings, else 8)."""
+    """The most connections one download from ``service`` may use (settings, else ``DEFAULT_MAX_CONNECTIONS``)."""
     settings = load_settings()
     per_host = settings.get("max_connections_per_host") or {}
     try:
-        return max(1, int(per_host.get(service) or settings.get("max_connections") or 8))
+        return max(1, int(per_host.get(service) or settings.get("max_connections") or DEFAULT_MAX_CONNECTIONS))
     except (TypeError, ValueError):
-        return 8
+        return DEFAULT_MAX_CONNECTIONS
 
 
 class _HostSlots:
@@ -97,19 +103,28 @@ class Connections:
         return self._ranges_ok() and self.max_connections > 1 and (size or 0) >= PARALLEL_MIN_SIZE
 
     async def ramp(self, key: tuple[str, str], received: Callable[[], int], hashing_behind: Callable[[], bool]) -> None:
-        """Double the connections while the received throughput keeps rising (≥15%) and the hasher
-        keeps up, up to the cap. Received, not hashed, bytes are measured: the hasher works in file
-        order, so a new connection's bytes (from mid-file) would count only much later and the ramp
-        would never see a gain. ``key`` (service, host) shares the cap with other downloads."""
-        previous = 0.0
+        """Add connections while each step still adds throughput and the hasher keeps up, up to the cap:
+        doubling up to ``RAMP_DOUBLE_UNTIL`` connections, then ``RAMP_DOUBLE_UNTIL`` more at a time (a paced
+        host, 50 MB/s a connection, may need 16–32; an overshoot of 16 idle connections costs CPU). A step
+        is kept going only if the received throughput rose by at least ``RAMP_GAIN`` of what the added
+        connections would bring on a per-connection-paced host (never less than 8%): noise does not look
+        like a gain, and a host whose total is capped stops the ramp at its cap.
+
+        Received, not hashed, bytes are measured: the hasher works in file order, so a new connection's
+        bytes (from mid-file) would count only much later and the ramp would never see a gain. ``key``
+        (service, host) shares the cap with other downloads."""
+        previous, added = 0.0, 0
         while len(self.tasks) < self.max_connections:
             start_bytes, start_time = received(), time.monotonic()
             await asyncio.sleep(RAMP_WINDOW_S)
             rate = (received() - start_bytes) / (time.monotonic() - start_time)
-            if (previous and rate < previous * 1.15) or hashing_behind():
+            before = len(self.tasks) - added
+            needed = max(0.08, RAMP_GAIN * added / max(1, before))
+            if (previous and rate < previous * (1 + needed)) or hashing_behind():
                 return
             previous = rate
-            for _ in range(min(len(self.tasks), self.max_connections - len(self.tasks))):
+            added = 0
+            for _ in range(min(len(self.tasks), RAMP_DOUBLE_UNTIL, self.max_connections - len(self.tasks))):
                 if not _host_slots.try_take(key, self.max_connections - 1):
                     return
                 segment = self._take_work()
@@ -117,6 +132,7 @@ class Connections:
                     _host_slots.give_back(key)
                     return
                 self.tasks.add(asyncio.create_task(self._worker(segment, None, extra=True, slot=key)))
+                added += 1
 
     async def supervise(self, check_cancel: Callable[[], None], report: Callable[[], None]) -> None:
         """Wait for the workers, cancelling promptly when asked, and report progress meanwhile."""
