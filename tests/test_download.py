@@ -93,6 +93,19 @@ def test_large_file_uses_several_ranged_connections_within_the_service_cap(fakeh
     assert sent(fakehub, url) < 64 * MiB + 8 * MiB  # splits cost at most a little over-read
 
 
+def test_connections_sharing_a_file_fetch_no_byte_twice(fakehub, tmp_path):
+    """Each request asks for a span of its segment; another connection takes over past that span, so no
+    request is cut short with bytes in flight (the socket buffers of a fast link hold megabytes)."""
+    url = fakehub.add_file("spans.bin", size=64 * MiB)
+    fakehub.faults.update(bandwidth_per_connection=16 * MiB)
+    events: list[DownloadProgress] = []
+
+    result = download_file(url, tmp_path / "spans.bin", expect="any", max_connections=4, progress=events.append)
+
+    assert result.sha256 == fakehub.blob(url).sha256 and max(e.connections for e in events) > 1
+    assert sent(fakehub, url) == 64 * MiB
+
+
 def test_blake3_is_checked_when_published(fakehub, tmp_path):
     url = fakehub.add_file("b3.bin", size=3 * MiB)
     hashes = fakehub.blob(url).hashes()
@@ -163,7 +176,7 @@ def test_dropped_connection_resumes_with_range(fakehub, tmp_path):
     result = download_file(url, tmp_path / "drop.bin", expected_sha256=fakehub.blob(url).sha256, expect="any")
 
     ranges = [r.headers.get("Range") for r in fakehub.requests if r.path == "/drop.bin"]
-    assert ranges[0] == "bytes=0-" and ranges[1].startswith("bytes=3")  # continued near 3 MiB, not from 0
+    assert ranges[0].startswith("bytes=0-") and ranges[1].startswith("bytes=3")  # continued near 3 MiB, not from 0
     assert sent(fakehub, url) == 8 * MiB
     assert result.sha256 == fakehub.blob(url).sha256
 
@@ -466,7 +479,7 @@ def test_a_stalled_connection_is_given_up_and_resumed_where_it_stopped(fakehub, 
     result = download_file(url, tmp_path / "stall.bin", expect="any", max_connections=1, stall_timeout=0.5)
     assert result.size_bytes == 3 * MiB
     asked = [r.headers.get("Range", "") for r in fakehub.requests if r.path == "/stall.bin"]
-    assert len(asked) >= 3 and asked[0] == "bytes=0-"  # each stall: a new request from where it stopped
+    assert len(asked) >= 3 and asked[0].startswith("bytes=0-")  # each stall: a new request from where it stopped
     assert all(int(a.removeprefix("bytes=").split("-")[0]) >= MiB for a in asked[1:])
 
 
@@ -707,7 +720,7 @@ def test_a_trickling_connection_is_dropped_and_the_range_fetched_again_from_wher
     )
     assert result.sha256 == fakehub.blob(url).sha256
     asked = [r.headers.get("Range", "") for r in fakehub.requests if r.path == "/trickle.bin"]
-    assert len(asked) == 2 and asked[0] == "bytes=0-"
+    assert len(asked) == 2 and asked[0].startswith("bytes=0-")
     assert int(asked[1].removeprefix("bytes=").split("-")[0]) > 0  # the trickle's bytes were kept
     assert sent(fakehub, url) < 2 * MiB + 16 * 1024  # only what was in flight when it was dropped is sent twice
 

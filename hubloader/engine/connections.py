@@ -23,8 +23,12 @@ if TYPE_CHECKING:
 
 #: Below this size one stream is as fast as several and costs the server less.
 PARALLEL_MIN_SIZE = 32 * MiB
-#: A segment is split only if both halves would be at least this big.
+#: A segment is split only if both parts would be at least this big.
 MIN_SPLIT = 8 * MiB
+#: The smallest request of a ranged connection; a fast connection asks for ``SPAN_S`` seconds of its speed,
+#: so that a round trip per request costs little.
+MIN_SPAN = 16 * MiB
+SPAN_S = 1.0
 #: How long the adaptive controller measures throughput before deciding to add connections.
 RAMP_WINDOW_S = 0.3
 #: Connections double up to this many, then grow by this many at a time.
@@ -70,12 +74,39 @@ _host_slots = _HostSlots()
 
 @dataclass
 class Segment:
+    """Bytes ``[pos, end)`` one connection fetches, in requests of ``span`` bytes; ``asked`` is where its
+    current request stops (None: at ``end``, or at the end of the body while the size is unknown)."""
+
     pos: int
     end: int | None  # exclusive; None: until the body ends (size unknown)
+    asked: int | None = None
+    span: int = MIN_SPAN
 
     @property
     def remaining(self) -> int:
         return (self.end - self.pos) if self.end is not None else 1 << 62
+
+    def request_end(self) -> int | None:
+        """Where the next request should stop: ``span`` bytes on, so that the rest of the segment can be
+        handed to another connection without either fetching a byte twice. The first request of a file of
+        unknown size is bounded too (its answer tells the size); later ones then run to the end of the body."""
+        if self.end is None:
+            return self.span if self.pos == 0 else None
+        return min(self.end, self.pos + self.span)
+
+    def cut(self) -> int | None:
+        """Where another connection may take over the rest of this segment, or None. Past what the running
+        request asked for (nothing fetched twice) when that leaves a useful share; at the middle when the
+        request covers most of the segment (the bytes it has in flight past the cut are fetched twice)."""
+        if self.end is None or self.remaining < 2 * MIN_SPLIT:
+            return None
+        middle = self.pos + self.remaining // 2
+        asked = self.end if self.asked is None else self.asked
+        if asked <= middle:
+            return middle
+        if self.end - asked >= MIN_SPLIT:
+            return asked
+        return middle if asked - self.pos >= 4 * MIN_SPLIT else None
 
 
 FetchSegment = Callable[[Segment, "aiohttp.ClientResponse | None"], Awaitable[None]]
@@ -156,15 +187,22 @@ class Connections:
         if self.unassigned:
             segment = self.unassigned.pop(0)
         else:
-            running = [s for s in self.segments if s.end is not None and s.remaining >= 2 * MIN_SPLIT]
+            running = [s for s in self.segments if s.cut() is not None]
             if not running or not self._ranges_ok():
                 return None
             largest = max(running, key=lambda s: s.remaining)
-            middle = largest.pos + largest.remaining // 2
-            segment = Segment(middle, largest.end)
-            largest.end = middle
+            cut = largest.cut()
+            assert cut is not None  # running holds only segments with a cut
+            segment = Segment(cut, largest.end)
+            largest.end = cut
         self.segments.append(segment)
         return segment
+
+    @staticmethod
+    def next_span(segment: Segment, seconds: float, got: int) -> None:
+        """After a request that delivered ``got`` bytes in ``seconds``: ask for ``SPAN_S`` seconds of that speed next."""
+        if seconds > 0:
+            segment.span = max(MIN_SPAN, int(got / seconds * SPAN_S))
 
     async def _worker(
         self,

@@ -64,7 +64,7 @@ from hubloader.core.units import human_size
 from hubloader.engine import MiB
 from hubloader.engine.connections import Connections, Segment, connection_cap
 from hubloader.engine.failures import Expired, Restart, TooSlow, Transient, backoff_delay
-from hubloader.engine.hashcursor import HASH_QUEUE_BYTES, HashCursor
+from hubloader.engine.hashcursor import HASH_LAG_LIMIT, HashCursor
 from hubloader.engine.hashing import file_hashes, remember_hashes
 from hubloader.engine.locks import acquire, lock_path, target_lock
 from hubloader.engine.origin import Origin, refuse_non_http
@@ -477,21 +477,28 @@ class _Download:
         self.ranges_ok = False
 
     def _hashing_behind(self) -> bool:
-        """When hashing is the bottleneck, more connections would only pile bytes up for the hasher."""
-        return self.receiver.cursor is not None and self.receiver.cursor.lag() > HASH_QUEUE_BYTES
+        """When hashing is far behind, more connections would only pile bytes up for the hasher (a short lag is
+        normal: the hasher yields the core to the receivers and catches up while they wait)."""
+        return self.receiver.cursor is not None and self.receiver.cursor.lag() > HASH_LAG_LIMIT
 
     async def _fetch_segment(self, segment: Segment, response: aiohttp.ClientResponse | None) -> None:
+        """Fetch ``segment`` request by request (each ``segment.span`` bytes, on one kept-alive connection),
+        retrying failures from where they stopped."""
         failures = 0
         while segment.end is None or segment.pos < segment.end:
-            progress_mark = segment.pos
+            progress_mark, started = segment.pos, time.monotonic()
+            served = False
             try:
                 if response is None:
                     response = await self._request_with_retries(segment)
                 await self.receiver.stream(response, segment)
+                served = segment.asked is not None and segment.pos == segment.asked
                 if segment.end is None:
                     return  # size unknown: the end of the body is the end of the file
-                if segment.pos < segment.end:
+                if segment.pos < segment.end and not served:
                     raise Transient(f"the connection closed at byte {segment.pos} of {segment.end}")
+                failures = 0
+                self.connections.next_span(segment, time.monotonic() - started, segment.pos - progress_mark)
             except Transient as exc:
                 # a trickle is not progress: a range that only ever trickles fails once its retries are spent
                 failures = 0 if segment.pos > progress_mark and not isinstance(exc, TooSlow) else failures + 1
@@ -503,7 +510,8 @@ class _Download:
                 await self._backoff(failures, exc)
             finally:
                 if response is not None:
-                    response.close()
+                    # a body read to its end leaves the connection reusable for the next request
+                    response.release() if served else response.close()
                 response = None
 
     async def _request_with_retries(self, segment: Segment) -> aiohttp.ClientResponse:
@@ -533,14 +541,17 @@ class _Download:
     async def _open(self, segment: Segment) -> aiohttp.ClientResponse:
         """The file from ``segment.pos`` (a Range request while the server honours them), checked."""
         headers = {}
+        segment.asked = None
         if self.ranges_ok:
-            end = "" if segment.end is None else str(segment.end - 1)
-            headers["Range"] = f"bytes={segment.pos}-{end}"
+            segment.asked = segment.request_end()
+            headers["Range"] = f"bytes={segment.pos}-{'' if segment.asked is None else segment.asked - 1}"
             if self.part.state.validator and (segment.pos > 0 or segment.end is not None):
                 headers["If-Range"] = self.part.state.validator
         assert self.session is not None  # _fetch_all holds the session for the whole transfer, _open runs inside it
         response = await self.origin.open(self.session, headers)
         await self.responses.accept(response, segment, self.part.state)
+        if response.status == 200:
+            segment.asked = None  # the whole file came, whatever was asked
         return response
 
     async def _backoff(self, failures: int, exc: Transient) -> None:

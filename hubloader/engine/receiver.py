@@ -115,15 +115,18 @@ class Receiver:
         return max(MIN_BATCH, min(READ_BATCH, BATCH_BUDGET // max(1, self.connections())))
 
     async def stream(self, response: aiohttp.ClientResponse, segment: Segment) -> None:
-        """Copy the body into the ``.part`` at ``segment.pos`` until the segment (possibly shortened
-        by a split) is complete or the body ends."""
+        """Copy the body into the ``.part`` at ``segment.pos`` until the request's range (``segment.asked``) or the
+        segment (possibly shortened by a split) is complete, or the body ends."""
         import aiohttp
 
         content = response.content
         window = _Window(self.floor, segment.pos)
         while segment.end is None or segment.pos < segment.end:
             self.check_cancel()
-            want = self.batch() if segment.end is None else min(self.batch(), segment.end - segment.pos)
+            stop = segment.end if segment.asked is None else min(segment.asked, segment.end or segment.asked)
+            if stop is not None and segment.pos >= stop:
+                return  # what this request asked for is in (the body ends here)
+            want = self.batch() if stop is None else min(self.batch(), stop - segment.pos)
             blocks: list[bytes] = []
             got, broken = 0, None
             flush_at = time.monotonic() + READ_BATCH_S
