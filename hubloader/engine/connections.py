@@ -1,9 +1,10 @@
 """How many ranged connections a download uses, and which bytes each one fetches.
 
 Large files start with one connection and add more while each step still adds throughput (see
-:meth:`Connections.ramp`), up to the per-service cap (settings ``max_connections`` and ``max_connections_per_host``,
-CivitAI 4); idle connections steal half of the largest remaining segment. Small files and servers
-without Range use a single stream.
+:meth:`Connections.ramp`), up to the per-service cap (settings ``max_connections`` and
+``max_connections_per_host``, CivitAI 4); each request asks for a span of its segment, and an idle
+connection takes over the largest remaining segment past that span (so no byte is fetched twice).
+Small files and servers without Range use a single stream.
 """
 
 from __future__ import annotations

@@ -13,8 +13,9 @@ What it guarantees, and how:
   (or by re-requesting the source URL, which redirects to a fresh signed URL).
 * **Parallel ranged connections** for large files: start with one, add connections while each step
   still adds throughput, up to the per-service cap (settings ``max_connections``, default 32, and
-  ``max_connections_per_host``, CivitAI 4); idle connections steal half of the largest remaining
-  segment. Small files and servers without Range use a single stream.
+  ``max_connections_per_host``, CivitAI 4); requests ask for spans of their segment on kept-alive
+  connections, and an idle connection takes over the largest segment past its running span. Small
+  files and servers without Range use a single stream.
 * **Hash while downloading, no second read.** SHA256 (and BLAKE3 when the source publishes it) is
   fed strictly in file order by a hashing thread (:class:`HashCursor`). Bytes that arrive in
   order are hashed straight from memory; bytes written ahead of the hashing point (other
@@ -136,8 +137,9 @@ async def adownload_file(
     retried from where it stopped, the ``.part`` kept. ``min_speed`` (bytes/s) and ``min_speed_window``
     (seconds), default from the settings ``min_speed_bytes_s``/``min_speed_window_s``: a connection slower than
     that over the window is dropped and retried from where it stopped; the download fails only when every
-    retry of a range stays that slow (0 turns the rule off). ``check_url`` is called with every URL before it is requested (each redirect hop, each re-resolved
-    URL) and refuses it by raising: the gate's host rule (:mod:`hubloader.gate`).
+    retry of a range stays that slow (0 turns the rule off). ``check_url`` is called with every URL before it
+    is requested (each redirect hop, each re-resolved URL) and refuses it by raising: the gate's host rule
+    (:mod:`hubloader.gate`).
     """
     refuse_non_http(url)
     if check_url is not None:
@@ -477,8 +479,7 @@ class _Download:
         self.ranges_ok = False
 
     def _hashing_behind(self) -> bool:
-        """When hashing is far behind, more connections would only pile bytes up for the hasher (a short lag is
-        normal: the hasher yields the core to the receivers and catches up while they wait)."""
+        """When hashing is the bottleneck, more connections would only pile bytes up for the hasher."""
         return self.receiver.cursor is not None and self.receiver.cursor.lag() > HASH_LAG_LIMIT
 
     async def _fetch_segment(self, segment: Segment, response: aiohttp.ClientResponse | None) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import sys
 import threading
 from collections import deque
 
@@ -14,25 +13,10 @@ from hubloader.engine.intervals import Intervals
 
 #: Bytes the hashing thread may hold in memory before falling back to reading the page cache.
 HASH_QUEUE_BYTES = 32 * MiB
-#: In-order bytes waiting for the hasher beyond which more connections are not worth it: what waits is
-#: read back from the page cache, which must still hold it (well under the RAM of any machine we run on).
-HASH_LAG_LIMIT = 256 * MiB
-#: How much lower the hashing thread's scheduling priority is than the receiving thread's (Linux ``nice``
-#: steps): on a busy or single core the receivers drain the sockets first (a paced connection whose socket
-#: is not drained slows down for good), and the hashing catches up in the time they wait.
-HASH_NICENESS = 5
-
-
-def _yield_to_receivers() -> None:
-    """Lower the calling thread's priority by ``HASH_NICENESS``. Linux schedules threads one by one, so
-    ``setpriority`` on the thread id touches this thread only; elsewhere (or refused) nothing changes."""
-    if not sys.platform.startswith("linux"):  # elsewhere PRIO_PROCESS takes a process id, not a thread's
-        return
-    tid = threading.get_native_id()
-    try:
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + HASH_NICENESS))
-    except OSError:
-        pass
+#: In-order bytes waiting for the hasher beyond which more connections are not worth it: the hasher, not
+#: the network, is then what limits the download (twice the in-memory queue, so that a moment's jitter
+#: does not stop the ramp).
+HASH_LAG_LIMIT = 2 * HASH_QUEUE_BYTES
 
 
 class HashCursor:
@@ -101,7 +85,6 @@ class HashCursor:
             self._ready.notify()
 
     def _run(self) -> None:
-        _yield_to_receivers()
         update = [hasher.update for hasher in self._hashers.values()]
         try:
             while True:
