@@ -95,6 +95,13 @@ class Segment:
             return self.span if self.pos == 0 else None
         return min(self.end, self.pos + self.span)
 
+    def stop(self) -> int | None:
+        """Where the running request's bytes stop being this segment's: its span, or the segment's end if a
+        split moved that before it (None: the end of the body)."""
+        if self.asked is None or self.end is None:
+            return self.asked if self.end is None else self.end
+        return min(self.asked, self.end)
+
     def cut(self) -> int | None:
         """Where another connection may take over the rest of this segment, or None. Past what the running
         request asked for (nothing fetched twice) when that leaves a useful share; at the middle when the

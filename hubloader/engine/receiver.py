@@ -123,7 +123,7 @@ class Receiver:
         window = _Window(self.floor, segment.pos)
         while segment.end is None or segment.pos < segment.end:
             self.check_cancel()
-            stop = segment.end if segment.asked is None else min(segment.asked, segment.end or segment.asked)
+            stop = segment.stop()
             if stop is not None and segment.pos >= stop:
                 return  # what this request asked for is in (the body ends here)
             want = self.batch() if stop is None else min(self.batch(), stop - segment.pos)
