@@ -106,6 +106,25 @@ def test_connections_sharing_a_file_fetch_no_byte_twice(fakehub, tmp_path):
     assert sent(fakehub, url) == 64 * MiB
 
 
+def test_connections_that_add_no_throughput_are_retired(fakehub, tmp_path):
+    """A host whose total is capped: the ramp's last step brings nothing, so its connections stop after their
+    running request, well before the file's end, and their ranges go to the others (fewer sockets holding
+    bytes in flight)."""
+    size = 192 * MiB
+    url = fakehub.add_file("capped.bin", size=size)
+    fakehub.faults.update(bandwidth_total=48 * MiB)
+    events: list[DownloadProgress] = []
+
+    result = download_file(url, tmp_path / "capped.bin", expect="any", progress=events.append)
+
+    assert result.sha256 == fakehub.blob(url).sha256
+    running = [e for e in events if e.state == "downloading"]
+    peak = max(e.connections for e in running)
+    after_peak = running[next(i for i, e in enumerate(running) if e.connections == peak) :]
+    assert peak > 1 and any(e.connections < peak and e.bytes_done < 0.75 * size for e in after_peak)
+    assert sent(fakehub, url) == size  # a retired connection's range is fetched once, by another
+
+
 def test_blake3_is_checked_when_published(fakehub, tmp_path):
     url = fakehub.add_file("b3.bin", size=3 * MiB)
     hashes = fakehub.blob(url).hashes()

@@ -117,6 +117,10 @@ class Segment:
         return middle if asked - self.pos >= 4 * MIN_SPLIT else None
 
 
+class Retired(Exception):
+    """Raised by a fetch between two requests when its connection is one too many (see :meth:`Connections.retire_one`)."""
+
+
 FetchSegment = Callable[[Segment, "aiohttp.ClientResponse | None"], Awaitable[None]]
 
 
@@ -131,6 +135,7 @@ class Connections:
         self.segments: list[Segment] = []
         self.unassigned: list[Segment] = []
         self.tasks: set[asyncio.Task[None]] = set()
+        self.retiring = 0
 
     def start(self, first: Segment, response: aiohttp.ClientResponse, gaps: list[Segment]) -> None:
         """The first worker on ``first`` (its response already open); ``gaps`` wait for more workers."""
@@ -160,6 +165,8 @@ class Connections:
             before = len(self.tasks) - added
             needed = max(0.08, RAMP_GAIN * added / max(1, before))
             if (previous and rate < previous * (1 + needed)) or hashing_behind():
+                # the last step brought nothing: its connections only fill socket buffers (what a kill loses)
+                self.retiring += added if previous and rate < previous * (1 + needed) else 0
                 return
             previous = rate
             added = 0
@@ -206,6 +213,14 @@ class Connections:
         self.segments.append(segment)
         return segment
 
+    def retire_one(self) -> bool:
+        """Whether the calling connection, between two requests, should stop (its segment's rest goes back to
+        the pool): the ramp's last step did not add throughput. One connection always stays."""
+        if self.retiring <= 0 or len(self.tasks) <= 1:
+            return False
+        self.retiring -= 1
+        return True
+
     @staticmethod
     def next_span(segment: Segment, seconds: float, got: int) -> None:
         """After a request that delivered ``got`` bytes in ``seconds``: ask for ``SPAN_S`` seconds of that speed next."""
@@ -222,7 +237,13 @@ class Connections:
     ) -> None:
         try:
             while segment is not None:
-                await self._fetch(segment, response)
+                try:
+                    await self._fetch(segment, response)
+                except Retired:
+                    self.segments.remove(segment)
+                    if segment.end is None or segment.pos < segment.end:
+                        self.unassigned.insert(0, Segment(segment.pos, segment.end))
+                    return
                 response = None
                 self.segments.remove(segment)
                 segment = self._take_work() if extra or self._ranges_ok() else None

@@ -63,7 +63,7 @@ from hubloader.core.metadata import DownloadResult
 from hubloader.core.settings import Secret
 from hubloader.core.units import human_size
 from hubloader.engine import MiB
-from hubloader.engine.connections import Connections, Segment, connection_cap
+from hubloader.engine.connections import Connections, Retired, Segment, connection_cap
 from hubloader.engine.failures import Expired, Restart, TooSlow, Transient, backoff_delay
 from hubloader.engine.hashcursor import HASH_LAG_LIMIT, HashCursor
 from hubloader.engine.hashing import file_hashes, remember_hashes
@@ -500,6 +500,8 @@ class _Download:
                     raise Transient(f"the connection closed at byte {segment.pos} of {segment.end}")
                 failures = 0
                 self.connections.next_span(segment, time.monotonic() - started, segment.pos - progress_mark)
+                if served and self.connections.retire_one():
+                    raise Retired
             except Transient as exc:
                 # a trickle is not progress: a range that only ever trickles fails once its retries are spent
                 failures = 0 if segment.pos > progress_mark and not isinstance(exc, TooSlow) else failures + 1
