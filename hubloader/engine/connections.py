@@ -93,7 +93,8 @@ class Segment:
         unknown size is bounded too (its answer tells the size); later ones then run to the end of the body."""
         if self.end is None:
             return self.span if self.pos == 0 else None
-        return min(self.end, self.pos + self.span)
+        # at most half of what is left (but MIN_SPAN): another connection can always take over past it
+        return min(self.end, self.pos + min(self.span, max(MIN_SPAN, self.remaining // 2)))
 
     def stop(self) -> int | None:
         """Where the running request's bytes stop being this segment's: its span, or the segment's end if a
@@ -152,7 +153,8 @@ class Connections:
         host, 50 MB/s a connection, may need 16–32; an overshoot of 16 idle connections costs CPU). A step
         is kept going only if the received throughput rose by at least ``RAMP_GAIN`` of what the added
         connections would bring on a per-connection-paced host (never less than 8%): noise does not look
-        like a gain, and a host whose total is capped stops the ramp at its cap.
+        like a gain, and a host whose total is capped stops the ramp at its cap. The connections of a step
+        that brought nothing are retired after their running request (:meth:`retire_one`).
 
         Received, not hashed, bytes are measured: the hasher works in file order, so a new connection's
         bytes (from mid-file) would count only much later and the ramp would never see a gain. ``key``
@@ -165,8 +167,9 @@ class Connections:
             before = len(self.tasks) - added
             needed = max(0.08, RAMP_GAIN * added / max(1, before))
             if (previous and rate < previous * (1 + needed)) or hashing_behind():
-                # the last step brought nothing: its connections only fill socket buffers (what a kill loses)
-                self.retiring += added if previous and rate < previous * (1 + needed) else 0
+                # the last step brought nothing (or more than the hasher takes): its connections would only
+                # keep socket buffers full, which is what a kill loses
+                self.retiring += added
                 return
             previous = rate
             added = 0
