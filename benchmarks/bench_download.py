@@ -1,19 +1,22 @@
 """Download engine vs curl, aria2c and huggingface_hub against a loopback origin in its own process.
 
     .venv/bin/python -m benchmarks.bench_download [--origin nginx|fakehub] [--size-mib 2048] \
-        [--rss-size-mib 4096] [--runs 5] [--only ABCD]
+        [--rss-size-mib 4096] [--runs 5] [--only ABCD] [--pin] [--no-hf]
 
 Origins: ``nginx`` (default when installed; started here with a generated config, one worker, sendfile,
 files on tmpfs) or ``fakehub`` (``python -m tests.fakehub``, a single Python process: on a 2-core machine
-it takes a core and caps what any client can reach). Scenarios (medians of ``--runs``, tools interleaved
-run by run so load changes hit all of them):
+it takes a core and caps what any client can reach). ``--pin``: every client under ``taskset -c 0``, the
+origin under ``taskset -c 1`` (a client on one core beside a remote server). Scenarios (medians of
+``--runs``, tools interleaved run by run so load changes hit all of them):
   A. no bandwidth cap: ours (SHA256 verified) vs ours without hashing vs ``curl`` single stream vs
+     ``curl | tee file | openssl dgst -sha256`` (the best shell pipeline that also verifies) vs
      ``aria2c -x16 -s16`` vs ``hf_hub_download``; ``sha256sum`` of curl's file for what hashing costs alone;
   E. hash-while-downloading overhead, from A's ours with and without hashing;
   B. 50 MB/s per connection, 400 MB/s total: the same tools except curl (nginx enforces only the
      per-connection cap: the total is reported against, not enforced);
-  C. resume: kill -9 of a downloading process at ~50%, a new process resumes; bytes sent twice
-     (counted by the origin: nginx's access log ``$body_bytes_sent``);
+  C. resume: kill -9 of a ``hubloader get URL`` at ~50%, the same command again; bytes the origin sent
+     beyond one copy (nginx's access log ``$body_bytes_sent``, or the fake's counters), beside a run
+     without the kill (what splitting ranges over-reads on its own);
   D. peak RSS of a process downloading ``--rss-size-mib``.
 Every tool writes to a file in the same temporary folder; library calls are timed inside their process
 (imports excluded), command-line tools as whole processes. Needs ``curl`` and ``aria2c`` on PATH.
@@ -423,9 +426,11 @@ def scenario_resume(origin: Origin, work: Path, size: int, runs: int) -> dict[st
         time.sleep(0.5)  # nginx logs an aborted request once it sees the closed socket
         subprocess.run(hubloader_get(url, folder, home), check=True, cwd=REPO)
         time.sleep(0.5)
+        digest = hashlib.sha256()
         with open(dest, "rb") as fh:
-            resumed_sha = hashlib.file_digest(fh, "sha256").hexdigest()
-        if resumed_sha != sha:
+            for block in iter(lambda: fh.read(16 * MiB), b""):
+                digest.update(block)
+        if digest.hexdigest() != sha:
             raise RuntimeError("the resumed file does not match")
         samples.setdefault("killed_at", []).append(done / size)
         samples.setdefault("resent", []).append((origin.sent() - before - size) / size)
