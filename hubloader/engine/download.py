@@ -546,7 +546,9 @@ class _Download:
         headers = {}
         segment.asked = None
         if self.ranges_ok:
-            segment.asked = segment.request_end()
+            # spans only where another connection may take over; a single stream asks for all it needs
+            size = self.part.state.size
+            segment.asked = segment.request_end() if size is None or self.connections.can_grow(size) else segment.end
             headers["Range"] = f"bytes={segment.pos}-{'' if segment.asked is None else segment.asked - 1}"
             if self.part.state.validator and (segment.pos > 0 or segment.end is not None):
                 headers["If-Range"] = self.part.state.validator
