@@ -1,19 +1,22 @@
 """Download engine vs curl, aria2c and huggingface_hub against a loopback origin in its own process.
 
     .venv/bin/python -m benchmarks.bench_download [--origin nginx|fakehub] [--size-mib 2048] \
-        [--rss-size-mib 4096] [--runs 5] [--only ABCD]
+        [--rss-size-mib 4096] [--runs 5] [--only ABCD] [--pin] [--no-hf]
 
 Origins: ``nginx`` (default when installed; started here with a generated config, one worker, sendfile,
 files on tmpfs) or ``fakehub`` (``python -m tests.fakehub``, a single Python process: on a 2-core machine
-it takes a core and caps what any client can reach). Scenarios (medians of ``--runs``, tools interleaved
-run by run so load changes hit all of them):
+it takes a core and caps what any client can reach). ``--pin``: every client under ``taskset -c 0``, the
+origin under ``taskset -c 1`` (a client on one core beside a remote server). Scenarios (medians of
+``--runs``, tools interleaved run by run so load changes hit all of them):
   A. no bandwidth cap: ours (SHA256 verified) vs ours without hashing vs ``curl`` single stream vs
+     ``curl | tee file | openssl dgst -sha256`` (the best shell pipeline that also verifies) vs
      ``aria2c -x16 -s16`` vs ``hf_hub_download``; ``sha256sum`` of curl's file for what hashing costs alone;
   E. hash-while-downloading overhead, from A's ours with and without hashing;
   B. 50 MB/s per connection, 400 MB/s total: the same tools except curl (nginx enforces only the
      per-connection cap: the total is reported against, not enforced);
-  C. resume: kill -9 of a downloading process at ~50%, a new process resumes; bytes sent twice
-     (counted by the origin: nginx's access log ``$body_bytes_sent``);
+  C. resume: kill -9 of a ``hubloader get URL`` at ~50%, the same command again; bytes the origin sent
+     beyond one copy (nginx's access log ``$body_bytes_sent``, or the fake's counters), beside a run
+     without the kill (what splitting ranges over-reads on its own);
   D. peak RSS of a process downloading ``--rss-size-mib``.
 Every tool writes to a file in the same temporary folder; library calls are timed inside their process
 (imports excluded), command-line tools as whole processes. Needs ``curl`` and ``aria2c`` on PATH.
@@ -44,6 +47,14 @@ PER_CONNECTION = 50 * MB  # nginx ``limit_rate`` takes bytes: 50000000, not ``50
 TOTAL = 400 * MB
 HF_REPO = "bench/model"
 DATA_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else None  # origin files on tmpfs: no disk reads
+#: ``--pin``: every client on CPU 0, the origin on CPU 1 (a client on one core next to a remote server).
+PIN: dict[str, list[str]] = {"client": [], "origin": []}
+
+
+def pin(role: str, cmd: list[str]) -> list[str]:
+    """``cmd`` under ``taskset`` when ``--pin`` is on."""
+    return [*PIN[role], *cmd]
+
 
 OURS = """
 import json, sys, time
@@ -84,7 +95,7 @@ class FakeOrigin:
 
     def __init__(self, work: Path) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.fakehub", "--port", "0"],
+            pin("origin", [sys.executable, "-m", "tests.fakehub", "--port", "0"]),
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -96,7 +107,7 @@ class FakeOrigin:
             urls[key] = value
             if key == "CDN":
                 break
-        self.hf_endpoint, self.urls = urls["HF_ENDPOINT"], {}
+        self.hf_endpoint, self.cdn, self.urls = urls["HF_ENDPOINT"], urls["CDN"], {}
 
     def call(self, route: str, body: dict | None = None) -> dict:
         data = json.dumps(body).encode() if body is not None else None
@@ -155,7 +166,9 @@ class NginxOrigin:
         self.log = self.dir / "access.log"
         self._write_config(per_connection=None, log=False)
         self.proc = subprocess.Popen(
-            ["nginx", "-p", str(self.dir), "-c", str(self.dir / "nginx.conf")], stderr=subprocess.PIPE, text=True
+            pin("origin", ["nginx", "-p", str(self.dir), "-c", str(self.dir / "nginx.conf")]),
+            stderr=subprocess.PIPE,
+            text=True,
         )
         self._wait_for_generation()
 
@@ -267,7 +280,12 @@ def free_port() -> int:
 
 def run_json(code: str, *args: str, env: dict | None = None) -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True, env=env, check=False
+        pin("client", [sys.executable, "-c", code, *args]),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
@@ -276,7 +294,7 @@ def run_json(code: str, *args: str, env: dict | None = None) -> dict:
 
 def timed(cmd: list[str]) -> float:
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(pin("client", cmd), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 
@@ -319,6 +337,14 @@ def curl_then_sha256sum(url: str, target: Path) -> tuple[float, float]:
     return seconds, hashing
 
 
+def curl_pipeline(url: str, target: Path) -> float:
+    """The best shell pipeline that also verifies: ``curl | tee file | openssl dgst -sha256`` (one pass)."""
+    clean(target)
+    seconds = timed(["sh", "-c", f"curl -s '{url}' | tee '{target}' | openssl dgst -sha256"])
+    clean(target)
+    return seconds
+
+
 def aria2c(url: str, target: Path) -> float:
     clean(target)
     cmd = ["aria2c", "-x16", "-s16", "-k1M", "-q", "--allow-overwrite=true", "--file-allocation=none"]
@@ -331,8 +357,11 @@ def rate(size: int, seconds: float) -> float:
     return size / seconds / MB
 
 
-def scenario_throughput(origin: Origin, work: Path, size: int, runs: int, *, capped: bool) -> dict[str, float]:
-    """Median MB/s per tool over ``runs`` interleaved rounds. Uncapped also times curl and ``sha256sum``."""
+def scenario_throughput(
+    origin: Origin, work: Path, size: int, runs: int, *, capped: bool, with_hf: bool = True
+) -> dict[str, float]:
+    """Median MB/s per tool over ``runs`` interleaved rounds. Uncapped also times curl, ``sha256sum`` and the
+    ``curl | tee | openssl`` pipeline."""
     name = f"bench-{size}.bin"
     sha = origin.serve(name, size)
     url = origin.url(name)
@@ -344,43 +373,70 @@ def scenario_throughput(origin: Origin, work: Path, size: int, runs: int, *, cap
             "ours": ours(url, work / "ours.bin", sha)["seconds"],
             "ours_unhashed": ours(url, work / "ours.bin", hashing=False)["seconds"],
             "aria2c": aria2c(url, work / "aria2c.bin"),
-            "hf_hub_download": hf(origin, work, name),
         }
+        if with_hf:
+            round_["hf_hub_download"] = hf(origin, work, name)
         if not capped:
             round_["curl"], round_["sha256sum"] = curl_then_sha256sum(url, work / "curl.bin")
+            round_["curl_tee_openssl"] = curl_pipeline(url, work / "pipe.bin")
         for tool, seconds in round_.items():
             samples.setdefault(tool, []).append(seconds)
     origin.configure()
     return {tool: rate(size, statistics.median(secs)) for tool, secs in samples.items()}
 
 
-def scenario_resume(origin: Origin, work: Path, size: int) -> dict[str, float]:
-    """kill -9 near 50% (connections capped so the kill lands mid-file), resume in a new process."""
+def hubloader_get(url: str, folder: Path, home: Path) -> list[str]:
+    """``hubloader get URL`` as a user runs it: through the gate (the origin named an allowed host)."""
+    origin = "/".join(url.split("/")[:3])
+    cmd = [sys.executable, "-m", "hubloader", "get", url, "--to", str(folder), "--type", "checkpoint"]
+    return pin(
+        "client", ["env", f"HUBLOADER_HOME={home}", f"HUBLOADER_ALLOWED_HOSTS={origin}", *cmd, "-q", "--allow-pickle"]
+    )
+
+
+def scenario_resume(origin: Origin, work: Path, size: int, runs: int) -> dict[str, float]:
+    """kill -9 of ``hubloader get`` near 50% (connections paced so the kill lands mid-file), then the same
+    command again; what the origin sent beyond one copy of the file, median of ``runs``. A run without the
+    kill gives the part of that which is not the kill's: splitting a running range over-reads what is in flight."""
     name = f"bench-{size}.bin"
-    origin.serve(name, size)
-    url, dest = origin.url(name), work / "resume.bin"
-    clean(dest)
+    sha = origin.serve(name, size)
+    url, folder, home = origin.url(name), work / "resume", work / "home"
+    dest = folder / name
     origin.configure(per_connection=PER_CONNECTION, log=True)
-    before = origin.sent()
-    proc = subprocess.Popen([sys.executable, "-c", OURS, url, str(dest), "", "1", "url"], cwd=REPO)
-    record = Path(str(dest) + ".part.json")
-    done = 0
-    while done < size // 2:
-        time.sleep(0.02)
-        try:
-            done = sum(e - s for s, e in json.loads(record.read_text())["done"])
-        except (OSError, ValueError, KeyError):
-            continue
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    time.sleep(0.5)  # nginx logs an aborted request once it sees the closed socket
-    origin.configure(log=True)
-    result = run_json(OURS, url, str(dest), "", "1", "url")
-    time.sleep(0.5)
-    resent = origin.sent() - before - size
+    samples: dict[str, list[float]] = {}
+    for _ in range(runs):
+        clean(folder, home)
+        before = origin.sent()
+        subprocess.run(hubloader_get(url, folder, home), check=True, cwd=REPO)
+        time.sleep(0.5)
+        samples.setdefault("unkilled", []).append((origin.sent() - before - size) / size)
+        clean(folder, home)
+        before = origin.sent()
+        proc = subprocess.Popen(hubloader_get(url, folder, home), cwd=REPO)
+        record = Path(str(dest) + ".part.json")
+        done = 0
+        while done < size // 2:
+            time.sleep(0.02)
+            try:
+                done = sum(e - s for s, e in json.loads(record.read_text())["done"])
+            except (OSError, ValueError, KeyError):
+                continue
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        time.sleep(0.5)  # nginx logs an aborted request once it sees the closed socket
+        subprocess.run(hubloader_get(url, folder, home), check=True, cwd=REPO)
+        time.sleep(0.5)
+        digest = hashlib.sha256()
+        with open(dest, "rb") as fh:
+            for block in iter(lambda: fh.read(16 * MiB), b""):
+                digest.update(block)
+        if digest.hexdigest() != sha:
+            raise RuntimeError("the resumed file does not match")
+        samples.setdefault("killed_at", []).append(done / size)
+        samples.setdefault("resent", []).append((origin.sent() - before - size) / size)
     origin.configure()
-    clean(dest)
-    return {"killed_at": done / size, "resumed_from": result["resumed_from"] / size, "resent": resent / size}
+    clean(folder, home)
+    return {key: statistics.median(values) for key, values in samples.items()}
 
 
 def scenario_rss(origin: Origin, work: Path, size: int) -> dict[str, float]:
@@ -423,6 +479,8 @@ def main() -> None:
     parser.add_argument("--rss-size-mib", type=int, default=4096)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--only", default="ABCD", help="scenario letters to run (E is part of A)")
+    parser.add_argument("--pin", action="store_true", help="clients on CPU 0, the origin on CPU 1 (taskset)")
+    parser.add_argument("--no-hf", action="store_true", help="leave hf_hub_download out (one slow stream)")
     parser.add_argument(
         "--origin",
         choices=["nginx", "fakehub"],
@@ -431,19 +489,23 @@ def main() -> None:
     )
     args = parser.parse_args()
     size, rss_size = args.size_mib * MiB, args.rss_size_mib * MiB
-    print(machine(args.origin), flush=True)
+    if args.pin:
+        PIN.update(client=["taskset", "-c", "0"], origin=["taskset", "-c", "1"])
+    print(machine(args.origin) + ("; pinned: clients on CPU 0, origin on CPU 1" if args.pin else ""), flush=True)
     print(f"load average at start: {load()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-download-") as tmp:
         work = Path(tmp)
         origin: Origin = NginxOrigin(work) if args.origin == "nginx" else FakeOrigin(work)
         try:
             if "A" in args.only:
-                r = scenario_throughput(origin, work, size, args.runs, capped=False)
+                r = scenario_throughput(origin, work, size, args.runs, capped=False, with_hf=not args.no_hf)
                 print(
                     f"A no cap, {args.size_mib} MiB: "
                     + ", ".join(f"{k} {v:.0f} MB/s" for k, v in r.items())
-                    + f" | ours/curl {r['ours'] / r['curl']:.2f}x, ours/aria2c {r['ours'] / r['aria2c']:.2f}x,"
-                    f" ours/hf {r['ours'] / r['hf_hub_download']:.2f}x",
+                    + f" | ours/curl {r['ours'] / r['curl']:.2f}x, ours_unhashed/curl {r['ours_unhashed'] / r['curl']:.2f}x,"
+                    f" ours/(curl|tee|openssl) {r['ours'] / r['curl_tee_openssl']:.2f}x,"
+                    f" ours/aria2c {r['ours'] / r['aria2c']:.2f}x"
+                    + (f", ours/hf {r['ours'] / r['hf_hub_download']:.2f}x" if "hf_hub_download" in r else ""),
                     flush=True,
                 )
                 overhead = r["ours_unhashed"] / r["ours"] - 1
@@ -451,7 +513,7 @@ def main() -> None:
                     f"E hashing overhead (from A): {r['ours']:.0f} vs {r['ours_unhashed']:.0f} MB/s = {overhead:+.1%}"
                 )
             if "B" in args.only:
-                r = scenario_throughput(origin, work, size, args.runs, capped=True)
+                r = scenario_throughput(origin, work, size, args.runs, capped=True, with_hf=not args.no_hf)
                 enforced = "enforced" if origin.total_cap_enforced else "NOT enforced by this origin"
                 print(
                     f"B caps {PER_CONNECTION // MB} MB/s per connection, {TOTAL // MB} MB/s total ({enforced}), "
@@ -459,14 +521,16 @@ def main() -> None:
                     + ", ".join(f"{k} {v:.0f} MB/s" for k, v in r.items())
                     + f" | ours/(0.9 x total) {r['ours'] / (0.9 * TOTAL / MB):.2f}x,"
                     f" aria2c/(0.9 x total) {r['aria2c'] / (0.9 * TOTAL / MB):.2f}x,"
-                    f" ours/aria2c {r['ours'] / r['aria2c']:.2f}x, ours/hf {r['ours'] / r['hf_hub_download']:.2f}x",
+                    f" ours/aria2c {r['ours'] / r['aria2c']:.2f}x"
+                    + (f", ours/hf {r['ours'] / r['hf_hub_download']:.2f}x" if "hf_hub_download" in r else ""),
                     flush=True,
                 )
             if "C" in args.only:
-                r = scenario_resume(origin, work, size)
+                r = scenario_resume(origin, work, size, args.runs)
                 print(
-                    f"C resume {args.size_mib} MiB: killed at {r['killed_at']:.0%}, resumed from "
-                    f"{r['resumed_from']:.1%}, re-transferred {r['resent']:.2%} of the file",
+                    f"C resume {args.size_mib} MiB (hubloader get, kill -9, again; medians): killed at "
+                    f"{r['killed_at']:.0%}, the origin sent {r['resent']:.2%} of the file more than once "
+                    f"(a run without the kill: {r['unkilled']:.2%})",
                     flush=True,
                 )
             if "D" in args.only:

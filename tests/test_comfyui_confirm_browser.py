@@ -42,6 +42,12 @@ def test_the_dialog_downloads_from_a_foreign_host_only_once_ticked(comfy: Comfy)
         box = page.locator(".hubloader-dialog input[type=checkbox]")
         box.wait_for(timeout=30000)
         assert host in page.locator(".hubloader-dialog").inner_text() and not box.is_checked()
+        # The install plan beside the report: where the file goes and what it needs (until ticked, the host's
+        # confirmation: the plan counts it among what cannot be fetched yet).
+        page.locator(".hubloader-plan", has_text="to fetch").wait_for(timeout=30000)
+        text = page.locator(".hubloader-dialog").inner_text()
+        assert str(Path("models") / "loras" / "ticked.safetensors") in text, text
+        assert "your confirmation" in text and "1 cannot be fetched now" in text, text
         box.check()
         page.locator(".hubloader-dialog button", has_text="Download").click()
         page.locator(".hubloader-dialog").wait_for(state="detached", timeout=30000)  # queued: the dialog closes

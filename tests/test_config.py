@@ -66,7 +66,11 @@ def test_wrong_typed_settings_fall_back_to_defaults_with_one_warning(isolated_ho
     with caplog.at_level("WARNING", logger="hubloader.core.settings"):
         first, again = config.load_settings(), config.load_settings()
     assert first == again
-    assert first["allow_pickle"] is False and first["max_connections"] == 8 and first["nsfw"] is False
+    assert (
+        first["allow_pickle"] is False
+        and first["max_connections"] == config.DEFAULTS["max_connections"]
+        and first["nsfw"] is False
+    )
     assert first["hf_token"] is None and first["cache_limit_gb"] == 2.5
     warned = [r.getMessage() for r in caplog.records]
     assert len(warned) == 4 and all("\n" not in w and str(config.settings_path()) in w for w in warned)

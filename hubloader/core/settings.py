@@ -30,9 +30,11 @@ DEFAULTS: dict[str, Any] = {
     "models_dir": None,
     "cache_limit_gb": None,
     "allow_pickle": False,
-    "max_connections": 8,
+    "max_connections": 32,  # an upper bound: the engine adds connections only while they add throughput
     "max_connections_per_host": {"civitai": 4},
     "nsfw": False,
+    "min_speed_bytes_s": 1024,  # a connection slower than this over min_speed_window_s is dropped and retried
+    "min_speed_window_s": 30,
     "shared_cache": None,  # a folder or s3://bucket/prefix shared by a fleet (HUBLOADER_SHARED_CACHE wins)
     "verify_before_prompt": False,  # ComfyUI: check a workflow's pinned hashes before its prompt runs
 }
@@ -87,6 +89,8 @@ SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "max_connections": (int,),
     "cache_limit_gb": (int, float),
     "max_connections_per_host": (dict,),
+    "min_speed_bytes_s": (int, float),
+    "min_speed_window_s": (int, float),
 }
 _TYPE_NAMES = {bool: "true or false", int: "a number", dict: "a JSON object", str: "a string"}
 _warned: set[str] = set()

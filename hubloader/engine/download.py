@@ -11,10 +11,11 @@ What it guarantees, and how:
   changed): the ``.part`` is dropped and the file is fetched again in one stream. A signed URL that
   expired in between (401/403/410 from the storage host) is re-resolved through ``resolve_url``
   (or by re-requesting the source URL, which redirects to a fresh signed URL).
-* **Parallel ranged connections** for large files: start with one, double while total throughput
-  keeps rising by 15% or more, up to the per-service cap (settings ``max_connections`` and
-  ``max_connections_per_host``, CivitAI 4); idle connections steal half of the largest remaining
-  segment. Small files and servers without Range use a single stream.
+* **Parallel ranged connections** for large files: start with one, add connections while each step
+  still adds throughput, up to the per-service cap (settings ``max_connections``, default 32, and
+  ``max_connections_per_host``, CivitAI 4); requests ask for spans of their segment on kept-alive
+  connections, and an idle connection takes over the largest segment past its running span. Small
+  files and servers without Range use a single stream.
 * **Hash while downloading, no second read.** SHA256 (and BLAKE3 when the source publishes it) is
   fed strictly in file order by a hashing thread (:class:`HashCursor`). Bytes that arrive in
   order are hashed straight from memory; bytes written ahead of the hashing point (other
@@ -39,7 +40,8 @@ What it guarantees, and how:
 The parts live in modules of their own, arrows pointing one way: :mod:`~hubloader.engine.partfile`
 (the ``.part`` and its record, over :mod:`~hubloader.engine.intervals`), :mod:`~hubloader.engine.origin`
 (URLs, redirects, the token's scope, re-resolution), :mod:`~hubloader.engine.connections` (the ranges
-and the ramp), :mod:`~hubloader.engine.hashcursor`, :mod:`~hubloader.engine.locks`,
+and the ramp), :mod:`~hubloader.engine.receiver` (bodies into the ``.part``, the minimum speed),
+:mod:`~hubloader.engine.hashcursor`, :mod:`~hubloader.engine.locks`,
 :mod:`~hubloader.engine.progress` and :mod:`~hubloader.engine.failures`; this module orchestrates them
 and keeps every public name (``from hubloader.engine.download import …``) importable.
 """
@@ -48,7 +50,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import errno
 import logging
 import shutil
 import threading
@@ -62,17 +63,17 @@ from hubloader.core.metadata import DownloadResult
 from hubloader.core.settings import Secret
 from hubloader.core.units import human_size
 from hubloader.engine import MiB
-from hubloader.engine.connections import Connections, Segment, connection_cap
-from hubloader.engine.failures import Expired, Restart, Transient, backoff_delay
-from hubloader.engine.hashcursor import HASH_QUEUE_BYTES, HashCursor
+from hubloader.engine.connections import Connections, Retired, Segment, connection_cap
+from hubloader.engine.failures import Expired, Restart, TooSlow, Transient, backoff_delay
+from hubloader.engine.hashcursor import HASH_LAG_LIMIT, HashCursor
 from hubloader.engine.hashing import file_hashes, remember_hashes
 from hubloader.engine.locks import acquire, lock_path, target_lock
 from hubloader.engine.origin import Origin, refuse_non_http
 from hubloader.engine.partfile import CHECKPOINT_BYTES, PartFile, partial_ranges, read_partial, seed_partial
 from hubloader.engine.progress import DownloadProgress, ProgressReporter, TqdmProgress, tqdm_progress
 from hubloader.engine.ratelimit import MAX_RETRY_WAIT
+from hubloader.engine.receiver import Receiver, SpeedFloor
 from hubloader.engine.responses import ResponseCheck
-from hubloader.engine.sniff import HEAD_BYTES, check_head
 
 if TYPE_CHECKING:
     import aiohttp
@@ -99,10 +100,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 READ_BUFSIZE = 1 * MiB
-#: Bytes gathered per write and hash step: few system calls and thread hand-offs per second.
-READ_BATCH = 2 * MiB
-#: ...or the bytes gathered in this many seconds, so that a slow link keeps little in memory that a kill would lose.
-READ_BATCH_S = 0.25
 MAX_RESTARTS = 2
 
 
@@ -129,6 +126,8 @@ async def adownload_file(
     retries: int = 5,
     hash_while_downloading: bool = True,
     stall_timeout: float = STALL_TIMEOUT_S,
+    min_speed: float | None = None,
+    min_speed_window: float | None = None,
 ) -> DownloadResult:
     """Download ``url`` to ``dest`` (see the module docstring for the guarantees).
 
@@ -136,8 +135,12 @@ async def adownload_file(
     streak (a connection that made progress starts counting again). ``hash_while_downloading=False``
     exists for benchmarks only: the result's ``sha256`` is then empty and nothing is verified.
     ``stall_timeout``: seconds without a byte (or an answer) after which a connection counts as failed and is
-    retried from where it stopped, the ``.part`` kept. ``check_url`` is called with every URL before it is requested (each redirect hop, each re-resolved
-    URL) and refuses it by raising: the gate's host rule (:mod:`hubloader.gate`). ``check_part`` is called with the
+    retried from where it stopped, the ``.part`` kept. ``min_speed`` (bytes/s) and ``min_speed_window``
+    (seconds), default from the settings ``min_speed_bytes_s``/``min_speed_window_s``: a connection slower than
+    that over the window is dropped and retried from where it stopped; the download fails only when every
+    retry of a range stays that slow (0 turns the rule off). ``check_url`` is called with every URL before it
+    is requested (each redirect hop, each re-resolved URL) and refuses it by raising: the gate's host rule
+    (:mod:`hubloader.gate`). ``check_part`` is called with the
     complete, verified ``.part`` before it gets its final name, and refuses the bytes by raising (the ``.part`` is
     then deleted): the gate's pickle rule.
     """
@@ -162,6 +165,7 @@ async def adownload_file(
         retries=retries,
         hashing=hash_while_downloading,
         stall_timeout=stall_timeout,
+        floor=SpeedFloor.from_settings(min_speed, min_speed_window),
     )
     return await job.run()
 
@@ -221,6 +225,7 @@ class _Download:
         retries: int,
         hashing: bool,
         stall_timeout: float,
+        floor: SpeedFloor,
     ) -> None:
         self.dest = dest
         self.expected_sha256 = expected_sha256
@@ -242,9 +247,14 @@ class _Download:
             self.origin, expect=expect, expected_size=expected_size, file_name=dest.name, ranges_ignored=self._no_ranges
         )
         self.ranges_ok = True
-        self.sniffed = False
-        self.cursor: HashCursor | None = None
-        self.bytes_done = 0
+        self.receiver = Receiver(
+            self.part,
+            self.origin,
+            expect=expect,
+            floor=floor,
+            connections=lambda: len(self.connections.tasks),
+            check_cancel=self._check_cancel,
+        )
         self.resumed_from = 0
         self.session: aiohttp.ClientSession | None = None
 
@@ -303,15 +313,17 @@ class _Download:
             return None
         if self.expected_blake3 and hashes.get("blake3") != self.expected_blake3:
             return None
-        self.bytes_done = size
+        self.receiver.bytes_done = size
         self.part.state.size = size
         return DownloadResult(
             path=self.dest, sha256=hashes["sha256"], size_bytes=size, url=self.shown_url, reused=True, hashes=hashes
         )
 
     async def _transfer(self) -> DownloadResult:
-        self.resumed_from = self.bytes_done = self.part.load(sha256=self.expected_sha256, size=self.expected_size)
-        self.sniffed = self.part.has_start()
+        self.resumed_from = self.receiver.bytes_done = self.part.load(
+            sha256=self.expected_sha256, size=self.expected_size
+        )
+        self.receiver.sniffed = self.part.has_start()
         if self.expected_size is not None:
             self._check_space(self.expected_size)
         self.part.open()
@@ -328,8 +340,8 @@ class _Download:
             finished = True
         finally:
             if not finished:
-                if self.cursor is not None:
-                    self.cursor.abandon()
+                if self.receiver.cursor is not None:
+                    self.receiver.cursor.abandon()
                 self.part.keep_or_drop()
         self.part.close()
         self.part.place()
@@ -355,19 +367,19 @@ class _Download:
                 self._reset_part()
 
     def _reset_part(self) -> None:
-        if self.cursor is not None:
-            self.cursor.abandon()
-            self.cursor = None
+        if self.receiver.cursor is not None:
+            self.receiver.cursor.abandon()
+            self.receiver.cursor = None
         self.part.reset(sha256=self.expected_sha256)
-        self.bytes_done = self.resumed_from = 0
-        self.sniffed = False
+        self.receiver.bytes_done = self.resumed_from = 0
+        self.receiver.sniffed = False
 
     def _start_hashing(self) -> None:
-        if not self.hashing or self.cursor is not None:
+        if not self.hashing or self.receiver.cursor is not None:
             return
-        self.cursor = HashCursor(self.part.fd, blake3=bool(self.expected_blake3))
+        self.receiver.cursor = HashCursor(self.part.fd, blake3=bool(self.expected_blake3))
         for start, end in self.part.state.done:  # a resume in a new process: hash what is on disk, once
-            self.cursor.written(start, end - start)
+            self.receiver.cursor.written(start, end - start)
 
     def _check_space(self, total: int) -> None:
         check_free_space(self.dest, total - self.part.state.done.total())
@@ -375,9 +387,11 @@ class _Download:
     async def _verify(self) -> DownloadResult:
         self._emit("verifying", force=True)
         state = self.part.state
-        size = state.size if state.size is not None else self.bytes_done
-        hashes = await asyncio.to_thread(self.cursor.finish) if self.cursor is not None else {"sha256": ""}
-        self.cursor = None
+        size = state.size if state.size is not None else self.receiver.bytes_done
+        hashes = (
+            await asyncio.to_thread(self.receiver.cursor.finish) if self.receiver.cursor is not None else {"sha256": ""}
+        )
+        self.receiver.cursor = None
         actual_size = self.part.size_on_disk()
         problems = []
         if state.done.gaps(size) or actual_size != size:
@@ -448,13 +462,15 @@ class _Download:
         controller = None
         if self.connections.can_grow(state.size):
             key = (self.service, self.origin.host)
-            controller = asyncio.create_task(self.connections.ramp(key, lambda: self.bytes_done, self._hashing_behind))
+            controller = asyncio.create_task(
+                self.connections.ramp(key, lambda: self.receiver.bytes_done, self._hashing_behind)
+            )
         try:
             await self.connections.supervise(self._check_cancel, lambda: self._emit("downloading"))
         finally:
             await self.connections.stop(*(t for t in [controller] if t))
         if state.size is None:  # size learnt from the end of the body
-            state.size = self.bytes_done
+            state.size = self.receiver.bytes_done
 
     async def _until_cancelled(self, coro: Any) -> Any:
         """Await ``coro``, abandoning it within ~50 ms of a cancel request (a stalled server must not
@@ -476,31 +492,41 @@ class _Download:
 
     def _hashing_behind(self) -> bool:
         """When hashing is the bottleneck, more connections would only pile bytes up for the hasher."""
-        return self.cursor is not None and self.cursor.lag() > HASH_QUEUE_BYTES
+        return self.receiver.cursor is not None and self.receiver.cursor.lag() > HASH_LAG_LIMIT
 
     async def _fetch_segment(self, segment: Segment, response: aiohttp.ClientResponse | None) -> None:
+        """Fetch ``segment`` request by request (each ``segment.span`` bytes, on one kept-alive connection),
+        retrying failures from where they stopped."""
         failures = 0
         while segment.end is None or segment.pos < segment.end:
-            progress_mark = segment.pos
+            progress_mark, started = segment.pos, time.monotonic()
+            served = False
             try:
                 if response is None:
                     response = await self._request_with_retries(segment)
-                await self._stream(response, segment)
+                await self.receiver.stream(response, segment)
+                served = segment.asked is not None and segment.pos == segment.asked
                 if segment.end is None:
                     return  # size unknown: the end of the body is the end of the file
-                if segment.pos < segment.end:
+                if segment.pos < segment.end and not served:
                     raise Transient(f"the connection closed at byte {segment.pos} of {segment.end}")
+                failures = 0
+                self.connections.next_span(segment, time.monotonic() - started, segment.pos - progress_mark)
+                if served and self.connections.retire_one():
+                    raise Retired
             except Transient as exc:
-                failures = 0 if segment.pos > progress_mark else failures + 1
+                # a trickle is not progress: a range that only ever trickles fails once its retries are spent
+                failures = 0 if segment.pos > progress_mark and not isinstance(exc, TooSlow) else failures + 1
                 if failures > self.retries:
                     raise errors.NetworkError(
                         f"Downloading {self.dest.name} from {self.shown_url} failed: {exc}. "
-                        f"{human_size(self.bytes_done)} are kept in {self.part.path.name}."
+                        f"{human_size(self.receiver.bytes_done)} are kept in {self.part.path.name}."
                     ) from None
                 await self._backoff(failures, exc)
             finally:
                 if response is not None:
-                    response.close()
+                    # a body read to its end leaves the connection reusable for the next request
+                    response.release() if served else response.close()
                 response = None
 
     async def _request_with_retries(self, segment: Segment) -> aiohttp.ClientResponse:
@@ -530,14 +556,19 @@ class _Download:
     async def _open(self, segment: Segment) -> aiohttp.ClientResponse:
         """The file from ``segment.pos`` (a Range request while the server honours them), checked."""
         headers = {}
+        segment.asked = None
         if self.ranges_ok:
-            end = "" if segment.end is None else str(segment.end - 1)
-            headers["Range"] = f"bytes={segment.pos}-{end}"
+            # spans only where another connection may take over; a single stream asks for all it needs
+            size = self.part.state.size
+            segment.asked = segment.request_end() if size is None or self.connections.can_grow(size) else segment.end
+            headers["Range"] = f"bytes={segment.pos}-{'' if segment.asked is None else segment.asked - 1}"
             if self.part.state.validator and (segment.pos > 0 or segment.end is not None):
                 headers["If-Range"] = self.part.state.validator
         assert self.session is not None  # _fetch_all holds the session for the whole transfer, _open runs inside it
         response = await self.origin.open(self.session, headers)
         await self.responses.accept(response, segment, self.part.state)
+        if response.status == 200:
+            segment.asked = None  # the whole file came, whatever was asked
         return response
 
     async def _backoff(self, failures: int, exc: Transient) -> None:
@@ -550,83 +581,19 @@ class _Download:
             self._check_cancel()
             await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
 
-    # -- bytes -------------------------------------------------------------------------------
-
-    async def _stream(self, response: aiohttp.ClientResponse, segment: Segment) -> None:
-        """Copy the body into the ``.part`` at ``segment.pos`` until the segment (possibly shortened
-        by a split) is complete or the body ends."""
-        import aiohttp
-
-        content = response.content
-        while segment.end is None or segment.pos < segment.end:
-            self._check_cancel()
-            want = READ_BATCH if segment.end is None else min(READ_BATCH, segment.end - segment.pos)
-            blocks, got, broken = [], 0, None
-            flush_at = time.monotonic() + READ_BATCH_S
-            try:
-                while got < want and (not got or time.monotonic() < flush_at):  # the blocks themselves: no copy
-                    block, _ = await content.readchunk()
-                    if block:
-                        blocks.append(block)
-                        got += len(block)
-                    elif content.at_eof():
-                        break
-            except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
-                broken = Transient(self.origin.describe(exc, self.origin.file_url))  # keep what did arrive
-            if segment.end is not None and segment.pos + got > segment.end:
-                # beyond the end (which a split may just have moved): those bytes are another segment's
-                extra = segment.pos + got - segment.end
-                while extra >= len(blocks[-1]):
-                    extra -= len(blocks.pop())
-                blocks[-1] = blocks[-1][: len(blocks[-1]) - extra] if extra else blocks[-1]
-                got = segment.end - segment.pos
-            if blocks:
-                if segment.pos == 0 and not self.sniffed:
-                    check_head(
-                        b"".join(blocks)[:HEAD_BYTES],
-                        content_type=response.headers.get("Content-Type", ""),
-                        expect=self.expect,
-                        where=self.origin.host,
-                    )
-                    self.sniffed = True
-                self._write(segment.pos, blocks, got)
-                segment.pos += got
-            if broken is not None:
-                raise broken
-            if not blocks:
-                return
-
-    def _write(self, offset: int, blocks: list[bytes], length: int) -> None:
-        try:
-            written = self.part.write(offset, blocks)
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise errors.DiskFull(
-                    f"The disk holding {self.dest.parent} filled up while downloading {self.dest.name}; "
-                    f"{human_size(self.bytes_done)} are kept in {self.part.path.name} for a resume.",
-                    where=self.dest.parent,
-                ) from None
-            raise
-        if written != length:  # a write to a regular file is complete unless the disk is full
-            raise errors.DiskFull(f"The disk holding {self.dest.parent} is full.", where=self.dest.parent)
-        self.part.record(offset, written)
-        if self.cursor is not None:
-            self.cursor.written(offset, written, blocks)
-        self.bytes_done += written
-
     # -- events --------------------------------------------------------------------------------
 
     def _check_cancel(self) -> None:
         if self.cancel.is_set():
             raise errors.Cancelled(
-                f"Download of {self.dest.name} cancelled at {human_size(self.bytes_done)}; "
+                f"Download of {self.dest.name} cancelled at {human_size(self.receiver.bytes_done)}; "
                 f"the partial file {self.part.path.name} is kept."
             )
 
     def _emit(self, state: str, *, force: bool = False, message: str = "") -> None:
         self.reporter.emit(
             state,
-            bytes_done=self.bytes_done,
+            bytes_done=self.receiver.bytes_done,
             total=self.part.state.size,
             connections=len(self.connections.tasks),
             resumed_from=self.resumed_from,

@@ -37,3 +37,9 @@ def backoff_delay(failures: int, exc: Transient) -> float:
     if exc.retry_after is not None:
         return exc.retry_after
     return random.uniform(0.5, 1.0) * min(30.0, 2.0**failures / 2)
+
+
+class TooSlow(Transient):
+    """A connection stayed under the minimum speed for the whole window: dropped and retried from where it
+    stopped. Unlike other failures, the trickle it delivered does not count as progress that resets the
+    retry count, so a download on which no connection ever reaches the minimum fails in the end."""

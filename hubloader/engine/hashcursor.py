@@ -13,6 +13,10 @@ from hubloader.engine.intervals import Intervals
 
 #: Bytes the hashing thread may hold in memory before falling back to reading the page cache.
 HASH_QUEUE_BYTES = 32 * MiB
+#: In-order bytes waiting for the hasher beyond which more connections are not worth it: the hasher, not
+#: the network, is then what limits the download (twice the in-memory queue, so that a moment's jitter
+#: does not stop the ramp).
+HASH_LAG_LIMIT = 2 * HASH_QUEUE_BYTES
 
 
 class HashCursor:

@@ -26,7 +26,7 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 #: Record progress in ``.part.json`` after this many new bytes, or this many seconds, whichever comes
 #: first (together they bound what a kill -9 costs, on a fast link and on a slow one).
-CHECKPOINT_BYTES = 8 * MiB
+CHECKPOINT_BYTES = 2 * MiB
 CHECKPOINT_S = 0.25
 
 

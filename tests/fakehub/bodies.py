@@ -95,8 +95,10 @@ async def _stream(
     hub: FakeHub, request: web.Request, response: web.StreamResponse, blob: Blob, start: int, end: int
 ) -> None:
     faults = hub.faults
-    caps = [c for c in (faults.bandwidth_per_connection, faults.bandwidth_total) if c]
-    chunk = max(1024, min(CHUNK, min(caps) // 20)) if caps else CHUNK
+    paced = [c for c in (faults.bandwidth_per_connection, hub.take_trickle()) if c]
+    per_connection = min(paced) if paced else None
+    caps = [c for c in (per_connection, faults.bandwidth_total) if c]
+    chunk = max(256, min(CHUNK, min(caps) // 20)) if caps else CHUNK
     drop_at = faults.drop_after_bytes if hub.take_drop() else None
     sent = 0
     conn_clock = time.monotonic()
@@ -104,8 +106,8 @@ async def _stream(
         piece = _corrupt(piece, start + sent, faults.wrong_bytes)
         if drop_at is not None and sent + len(piece) >= drop_at:
             piece = piece[: max(0, drop_at - sent)]
-        if faults.bandwidth_per_connection:
-            conn_clock = max(conn_clock, time.monotonic()) + len(piece) / faults.bandwidth_per_connection
+        if per_connection:
+            conn_clock = max(conn_clock, time.monotonic()) + len(piece) / per_connection
             await _sleep_until(conn_clock)
         if faults.bandwidth_total:
             await _sleep_until(hub.reserve_total_bandwidth(len(piece), faults.bandwidth_total))

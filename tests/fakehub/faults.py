@@ -2,7 +2,7 @@
 
 Request faults (``latency``, ``rate_limit``, ``server_errors``, ``require_token``, ``html_login``)
 apply to every request except the ``/_fake/`` admin routes, optionally only to paths starting with
-``path_prefix``. Body faults (bandwidth caps, ``drop_after_bytes``, ``wrong_bytes``,
+``path_prefix``. Body faults (bandwidth caps, ``trickle_bytes_s``, ``drop_after_bytes``, ``wrong_bytes``,
 ``ignore_range``) apply to file bodies: plain files, HF resolve/CDN, CivitAI storage.
 """
 
@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 class Faults:
     bandwidth_per_connection: int | None = None  # bytes/s for each response body
     bandwidth_total: int | None = None  # bytes/s shared by all bodies being sent
+    trickle_bytes_s: int | None = None  # pace a response body at this many bytes/s (a server that trickles) ...
+    trickle_count: int | None = None  # ... for this many responses (None: every one); later ones go at full speed
     drop_after_bytes: int | None = None  # close the connection after this many body bytes of a response
     drop_count: int | None = None  # how many responses to drop that way (None: every one)
     wrong_bytes: int | None = None  # flip the byte at this absolute file offset (and the next 15)

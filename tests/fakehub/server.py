@@ -93,7 +93,7 @@ class FakeHub:
         self.redirects: dict[tuple[str, str], tuple[str, int]] = {}
         self.storage: dict[str, StoredObject] = {}
         self.seed_demo = False
-        self._drops = 0
+        self._drops = self._trickles = 0
         self._total_clock = 0.0
         self._signed_epoch = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -178,7 +178,7 @@ class FakeHub:
         self.files.clear()
         self.redirects.clear()
         self.storage.clear()
-        self._drops = 0
+        self._drops = self._trickles = 0
         self._signed_epoch = 0.0
         self.hf.__init__(self)  # in place: the running apps' routes are bound to these objects
         self.civitai.__init__(self)
@@ -328,6 +328,14 @@ class FakeHub:
             return False
         self._drops += 1
         return True
+
+    def take_trickle(self) -> int | None:
+        """The bytes/s this response is paced at by ``trickle_bytes_s`` (honours ``trickle_count``), else None."""
+        rate, count = self.faults.trickle_bytes_s, self.faults.trickle_count
+        if rate is None or (count is not None and self._trickles >= count):
+            return None
+        self._trickles += 1
+        return rate
 
     def reserve_total_bandwidth(self, n: int, rate: int) -> float:
         """Shared virtual clock of the total bandwidth cap: the time at which ``n`` more bytes may go."""
