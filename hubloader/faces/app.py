@@ -157,7 +157,7 @@ def _search_tab(hub: ModelHub, results_state: Any, selected_state: Any) -> None:
         query.submit(run_search, inputs, [gallery, results_state, status])
 
         @_guarded(5, 0)
-        def select(picked: str, results: list[ModelMetadata]) -> tuple[str, Any, Any, Any, Any]:
+        def select(picked: str, results: list[ModelMetadata]) -> tuple[Any, ...]:
             index = cards.picked_index(picked)
             if index is None or index >= len(results or []):
                 return gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
@@ -208,7 +208,7 @@ def _downloads_tab(hub: ModelHub) -> None:
             return _jobs_html(hub)
 
         @_guarded(2, 0)
-        def act(value: str) -> tuple[str, str]:
+        def act(value: str) -> tuple[Any, Any]:
             chosen = cards.job_action(value)
             if chosen is None:
                 return gr.update(), gr.update()
