@@ -208,7 +208,7 @@ def test_results_arrive_while_preview_hosts_hang_or_refuse(hub_env, tmp_path):
             texts = page.locator("#hubloader_results .hl-card").all_inner_texts()
             assert sorted(t.split("\n")[0] for t in texts) == ["CivitAI"] * 3
             assert all(any(n in t for t in texts) for n in ("Hanging Preview", "Refused Preview", "Served Preview"))
-            assert "⚠️" not in page.locator("#hubloader_search_status").inner_text()
+            assert "⚠️" not in page.locator("#hubloader_search_status").first.inner_text()
             # The refused preview became a "no preview" tile; the page still answers a click on its card.
             page.wait_for_selector("#hubloader_results .hl-broken", timeout=30_000)
             page.locator("#hubloader_results .hl-card").filter(has_text="Refused Preview").click()
