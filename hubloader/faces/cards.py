@@ -34,7 +34,8 @@ STYLE = f"""<style>
 #{PICK_ID}, #{JOB_ACTION_ID} {{ display: none !important; }}
 .hl-cards {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(190px, 1fr)); gap: 10px; }}
 .hl-card {{ all: unset; box-sizing: border-box; cursor: pointer; display: flex; flex-direction: column;
-  border: 1px solid #8884; border-radius: 8px; overflow: hidden; background: #8881; }}
+  border: 1px solid #8884 !important; border-radius: 8px; overflow: hidden; background: #8881;
+  text-align: left !important; font-weight: normal !important; padding: 0 !important; }}
 .hl-card:hover, .hl-card:focus-visible {{ outline: 2px solid #f97316; }}
 .hl-thumb {{ position: relative; aspect-ratio: 1 / 1; background: #3a3f4b; color: #c8ccd6; display: flex;
   align-items: center; justify-content: center; font-size: 13px; }}
@@ -43,14 +44,14 @@ STYLE = f"""<style>
   font-size: 12px; font-weight: 600; color: #fff; }}
 .hl-badge.hl-civitai {{ background: #1971c2; }} .hl-badge.hl-hf {{ background: #e8590c; }}
 .hl-body {{ padding: 6px 8px 8px; display: flex; flex-direction: column; gap: 2px; font-size: 13px; }}
-.hl-name {{ font-weight: 600; font-size: 14px; overflow-wrap: anywhere; }}
+.hl-name {{ font-weight: 600 !important; font-size: 14px; overflow-wrap: anywhere; }}
 .hl-meta, .hl-stats {{ opacity: .8; }}
 .hl-jobs {{ width: 100%; border-collapse: collapse; font-size: 14px; }}
 .hl-jobs td, .hl-jobs th {{ padding: 6px; border-bottom: 1px solid #8884; text-align: left; vertical-align: top; }}
 .hl-jobs progress {{ width: 100%; min-width: 120px; height: 14px; }}
 .hl-error {{ color: #e03131; white-space: pre-wrap; overflow-wrap: anywhere; }}
-.hl-jobs button, .hl-chip {{ cursor: pointer; border: 1px solid #8886; border-radius: 6px; padding: 2px 8px;
-  background: #8882; color: inherit; font: inherit; margin: 1px; }}
+.hl-jobs button, .hl-chip {{ cursor: pointer; border: 1px solid #8888 !important; border-radius: 6px;
+  padding: 2px 8px !important; background: #8882 !important; color: inherit; font: inherit; margin: 2px; }}
 .hl-chip.hl-copied {{ border-color: #2f9e44; }}
 </style>"""
 
