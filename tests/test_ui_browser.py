@@ -213,3 +213,44 @@ def test_results_arrive_while_preview_hosts_hang_or_refuse(hub_env, tmp_path):
             page.wait_for_selector("#hubloader_results .hl-broken", timeout=30_000)
             page.locator("#hubloader_results .hl-card").filter(has_text="Refused Preview").click()
             _text_of(page, "hubloader_details", "Refused Preview")
+
+
+def _refresh_until(page, script: str, what: str, timeout: float = 60) -> None:
+    """Click the queue's Refresh until ``script`` holds (gradio 3.41 has no Timer; A1111's script clicks it there)."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(script):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        page.locator("#hubloader_jobs_refresh").click()
+        page.wait_for_timeout(500)
+
+
+@pytest.mark.slow
+def test_a_download_is_cancelled_and_resumed_from_its_row(hub_env, tmp_path):
+    hub_env.add_civitai_model("Big Pixel", files=[{"name": "big.safetensors", "data": ("generated", 4 << 20)}])
+    hub_env.faults.update(bandwidth_per_connection=256 << 10)
+    models = tmp_path / "models"
+    rows = "document.querySelectorAll('#hubloader_jobs tr[data-job]')"
+    with _app(tmp_path, models) as url, _browser() as page:
+        page.goto(url)
+        _search(page, "big pixel")
+        _text_of(page, "hubloader_search_status", "1 results", 60_000)
+        page.locator("#hubloader_results .hl-card").first.click()
+        _text_of(page, "hubloader_details", "Big Pixel")
+        page.locator("#hubloader_download").click()
+        _text_of(page, "hubloader_download_status", "Queued")
+        _open_tab(page, "Downloads")
+        _refresh_until(page, f"[...{rows}].some(r => (r.querySelector('progress')?.value || 0) > 0)", "progress")
+        page.locator("#hubloader_jobs button.hl-cancel").click()
+        _text_of(page, "hubloader_jobs_status", "Cancelling")
+        _refresh_until(page, f"{rows}[0]?.dataset.state === 'cancelled'", "the cancelled row")
+        hub_env.faults.update(bandwidth_per_connection=None)
+        before = len(hub_env.requests)
+        resume = page.locator("#hubloader_jobs button.hl-retry")
+        assert resume.inner_text() == "Resume"
+        resume.click()
+        _text_of(page, "hubloader_jobs_status", "resumes where it stopped")
+        _refresh_until(page, f"{rows}[0]?.dataset.state === 'done'", "the resumed download")
+    (model,) = (models / "loras").glob("*.safetensors")
+    assert model.stat().st_size == 4 << 20
+    fetched = [r.headers.get("Range", "") for r in list(hub_env.requests)[before:] if r.path.startswith("/storage/")]
+    assert fetched and not any(r in ("", "bytes=0-") or r.startswith("bytes=0-") for r in fetched), fetched  # resumed
