@@ -39,7 +39,7 @@ $(OLDEST_VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 $(GRADIO3_VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(GRADIO3_VENV)
 	$(GRADIO3_VENV)/bin/python -m pip install -q --upgrade pip
-	$(GRADIO3_VENV)/bin/python -m pip install -q -r requirements.txt pytest pytest-timeout safetensors numpy pillow $(GRADIO3_PINS)
+	$(GRADIO3_VENV)/bin/python -m pip install -q -r requirements.txt pytest pytest-timeout safetensors numpy pillow playwright $(GRADIO3_PINS)
 	touch $@
 
 $(GRADIO4_VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -71,8 +71,8 @@ test-newest: $(VENV)/.installed browser
 test-hf-oldest: $(OLDEST_VENV)/.installed
 	$(OLDEST_VENV)/bin/python -m pytest -m hf
 
-test-gradio3: $(GRADIO3_VENV)/.installed
-	$(GRADIO3_VENV)/bin/python -m pytest tests/test_ui.py tests/test_a1111_glue.py
+test-gradio3: $(GRADIO3_VENV)/.installed browser
+	$(GRADIO3_VENV)/bin/python -m pytest tests/test_ui.py tests/test_ui_browser.py tests/test_a1111_glue.py
 
 # Forge's gradio: the app's handlers and the app in a browser (short: the UI tests only).
 test-gradio4: $(GRADIO4_VENV)/.installed browser

@@ -178,6 +178,17 @@ def test_search_download_and_the_file_lands_with_its_sidecar(hub_env, tmp_path):
         page.reload()  # a page opened now lists the download in its Library without a click
         _open_tab(page, "Library")
         _text_of(page, "hubloader_library", "Pixel Art XL")
+        cells = "#hubloader_library [role=gridcell]:visible, #hubloader_library td:visible"  # gradio 6; 3.41, 4.40
+        cell = page.locator(cells).filter(has_text=re.compile(r"^\s*Pixel Art XL\s*$")).first
+        try:
+            cell.click(timeout=5_000)
+        except Exception:  # gradio 4.40's table keeps re-laying out, so playwright never finds it "stable"
+            box = cell.bounding_box()
+            assert box, "the library row is not shown"
+            page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        chip = page.locator("#hubloader_library_triggers .hl-chip").filter(has_text=re.compile("^pixel art$"))
+        chip.click()
+        assert page.evaluate("navigator.clipboard.readText()") == "pixel art"
         _open_tab(page, "Settings")
         _text_of(page, "hubloader_endpoints", "environment variable CIVITAI_ENDPOINT")
     (model,) = loras.glob("*.safetensors")
