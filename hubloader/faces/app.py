@@ -4,6 +4,9 @@ Written to the intersection of gradio 3.41 (A1111 1.10), 4.40 (Forge) and the ne
 returns, no ``.style()``, no ``js=``, no tuple choices, ``gr.File(type="binary")``. Downloads never
 hold a Gradio event open: they run in a :class:`~hubloader.faces.jobs.JobManager` and the page polls
 (``gr.Timer`` where it exists, else the refresh button, which the A1111 script clicks while jobs run).
+Search results and the downloads list are HTML from :mod:`hubloader.faces.cards`: previews are loaded by the
+browser, never by the server (gradio 3.41's Gallery would fetch each one, blocking the search), and a click on a
+card or row button reaches its handler through a hidden textbox.
 
 :class:`~hubloader.faces.hub.ModelHub` (in :mod:`hubloader.faces.hub`) holds the handlers as plain methods
 over the hub layer, so tests (and other faces) drive them without a browser; :func:`build_blocks` here only
@@ -135,7 +138,7 @@ def _search_tab(hub: ModelHub, results_state: Any, selected_state: Any) -> None:
             search_button = gr.Button("Search", variant="primary", elem_id="hubloader_search")
         status = gr.Markdown("", elem_id="hubloader_search_status")
         # Cards the browser draws, previews included: the server never waits on an image host (cards.py).
-        gallery = gr.HTML(cards.results_html([]), elem_id="hubloader_results")
+        result_cards = gr.HTML(cards.results_html([]), elem_id="hubloader_results")
         pick = _hidden_box(cards.PICK_ID)
         with gr.Group(elem_id="hubloader_details_pane"):
             details = gr.Markdown("Select a result to see its versions and files.", elem_id="hubloader_details")
@@ -153,8 +156,8 @@ def _search_tab(hub: ModelHub, results_state: Any, selected_state: Any) -> None:
             return cards.results_html(results), results, text
 
         inputs = [query, source, model_type, base, sort, nsfw]
-        search_button.click(run_search, inputs, [gallery, results_state, status])
-        query.submit(run_search, inputs, [gallery, results_state, status])
+        search_button.click(run_search, inputs, [result_cards, results_state, status])
+        query.submit(run_search, inputs, [result_cards, results_state, status])
 
         @_guarded(5, 0)
         def select(picked: str, results: list[ModelMetadata]) -> tuple[Any, ...]:
