@@ -3,15 +3,19 @@ PYTHON ?= python3
 VENV := .venv
 OLDEST_VENV := .venv-hf-oldest
 GRADIO3_VENV := .venv-gradio3
+GRADIO4_VENV := .venv-gradio4
 # The oldest huggingface_hub we support: Forge pins the 0.26 series.
 OLDEST_HF := huggingface_hub==0.26.5
 # A1111 1.10's web stack (gradio 3.41.2 / fastapi 0.94 / pydantic 1 / httpx 0.24) with Forge's oldest huggingface_hub.
 GRADIO3_PINS := gradio==3.41.2 fastapi==0.94.0 "pydantic<2" httpx==0.24.1 $(OLDEST_HF)
+# Forge's web stack (gradio 4.40.0). gradio 4.40 predates pydantic 2.11's schemas (its API info crashes on them),
+# huggingface_hub 1.0 (it imports HfFolder) and httpx 0.28, so those are held back; playwright for its browser test.
+GRADIO4_PINS := gradio==4.40.0 fastapi==0.112.2 "pydantic<2.11" "httpx<0.28" $(OLDEST_HF)
 PY_SOURCES := hubloader nodes scripts __init__.py install.py
 HOST ?= 127.0.0.1
 PORT ?= 7860
 
-.PHONY: run test lint test-newest test-hf-oldest test-gradio3 browser screenshots clean
+.PHONY: run test lint test-newest test-hf-oldest test-gradio3 test-gradio4 browser screenshots clean
 
 # The app alone (`make run`): Hubloader with its [ui] extra, pip's progress shown; no test tooling.
 $(VENV)/.app-installed: requirements.txt pyproject.toml
@@ -35,7 +39,13 @@ $(OLDEST_VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 $(GRADIO3_VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(GRADIO3_VENV)
 	$(GRADIO3_VENV)/bin/python -m pip install -q --upgrade pip
-	$(GRADIO3_VENV)/bin/python -m pip install -q -r requirements.txt pytest pytest-timeout safetensors numpy pillow $(GRADIO3_PINS)
+	$(GRADIO3_VENV)/bin/python -m pip install -q -r requirements.txt pytest pytest-timeout safetensors numpy pillow playwright $(GRADIO3_PINS)
+	touch $@
+
+$(GRADIO4_VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	$(PYTHON) -m venv $(GRADIO4_VENV)
+	$(GRADIO4_VENV)/bin/python -m pip install -q --upgrade pip
+	$(GRADIO4_VENV)/bin/python -m pip install -q -r requirements.txt pytest pytest-timeout safetensors numpy pillow playwright $(GRADIO4_PINS)
 	touch $@
 
 run: $(VENV)/.app-installed
@@ -61,13 +71,17 @@ test-newest: $(VENV)/.installed browser
 test-hf-oldest: $(OLDEST_VENV)/.installed
 	$(OLDEST_VENV)/bin/python -m pytest -m hf
 
-test-gradio3: $(GRADIO3_VENV)/.installed
-	$(GRADIO3_VENV)/bin/python -m pytest tests/test_ui.py tests/test_a1111_glue.py
+test-gradio3: $(GRADIO3_VENV)/.installed browser
+	$(GRADIO3_VENV)/bin/python -m pytest tests/test_ui.py tests/test_ui_browser.py tests/test_a1111_glue.py
+
+# Forge's gradio: the app's handlers and the app in a browser (short: the UI tests only).
+test-gradio4: $(GRADIO4_VENV)/.installed browser
+	$(GRADIO4_VENV)/bin/python -m pytest tests/test_ui.py tests/test_ui_browser.py
 
 screenshots: $(VENV)/.installed browser
 	UPDATE_SCREENSHOTS=1 $(VENV)/bin/python -m pytest tests/test_ui_browser.py
 
-test: lint test-newest test-hf-oldest test-gradio3
+test: lint test-newest test-hf-oldest test-gradio3 test-gradio4
 
 clean:
-	rm -rf $(VENV) $(OLDEST_VENV) $(GRADIO3_VENV) .pytest_cache
+	rm -rf $(VENV) $(OLDEST_VENV) $(GRADIO3_VENV) $(GRADIO4_VENV) .pytest_cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from hubloader.core.errors import ConfigError  # noqa: E402
 from hubloader.core.folders import a1111_install, standalone_folders  # noqa: E402
 from hubloader.core.metadata import ModelType, Source  # noqa: E402
 from hubloader.faces import app as ui  # noqa: E402
+from hubloader.faces import cards  # noqa: E402
 from hubloader.faces.jobs import DONE  # noqa: E402
 from tests.fakehub import modelfiles as mf  # noqa: E402
 
@@ -70,11 +72,17 @@ def test_search_both_sources_filters_and_cards(hub, hub_env):
     assert (Source.CIVITAI, "Ink Style") in by_source and (Source.HUGGINGFACE, "ink-lora") in by_source
     assert all(m.type in (ModelType.LORA, ModelType.LYCORIS) for m in results)
 
-    cards = ui.gallery_items(results)
-    civitai_card = next(c for c, m in zip(cards, results, strict=True) if m.name == "Ink Style")
-    assert civitai_card[0].startswith(hub_env.url())  # the preview served by the CDN
-    assert "triggers: inkstyle" in civitai_card[1] and "sdxl lora" in civitai_card[1]
-    assert "⬇900" in civitai_card[1]
+    ink = next(m for m in results if m.name == "Ink Style")
+    civitai_card = cards.card(ink, 0)
+    # The preview served by the CDN, asked at thumbnail width, for the browser to load (lazily).
+    assert f'src="{cards.thumbnail_url(ink.preview_urls[0])}" loading="lazy"' in civitai_card
+    assert ink.preview_urls[0].startswith(hub_env.url()) and "/width=450/" in cards.thumbnail_url(ink.preview_urls[0])
+    assert ">CivitAI<" in civitai_card and "triggers: inkstyle" in civitai_card
+    assert "lora · sdxl · " in civitai_card and "⬇ 900" in civitai_card
+    hf_card = cards.card(next(m for m in results if m.source is Source.HUGGINGFACE), 1)
+    assert ">HF<" in hf_card and "ink-lora" in hf_card and 'data-v="1"' in hf_card
+    page = cards.results_html(results)
+    assert page.count('class="hl-card"') == len(results)
 
     only_hf, _ = hub.search("ink", "HuggingFace")
     assert {m.source for m in only_hf} == {Source.HUGGINGFACE}
@@ -378,3 +386,165 @@ def test_a_download_needing_a_civitai_token_fails_with_the_apps_advice(hub, hub_
     assert job.state == "failed"
     assert "Set the CivitAI token in the Model Hub tab → Settings." in job.error
     assert "hubloader login" not in job.error and "HuggingFace" not in job.error
+
+
+def test_card_text_and_urls_are_escaped_and_only_http_previews_are_shown(hub, hub_env):
+    hub_env.add_civitai_model('<img src=x onerror="alert(1)">', trained_words=["<b>bold</b>"])
+    (meta,), _ = hub.search("img", "CivitAI")
+    html = cards.card(meta, 0)
+    assert "<img src=x" not in html and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html
+    assert "<b>bold" not in html and "&lt;b&gt;bold" in html
+    meta.preview_urls = ["javascript:alert(1)"]
+    assert "javascript:" not in cards.card(meta, 0) and "<img" not in cards.card(meta, 0)
+    meta.preview_urls = ['https://cdn.example/a"onload="x/width=900/p.jpeg']
+    assert '"onload="' not in cards.card(meta, 0)
+
+
+@pytest.mark.parametrize(
+    ("url", "thumb"),
+    [
+        ("https://image.civitai.com/xG1/uuid/width=832/1.jpeg", "https://image.civitai.com/xG1/uuid/width=450/1.jpeg"),
+        (
+            "https://image.civitai.com/xG1/uuid/original=true/1.jpeg",
+            "https://image.civitai.com/xG1/uuid/width=450/1.jpeg",
+        ),
+        (
+            "https://image.civitai.com/xG1/uuid/anim=false,width=1024/1.jpeg",
+            "https://image.civitai.com/xG1/uuid/anim=false,width=450/1.jpeg",
+        ),
+        ("https://cdn.example/plain/1.jpeg", "https://cdn.example/plain/1.jpeg"),
+    ],
+)
+def test_civitai_previews_are_asked_at_thumbnail_width(url, thumb):
+    assert cards.thumbnail_url(url) == thumb
+
+
+def test_a_card_click_selects_its_result_and_shows_copyable_trigger_words(hub, hub_env):
+    hub_env.add_civitai_model("Ink Style", trained_words=["inkstyle", "ink wash"])
+    blocks = ui.build_blocks(hub)
+    results, _ = hub.search("ink", "CivitAI")
+    details, _version, _file, chosen, chips = handler(blocks, "select")("0:1733000000", results)
+    assert chosen is results[0] and "### Ink Style" in details
+    assert 'data-copy="inkstyle"' in chips and 'data-copy="ink wash"' in chips  # one chip per word
+    assert 'data-copy="inkstyle, ink wash"' in chips  # and one copying them all
+    assert all(isinstance(v, dict) for v in handler(blocks, "select")("", results))  # no pick: nothing changes
+
+
+def test_downloads_list_shows_bars_cancel_retry_and_the_whole_error():
+    error = "CivitAI refused the download of <Ink Style>: log in. " + "Then try again. " * 20
+    jobs = [
+        {"id": "job-1", "label": "Ink", "state": "running", "done_bytes": 50, "total_bytes": 200,
+         "speed_bps": 10.0, "error": "", "path": ""},
+        {"id": "job-2", "label": "Ink 2", "state": "failed", "done_bytes": 0, "total_bytes": 0,
+         "speed_bps": 0, "error": error, "path": ""},
+        {"id": "job-3", "label": "Ink 3", "state": "cancelled", "done_bytes": 5, "total_bytes": 9,
+         "speed_bps": 0, "error": "Cancelled.", "path": ""},
+        {"id": "job-4", "label": "Ink 4", "state": "done", "done_bytes": 9, "total_bytes": 9,
+         "speed_bps": 0, "error": "", "path": "/m/loras/ink.safetensors"},
+    ]  # fmt: skip
+    html = ui.cards.jobs_html(jobs, finished=ui.FINISHED)
+    rows = html.split("<tr")[2:]
+    assert '<progress value="50" max="200"></progress> 25%' in rows[0] and 'data-v="cancel:job-1"' in rows[0]
+    assert (
+        'data-v="retry:job-2"' in rows[1] and ">Retry</button>" in rows[1] and ui.cards.esc(error) in rows[1]
+    )  # never cut short
+    assert 'data-v="retry:job-3"' in rows[2] and ">Resume</button>" in rows[2]  # bytes kept: it resumes
+    assert "<button" not in rows[3] and "/m/loras/ink.safetensors" in rows[3]
+    assert cards.job_action("retry:job-2:1733") == ("retry", "job-2") and cards.job_action("x:y") is None
+
+
+def test_a_cancelled_download_resumes_from_its_row(hub, hub_env):
+    hub_env.add_civitai_model("Big Ink", files=[{"name": "big.safetensors", "data": ("generated", 4 << 20)}])
+    (meta,), _ = hub.search("big ink", "CivitAI")
+    hub_env.faults.update(bandwidth_per_connection=256 << 10)
+    blocks = ui.build_blocks(hub)
+    act = handler(blocks, "act")
+    job = hub.start_download(meta)
+    deadline = time.monotonic() + 30
+    while hub.jobs.get(job["id"]).done_bytes < (256 << 10):
+        assert time.monotonic() < deadline, "the download never started"
+        time.sleep(0.05)
+    status, _table = act(f"cancel:{job['id']}:1")
+    assert status.startswith(f"Cancelling {job['id']}")
+    cancelled = hub.jobs.wait(job["id"], timeout=30)
+    assert cancelled.state == "cancelled"
+    hub_env.faults.update(bandwidth_per_connection=None)
+    before = len(hub_env.requests)
+    status, table = act(f"retry:{job['id']}:2")
+    assert status.startswith("Started Big Ink")
+    again = next(j for j in hub.jobs.list() if j.id != job["id"])
+    _finished(hub, again.to_dict())
+    assert Path(again.path).stat().st_size == 4 << 20
+    fetched = [r.headers.get("Range", "") for r in list(hub_env.requests)[before:] if r.path.startswith("/storage/")]
+    assert fetched and not any(r in ("", "bytes=0-") or r.startswith("bytes=0-") for r in fetched), fetched  # resumed
+    assert "nothing to retry" in act(f"retry:{again.id}:3")[0]  # a finished download has nothing to retry
+
+
+def test_retry_is_a_write_and_the_guard_refuses_it(tmp_path):
+    hub = ui.ModelHub(standalone_folders(tmp_path / "m"), write_guard=lambda: "not from the network")
+    with pytest.raises(ConfigError, match="not from the network"):
+        hub.retry("job-1")
+
+
+def test_settings_show_each_endpoint_and_where_it_comes_from(hub, monkeypatch):
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    monkeypatch.delenv("CIVITAI_ENDPOINT", raising=False)
+    assert hub.endpoints() == [
+        ("HuggingFace", "https://huggingface.co", "default"),
+        ("CivitAI", "https://civitai.com", "default"),
+    ]
+    hub.save_settings(civitai_endpoint="https://civitai.mirror.example")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9/hf")
+    (hf, civitai) = hub.endpoints()
+    assert hf == (
+        "HuggingFace",
+        "http://127.0.0.1:9/hf",
+        "environment variable HF_ENDPOINT (overrides the settings file)",
+    )
+    assert civitai == ("CivitAI", "https://civitai.mirror.example", f"settings file {config.settings_path()}")
+    blocks = ui.build_blocks(hub)
+    shown = next(b for b in blocks.blocks.values() if getattr(b, "elem_id", None) == "hubloader_endpoints")
+    assert "`http://127.0.0.1:9/hf` | environment variable HF_ENDPOINT" in shown.value
+
+
+def test_library_shows_only_the_models_of_this_apps_folders_and_their_trigger_words(hub, tmp_path):
+    lora = mf.safetensors_bytes(mf.kohya_lora("sd15"), mf.kohya_metadata("mine", "sd15"), seed=21)
+    mine = tmp_path / "models" / "loras"
+    mine.mkdir(parents=True)
+    (mine / "mine.safetensors").write_bytes(lora)
+    other = ui.ModelHub(standalone_folders(tmp_path / "elsewhere"))
+    (tmp_path / "elsewhere" / "loras").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "loras" / "theirs.safetensors").write_bytes(
+        mf.safetensors_bytes(mf.kohya_lora("sd15"), seed=22)
+    )
+    hub.rescan(), other.rescan()
+    rows, summary = hub.library()
+    assert [Path(r[-1]).name for r in rows] == ["mine.safetensors"] and summary.startswith("1 local models")
+    assert [Path(r[-1]).name for r in other.library()[0]] == ["theirs.safetensors"]
+    other.jobs.shutdown()
+
+
+def test_library_fills_when_the_page_opens(hub):
+    blocks = ui.build_blocks(hub)
+    if isinstance(blocks.fns, dict):  # gradio >= 4.? keeps each event's triggers on its function
+        loads = [fn.fn for fn in blocks.fns.values() if "load" in str(fn.targets)]
+    else:  # 3.41: a list of functions beside a list of dependency dicts
+        triggers = [str(dep.get("trigger")) + str(dep.get("targets")) for dep in blocks.dependencies]
+        loads = [fn.fn for fn, trigger in zip(blocks.fns, triggers, strict=True) if "load" in trigger]
+    assert [getattr(fn, "__name__", "") for fn in loads] == ["show_library"]
+
+
+def test_cleanup_asks_naming_what_goes_and_only_the_confirmation_deletes(hub, hub_env):
+    hub_env.add_civitai_model("Ink Style")
+    (meta,), _ = hub.search("ink", "CivitAI")
+    path = Path(_finished(hub, hub.start_download(meta)).path)
+    blocks = ui.build_blocks(hub)
+    table, status, delete, confirm, keep = handler(blocks, "run_preview")(0, 0)
+    assert status.startswith("Would delete 1 files") and delete["interactive"] and not confirm["interactive"]
+    _, question, delete, confirm, keep = handler(blocks, "ask")(status)
+    assert "Delete the files listed below?" in question and "This deletes 1 files" in question
+    assert confirm["interactive"] and keep["interactive"] and not delete["interactive"] and path.is_file()
+    _, status, delete, *_ = handler(blocks, "cancel_delete")()
+    assert status == "Nothing deleted." and path.is_file()
+    _, status, *_ = handler(blocks, "run_delete")(0, 0)
+    assert status.startswith("Deleted 1 files") and not path.exists()

@@ -4,6 +4,9 @@ Written to the intersection of gradio 3.41 (A1111 1.10), 4.40 (Forge) and the ne
 returns, no ``.style()``, no ``js=``, no tuple choices, ``gr.File(type="binary")``. Downloads never
 hold a Gradio event open: they run in a :class:`~hubloader.faces.jobs.JobManager` and the page polls
 (``gr.Timer`` where it exists, else the refresh button, which the A1111 script clicks while jobs run).
+Search results and the downloads list are HTML from :mod:`hubloader.faces.cards`: previews are loaded by the
+browser, never by the server (gradio 3.41's Gallery would fetch each one, blocking the search), and a click on a
+card or row button reaches its handler through a hidden textbox.
 
 :class:`~hubloader.faces.hub.ModelHub` (in :mod:`hubloader.faces.hub`) holds the handlers as plain methods
 over the hub layer, so tests (and other faces) drive them without a browser; :func:`build_blocks` here only
@@ -31,15 +34,15 @@ from hubloader.core.folders import (
     standalone_folders,
 )
 from hubloader.core.metadata import BaseModel, ModelMetadata, ModelType, SortBy, Source
-from hubloader.core.units import human_size
+from hubloader.faces import cards
 from hubloader.faces.hub import ANY, ModelHub, folder_kind, message, weight_files
+from hubloader.faces.jobs import FINISHED
 
 SOURCE_CHOICES = ["Both", "HuggingFace", "CivitAI"]
 TYPE_CHOICES = [ANY] + [t.value for t in ModelType if t is not ModelType.OTHER]
 BASE_CHOICES = [ANY] + [b.value for b in BaseModel if b not in (BaseModel.OTHER, BaseModel.UNKNOWN)]
 SORT_CHOICES = [s.value for s in SortBy]
 KIND_CHOICES = [ANY] + list(dict.fromkeys(KIND_BY_TYPE.values()))
-JOB_HEADERS = ["id", "model", "state", "progress", "size", "speed", "file / error"]
 LIBRARY_HEADERS = [
     "name",
     "type",
@@ -56,20 +59,6 @@ CACHE_HEADERS = ["name", "size", "path"]
 MISSING_HEADERS = ["model", "folder", "status", "source", "size", "evidence / reason"]
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
-_PLACEHOLDER: Any = None
-
-
-def _placeholder() -> Any:
-    """A neutral card image for results without a preview (HuggingFace repos)."""
-    global _PLACEHOLDER
-    if _PLACEHOLDER is None:
-        from PIL import Image, ImageDraw
-
-        image = Image.new("RGB", (256, 256), (58, 63, 75))
-        ImageDraw.Draw(image).text((88, 120), "no preview", fill=(200, 204, 214))
-        _PLACEHOLDER = image
-    return _PLACEHOLDER
-
 
 def version_of_label(meta: ModelMetadata, label: str) -> str:
     """The version id a Version choice names (its label ends in `` · <id>``; HF: the commit searched)."""
@@ -78,19 +67,10 @@ def version_of_label(meta: ModelMetadata, label: str) -> str:
     return label.rsplit(" · ", 1)[-1].strip()
 
 
-def card_caption(meta: ModelMetadata) -> str:
-    parts = [
-        meta.name,
-        f"{meta.base_model.value} {meta.type.value} · {human_size(meta.size_bytes or None)} · "
-        f"{'HF' if meta.source is Source.HUGGINGFACE else 'CivitAI'} ⬇{meta.download_count:,} ♥{meta.like_count:,}",
-    ]
-    if meta.trigger_words:
-        parts.append("triggers: " + ", ".join(meta.trigger_words[:4]))
-    return " | ".join(parts)
-
-
-def gallery_items(results: list[ModelMetadata]) -> list[tuple[Any, str]]:
-    return [(m.preview_urls[0] if m.preview_urls else _placeholder(), card_caption(m)) for m in results]
+def _hidden_box(elem_id: str) -> Any:
+    """A textbox a card or row button writes to (hidden by :data:`cards.STYLE`, not ``visible=False``: gradio
+    leaves invisible components out of the page, so nothing could write to them)."""
+    return gr.Textbox("", show_label=False, container=False, elem_id=elem_id)
 
 
 def _table(rows: list[list[Any]], width: int) -> list[list[Any]]:
@@ -128,6 +108,7 @@ def build_blocks(
     if hub is None:
         hub = ModelHub(folders_for(models_dir=models_dir, comfyui=comfyui, a1111=a1111))
     with gr.Blocks(analytics_enabled=False, title="Hubloader Model Hub") as blocks:
+        gr.HTML(cards.STYLE, elem_id="hubloader_style")
         if standalone:
             gr.Markdown(f"# Hubloader Model Hub\nModels go to **{hub.folders.name}**.")
         results_state = gr.State([])
@@ -136,9 +117,10 @@ def build_blocks(
         with gr.Tabs(elem_id="hubloader_tabs"):
             _search_tab(hub, results_state, selected_state)
             _downloads_tab(hub)
-            _library_tab(hub)
+            library_load = _library_tab(hub)
             _missing_tab(hub, report_state)
             _settings_tab(hub)
+        blocks.load(*library_load)  # the Library is filled when the page opens
     blocks.hubloader_hub = hub  # the handlers' owner, for the host glue and tests
     return blocks
 
@@ -155,11 +137,12 @@ def _search_tab(hub: ModelHub, results_state: Any, selected_state: Any) -> None:
             nsfw = gr.Checkbox(value=bool(config.load_settings().get("nsfw")), label="NSFW", elem_id="hubloader_nsfw")
             search_button = gr.Button("Search", variant="primary", elem_id="hubloader_search")
         status = gr.Markdown("", elem_id="hubloader_search_status")
-        gallery = gr.Gallery(
-            label="Results", columns=5, height=420, object_fit="cover", elem_id="hubloader_results", allow_preview=False
-        )
+        # Cards the browser draws, previews included: the server never waits on an image host (cards.py).
+        result_cards = gr.HTML(cards.results_html([]), elem_id="hubloader_results")
+        pick = _hidden_box(cards.PICK_ID)
         with gr.Group(elem_id="hubloader_details_pane"):
             details = gr.Markdown("Select a result to see its versions and files.", elem_id="hubloader_details")
+            triggers = gr.HTML("", elem_id="hubloader_details_triggers")
             with gr.Row():
                 version = gr.Dropdown([], label="Version", elem_id="hubloader_version", interactive=True)
                 file = gr.Dropdown([], label="File", elem_id="hubloader_file", interactive=True)
@@ -170,16 +153,18 @@ def _search_tab(hub: ModelHub, results_state: Any, selected_state: Any) -> None:
         def run_search(q: str, src: str, kind: str, bm: str, order: str, adult: bool) -> tuple[Any, Any, str]:
             results, warnings = hub.search(q, src, kind, bm, order, adult)
             text = f"{len(results)} results" + "".join(f"\n\n⚠️ {w}" for w in warnings)
-            return gallery_items(results), results, text
+            return cards.results_html(results), results, text
 
         inputs = [query, source, model_type, base, sort, nsfw]
-        search_button.click(run_search, inputs, [gallery, results_state, status])
-        query.submit(run_search, inputs, [gallery, results_state, status])
+        search_button.click(run_search, inputs, [result_cards, results_state, status])
+        query.submit(run_search, inputs, [result_cards, results_state, status])
 
-        @_guarded(4, 0)
-        def select(results: list[ModelMetadata], evt: gr.SelectData) -> tuple[str, Any, Any, Any]:
-            index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
-            meta = results[int(index)]
+        @_guarded(5, 0)
+        def select(picked: str, results: list[ModelMetadata]) -> tuple[Any, ...]:
+            index = cards.picked_index(picked)
+            if index is None or index >= len(results or []):
+                return gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
+            meta = results[index]
             choices = hub.versions(meta)
             names = [f.name for f in weight_files(meta)]
             return (
@@ -187,9 +172,10 @@ def _search_tab(hub: ModelHub, results_state: Any, selected_state: Any) -> None:
                 gr.update(choices=[label for label, _ in choices], value=choices[0][0] if choices else None),
                 gr.update(choices=names, value=names[0] if names else None),
                 meta,
+                cards.copy_chips(meta.trigger_words),
             )
 
-        gallery.select(select, [results_state], [details, version, file, selected_state])
+        pick.change(select, [pick, results_state], [details, version, file, selected_state, triggers])
 
         @_guarded(4, 0)
         def choose_version(meta: ModelMetadata | None, label: str) -> tuple[Any, Any, Any, str | dict[str, Any]]:
@@ -215,27 +201,38 @@ def _search_tab(hub: ModelHub, results_state: Any, selected_state: Any) -> None:
 
 def _downloads_tab(hub: ModelHub) -> None:
     with gr.Tab("Downloads", id="hubloader_downloads_tab"):
-        table = gr.Dataframe(
-            headers=JOB_HEADERS, value=_table(hub.job_rows(), len(JOB_HEADERS)), interactive=False,
-            elem_id="hubloader_jobs", label="Queue",
-        )  # fmt: skip
+        table = gr.HTML(_jobs_html(hub), elem_id="hubloader_jobs")
+        action = _hidden_box(cards.JOB_ACTION_ID)
         with gr.Row():
-            job = gr.Dropdown(hub.active_job_ids(), label="Running download", elem_id="hubloader_job", interactive=True)
-            cancel = gr.Button("Cancel", elem_id="hubloader_cancel")
             refresh = gr.Button("Refresh", elem_id="hubloader_jobs_refresh")
         status = gr.Markdown("", elem_id="hubloader_jobs_status")
 
-        def poll() -> tuple[Any, Any]:
-            return _table(hub.job_rows(), len(JOB_HEADERS)), gr.update(choices=hub.active_job_ids())
+        def poll() -> str:
+            return _jobs_html(hub)
 
-        refresh.click(poll, None, [table, job])
-        cancel.click(hub.cancel, [job], [status]).then(poll, None, [table, job])
+        @_guarded(2, 0)
+        def act(value: str) -> tuple[Any, Any]:
+            chosen = cards.job_action(value)
+            if chosen is None:
+                return gr.update(), gr.update()
+            verb, job_id = chosen
+            text = hub.cancel(job_id) if verb == "cancel" else hub.retry(job_id)
+            return text, _jobs_html(hub)
+
+        refresh.click(poll, None, [table])
+        action.change(act, [action], [status, table])
         if hasattr(gr, "Timer"):  # gradio >= 4.40 (Forge, standalone); A1111's 3.41 polls via javascript/
-            gr.Timer(1.0).tick(poll, None, [table, job], show_progress="hidden")
+            gr.Timer(1.0).tick(poll, None, [table], show_progress="hidden")
 
 
-def _library_tab(hub: ModelHub) -> None:
+def _jobs_html(hub: ModelHub) -> str:
+    return cards.jobs_html(hub.job_dicts(), finished=FINISHED)
+
+
+def _library_tab(hub: ModelHub) -> tuple[Callable[..., Any], list[Any], list[Any]]:
+    """The Library tab; returns the (handler, inputs, outputs) that fill it when the page opens."""
     with gr.Tab("Library", id="hubloader_library_tab"):
+        gr.Markdown(f"Models in **{hub.folders.name}**.", elem_id="hubloader_library_host")
         with gr.Row():
             kind = gr.Dropdown(KIND_CHOICES, value=ANY, label="Folder", elem_id="hubloader_library_kind")
             query = gr.Textbox(label="Filter", elem_id="hubloader_library_query")
@@ -244,20 +241,10 @@ def _library_tab(hub: ModelHub) -> None:
         summary = gr.Markdown("", elem_id="hubloader_library_summary")
         table = gr.Dataframe(
             headers=LIBRARY_HEADERS, value=_table([], len(LIBRARY_HEADERS)), interactive=False,
-            elem_id="hubloader_library", label="Local models",
+            elem_id="hubloader_library", label="Local models (select a row to copy its trigger words)",
         )  # fmt: skip
-        with gr.Accordion("Downloads cache cleanup", open=False):
-            with gr.Row():
-                max_gb = gr.Number(value=None, label="Shrink to (GB; empty = the cache limit)")
-                keep = gr.Number(value=0, label="Never delete the N most recently used", precision=0)
-                preview = gr.Button("Preview", elem_id="hubloader_cleanup_preview")
-                # Deletes only what the preview listed, so it is enabled by a preview that lists something.
-                delete = gr.Button("Delete listed", variant="stop", elem_id="hubloader_cleanup_run", interactive=False)
-            cleanup_status = gr.Markdown("", elem_id="hubloader_cleanup_status")
-            cleanup_table = gr.Dataframe(
-                headers=CACHE_HEADERS, value=_table([], len(CACHE_HEADERS)), interactive=False,
-                elem_id="hubloader_cleanup", label="Files the cleanup deletes",
-            )  # fmt: skip
+        triggers = gr.HTML("", elem_id="hubloader_library_triggers")
+        _cleanup(hub)
 
         @_guarded(2, 1)
         def show_library(k: str, q: str) -> tuple[Any, str]:
@@ -270,17 +257,69 @@ def _library_tab(hub: ModelHub) -> None:
             rows, text = hub.library(k, q)
             return _table(rows, len(LIBRARY_HEADERS)), f"{scanned}\n\n{text}"
 
-        @_guarded(3, 1)
-        def run_cleanup(keep_recent: float | None, limit: float | None, dry_run: bool) -> tuple[Any, str, Any]:
-            rows, text = hub.cleanup(int(keep_recent or 0), limit, dry_run=dry_run)
-            return _table(rows, len(CACHE_HEADERS)), text, gr.update(interactive=dry_run and bool(rows))
+        def choose_row(evt: gr.SelectData) -> str:
+            row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+            paths = list(hub.library_triggers)
+            if not isinstance(row, int) or not 0 <= row < len(paths):
+                return ""
+            name = Path(paths[row]).name
+            return cards.copy_chips(hub.library_triggers[paths[row]], label=f"{name}: trigger words") or (
+                f"{cards.esc(name)} has no trigger words."
+            )
 
         show.click(show_library, [kind, query], [table, summary])
         query.submit(show_library, [kind, query], [table, summary])
         rescan.click(rescan_library, [kind, query], [table, summary])
-        outputs = [cleanup_table, cleanup_status, delete]
-        preview.click(lambda k, g: run_cleanup(k, g, True), [keep, max_gb], outputs)
-        delete.click(lambda k, g: run_cleanup(k, g, False), [keep, max_gb], outputs)
+        table.select(choose_row, None, [triggers])
+    return show_library, [kind, query], [table, summary]
+
+
+def _cleanup(hub: ModelHub) -> None:
+    """Downloads cache cleanup: Preview lists what would go; Delete asks once more, naming the count and size;
+    only a confirmation deletes, and only what the preview listed."""
+    with gr.Accordion("Downloads cache cleanup", open=False):
+        with gr.Row():
+            max_gb = gr.Number(value=None, label="Shrink to (GB; empty = the cache limit)")
+            keep = gr.Number(value=0, label="Never delete the N most recently used", precision=0)
+            preview = gr.Button("Preview", elem_id="hubloader_cleanup_preview")
+            # Enabled by a preview that lists something; it only asks, the confirmation deletes.
+            delete = gr.Button("Delete listed…", variant="stop", elem_id="hubloader_cleanup_run", interactive=False)
+        with gr.Row():
+            confirm = gr.Button(
+                "Yes, delete them", variant="stop", elem_id="hubloader_cleanup_confirm", interactive=False
+            )
+            keep_them = gr.Button("No, keep them", elem_id="hubloader_cleanup_keep", interactive=False)
+        cleanup_status = gr.Markdown("", elem_id="hubloader_cleanup_status")
+        cleanup_table = gr.Dataframe(
+            headers=CACHE_HEADERS, value=_table([], len(CACHE_HEADERS)), interactive=False,
+            elem_id="hubloader_cleanup", label="Files the cleanup deletes",
+        )  # fmt: skip
+
+    outputs = [cleanup_table, cleanup_status, delete, confirm, keep_them]
+    off = gr.update(interactive=False)
+
+    @_guarded(5, 1)
+    def run_preview(keep_recent: float | None, limit: float | None) -> tuple[Any, ...]:
+        rows, text = hub.cleanup(int(keep_recent or 0), limit, dry_run=True)
+        return _table(rows, len(CACHE_HEADERS)), text, gr.update(interactive=bool(rows)), off, off
+
+    def ask(status: str) -> tuple[Any, ...]:
+        on = gr.update(interactive=True)
+        question = f"**Delete the files listed below?** {status.replace('Would delete', 'This deletes')}"
+        return gr.update(), question, off, on, on
+
+    @_guarded(5, 1)
+    def run_delete(keep_recent: float | None, limit: float | None) -> tuple[Any, ...]:
+        rows, text = hub.cleanup(int(keep_recent or 0), limit, dry_run=False)
+        return _table(rows, len(CACHE_HEADERS)), text, off, off, off
+
+    def cancel_delete() -> tuple[Any, ...]:
+        return gr.update(), "Nothing deleted.", gr.update(interactive=True), off, off
+
+    preview.click(run_preview, [keep, max_gb], outputs)
+    delete.click(ask, [cleanup_status], outputs)
+    confirm.click(run_delete, [keep, max_gb], outputs)
+    keep_them.click(cancel_delete, None, outputs)
 
 
 def _missing_tab(hub: ModelHub, report_state: Any) -> None:
@@ -325,6 +364,7 @@ def _settings_tab(hub: ModelHub) -> None:
         with gr.Row():
             clear_hf = gr.Checkbox(label="Remove the stored HuggingFace token", value=False)
             clear_civitai = gr.Checkbox(label="Remove the stored CivitAI key", value=False)
+        endpoints = gr.Markdown(_endpoints(hub), elem_id="hubloader_endpoints")
         with gr.Row():
             hf_endpoint = gr.Textbox(label="HuggingFace endpoint (mirror)", value=shown.get("hf_endpoint") or "")
             civitai_endpoint = gr.Textbox(label="CivitAI endpoint", value=shown.get("civitai_endpoint") or "")
@@ -345,8 +385,8 @@ def _settings_tab(hub: ModelHub) -> None:
         save = gr.Button("Save settings", variant="primary", elem_id="hubloader_save_settings")
         status = gr.Markdown("", elem_id="hubloader_settings_status")
 
-        @_guarded(7, 0)
-        def run_save(*values: Any) -> tuple[str, str, str, bool, bool, str, str]:
+        @_guarded(8, 0)
+        def run_save(*values: Any) -> tuple[str, str, str, bool, bool, str, str, str]:
             hf, civ, c_hf, c_civ, hf_ep, civ_ep, limit, conns, pickle, adult, shared = values
             text = hub.save_settings(
                 hf, civ, clear_hf_token=c_hf, clear_civitai_token=c_civ, hf_endpoint=hf_ep,
@@ -354,14 +394,22 @@ def _settings_tab(hub: ModelHub) -> None:
                 shared_cache=shared or "",
             )  # fmt: skip
             shown = hub.settings_view()
-            return text, "", "", False, False, _token_status(shown), shown["shared_cache_status"]
+            return text, "", "", False, False, _endpoints(hub), _token_status(shown), shown["shared_cache_status"]
 
         save.click(
             run_save,
             [hf_token, civitai_token, clear_hf, clear_civitai, hf_endpoint, civitai_endpoint, cache_limit, connections]
             + [allow_pickle, nsfw, shared_cache],
-            [status, hf_token, civitai_token, clear_hf, clear_civitai, tokens, cache_status],
+            [status, hf_token, civitai_token, clear_hf, clear_civitai, endpoints, tokens, cache_status],
         )
+        # What a page opened earlier shows may be stale (another window saved, the environment differs).
+        gr.Button("Refresh", size="sm", elem_id="hubloader_endpoints_refresh").click(
+            lambda: _endpoints(hub), None, [endpoints]
+        )
+
+
+def _endpoints(hub: ModelHub) -> str:
+    return "**Endpoints in effect**\n\n" + cards.endpoints_markdown(hub.endpoints())
 
 
 def _shared_cache_info() -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import tempfile
 import threading
 from collections.abc import Callable
@@ -72,6 +73,9 @@ class ModelHub:
         self.on_downloaded = on_downloaded
         self.host = host
         self._cleanup_listed: list[str] | None = None  # row keys the last cleanup preview showed
+        self._roots: list[Path] | None = None  # this app's folders, resolved (see _in_host)
+        #: The trigger words of the models the last library listing showed, by path (the rows join them).
+        self.library_triggers: dict[str, list[str]] = {}
 
     def refused(self) -> str | None:
         return self.write_guard() if self.write_guard is not None else None
@@ -219,6 +223,18 @@ class ModelHub:
             rows.append([job.id, job.label, job.state, percent, size, speed, job.error or job.path])
         return rows
 
+    def job_dicts(self) -> list[dict[str, Any]]:
+        """The downloads as a page shows them, newest first."""
+        return [job.to_dict() for job in reversed(self.jobs.list())]
+
+    def retry(self, job_id: str) -> str:
+        """Run a failed or cancelled download again; it resumes from the partial file the engine kept."""
+        self._check_writes()
+        job = self.jobs.retry(job_id)
+        if job is None:
+            return f"{job_id} did not fail and was not cancelled: nothing to retry."
+        return f"Started {job.label} again ({job.id}); it resumes where it stopped."
+
     def active_job_ids(self) -> list[str]:
         return [job.id for job in self.jobs.list() if job.state not in FINISHED]
 
@@ -243,11 +259,13 @@ class ModelHub:
             limit = registry.cache_limit_gb
         for m in models:  # a file that failed inspection has no usable path; the table still shows where it is
             m.local_path = m.local_path or Path(registry_state(m)["path"])
+        models = [m for m in models if m.local_path and self._in_host(m.local_path)]
         if wanted:
             models = [m for m in models if self._in_kind(m, wanted)]
         if query:
             needle = query.lower()
             models = [m for m in models if needle in f"{m.name} {m.local_path} {' '.join(m.trigger_words)}".lower()]
+        self.library_triggers = {str(m.local_path): list(m.trigger_words) for m in models}
         usable = [m for m in models if not is_unusable(m)]
         duplicates = find_duplicates({str(m.local_path): m.sha256 for m in usable})
         twin_of = {str(p): paths for paths in duplicates.values() for p in paths}
@@ -293,6 +311,14 @@ class ModelHub:
             return kind_of(meta.type) == kind
         path = Path(str(meta.local_path))
         return any(path.is_relative_to(folder) for folder in self.folders.dirs(kind))
+
+    def _in_host(self, path: Path | str) -> bool:
+        """Whether a file lies in one of this app's folders (the index also knows other hosts' files)."""
+        if self._roots is None:
+            dirs = {d for kind in self.folders.kinds() for d in self.folders.dirs(kind)}
+            self._roots = [d.resolve() for d in dirs]
+        where = Path(path).resolve()
+        return any(where.is_relative_to(root) for root in self._roots)
 
     def rescan(self) -> str:
         """Re-read the host's model folders into the index (incremental: unchanged files are not opened)."""
@@ -342,6 +368,25 @@ class ModelHub:
     def settings_view(self) -> dict[str, Any]:
         """What the settings panel shows: never a token, only whether one is set; where downloads come from."""
         return {**config.public_settings(), "shared_cache_status": shared_cache_status()}
+
+    @staticmethod
+    def endpoints() -> list[tuple[str, str, str]]:
+        """(name, URL in effect, where it comes from) of each endpoint: environment variable, settings file or
+        default, in that order of precedence (as :mod:`hubloader.core.settings` reads them)."""
+        stored = config.load_settings()
+        rows = []
+        for name, env, key, effective in (
+            ("HuggingFace", "HF_ENDPOINT", "hf_endpoint", config.hf_endpoint()),
+            ("CivitAI", "CIVITAI_ENDPOINT", "civitai_endpoint", config.civitai_endpoint()),
+        ):
+            if os.environ.get(env):
+                origin = f"environment variable {env} (overrides the settings file)"
+            elif stored.get(key):
+                origin = f"settings file {config.settings_path()}"
+            else:
+                origin = "default"
+            rows.append((name, config.redact_url(effective), origin))
+        return rows
 
     def save_settings(
         self,

@@ -64,6 +64,7 @@ class Job:
     created_at: float = field(default_factory=time.time)
     finished_at: float | None = None
     result: object = field(default=None, repr=False)
+    work: Work | None = field(default=None, repr=False)  # kept so a failed or cancelled job can run again
     cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
     _started: float = field(default=0.0, repr=False)
     _last_emit: float = field(default=0.0, repr=False)
@@ -121,7 +122,13 @@ class JobManager:
                 for job in self._jobs.values():
                     if job.ref == ref and job.kind == kind and job.state not in FINISHED:
                         return job
-            job = Job(id=f"job-{next(self._ids)}-{int(time.time() * 1000) % 100000}", label=label, kind=kind, ref=ref)
+            job = Job(
+                id=f"job-{next(self._ids)}-{int(time.time() * 1000) % 100000}",
+                label=label,
+                kind=kind,
+                ref=ref,
+                work=work,
+            )
             self._jobs[job.id] = job
             self._trim()
             if self._pool is None:
@@ -197,6 +204,15 @@ class JobManager:
         if was_queued:
             self._finish(job, CANCELLED, error="Cancelled before it started.")
         return True
+
+    def retry(self, job_id: str) -> Job | None:
+        """Run a failed or cancelled job's work again as a new job (the download engine resumes from the
+        ``.part`` file it kept); None when there is no such finished-unsuccessfully job."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job.state not in (FAILED, CANCELLED) or job.work is None:
+                return None
+        return self.submit(job.label, job.work, kind=job.kind, ref=job.ref)
 
     def wait(self, job_id: str, timeout: float | None = None) -> Job:
         """Block until the job finishes (for tests and command lines)."""
