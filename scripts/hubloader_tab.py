@@ -21,6 +21,7 @@ BASEDIR = scripts.basedir()  # the extension root; only correct while A1111 impo
 if BASEDIR not in sys.path:
     sys.path.insert(0, BASEDIR)
 import hubloader  # noqa: E402,F401
+from hubloader.core.settings import DEFAULTS  # noqa: E402
 
 log = logging.getLogger("hubloader")
 SECTION = ("hubloader", "Model Hub")
@@ -31,7 +32,8 @@ SECTION = ("hubloader", "Model Hub")
 OPTIONS: dict[str, tuple[str, str, Any, str, dict[str, Any]]] = {
     "hubloader_nsfw": ("nsfw", "Show NSFW results", False, "Checkbox", {}),
     "hubloader_max_connections": (
-        "max_connections", "Download connections", 8, "Slider", {"minimum": 1, "maximum": 32, "step": 1}
+        "max_connections", "Download connections", DEFAULTS["max_connections"], "Slider",
+        {"minimum": 1, "maximum": 32, "step": 1},
     ),
 }  # fmt: skip
 _hub: Any = None

@@ -101,7 +101,7 @@ def test_settings_section_has_no_token_and_writes_through_to_the_0600_file(a1111
     assert all(info.section == ("hubloader", "Model Hub") for info in opts.data_labels.values())
     assert not any("token" in key and not key.endswith("_note") for key in opts.data)
     assert "hf_" + "S" * 34 not in json.dumps({k: str(v) for k, v in opts.data.items()})
-    assert opts.data["hubloader_max_connections"] == 8
+    assert opts.data["hubloader_max_connections"] == config.DEFAULTS["max_connections"]  # the engine's own default
 
     opts.data["hubloader_nsfw"] = True
     opts.data["hubloader_max_connections"] = 12
