@@ -307,6 +307,10 @@ def test_missing_models_from_infotext_resolve_by_hash_and_fetch_in_one_click(tmp
     assert rows["ink_style"][1] == "loras" and rows["ink_style"][2] == "resolved"
     assert rows["tiny_ckpt"][1] == "checkpoints" and rows["tiny_ckpt"][2] == "resolved"
     assert rows["ink_style"][3].startswith("civitai:")
+    # The plan the tab shows under the table, from the same report (no second resolve).
+    lines = hub.plan_of(report).summary_lines()
+    assert any(line.startswith("Disk of ") and line.endswith("fits.") for line in lines), lines
+    assert any(line.startswith("2 to fetch (") and "0 cannot be fetched now" in line for line in lines), lines
 
     jobs = hub.fetch_missing(report)
     assert len(jobs) == 2

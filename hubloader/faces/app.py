@@ -16,6 +16,7 @@ wires them to components.
 from __future__ import annotations
 
 import functools
+import html
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -341,7 +342,11 @@ def _missing_tab(hub: ModelHub, report_state: Any) -> None:
         def run_check(text: str, data: bytes | None) -> tuple[Any, Any, str]:
             report = hub.missing(text, data)
             counts = ", ".join(f"{n} {s}" for s, n in report.counts().items() if n)
-            return _table(hub.missing_rows(report), len(MISSING_HEADERS)), report, counts or "No models named."
+            if not counts:
+                return _table([], len(MISSING_HEADERS)), report, "No models named."
+            # The install plan under the table: what "Fetch all" will take, whether it fits, why the rest cannot.
+            plan = "\n".join(f"- {html.escape(line.strip())}" for line in hub.plan_of(report).summary_lines())
+            return _table(hub.missing_rows(report), len(MISSING_HEADERS)), report, f"{counts}\n\n{plan}"
 
         @_guarded(1, 0)
         def run_fetch(report: Any) -> str:

@@ -448,6 +448,13 @@ class ModelHub:
 
         return Planner(Resolver(self.folders)).plan(_uploaded_workflow(infotext, image))
 
+    def plan_of(self, report: Any) -> Any:
+        """The install plan of a report :meth:`missing` made (no second resolve): destinations, needs, totals."""
+        from hubloader.workflows import Resolver
+        from hubloader.workflows.plan import Planner
+
+        return Planner(Resolver(self.folders)).plan_of(report)
+
     @staticmethod
     def missing_rows(report: Any) -> list[list[Any]]:
         rows = []

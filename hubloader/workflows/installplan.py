@@ -10,6 +10,7 @@ from enum import Enum
 from typing import Any
 
 from hubloader.core.settings import redact_url
+from hubloader.core.units import human_size
 from hubloader.workflows.finding import ModelReference
 from hubloader.workflows.probe import Need, civitai_ids
 from hubloader.workflows.report import Candidate
@@ -147,6 +148,33 @@ class InstallPlan:
         local = (PlanStatus.PRESENT, PlanStatus.PRESENT_ELSEWHERE)
         return [m for m in self.models if m.status not in local and not m.can_fetch]
 
+    def summary_lines(self) -> list[str]:
+        """The plan's verdict in plain lines, as every face shows it under its table: per destination file system
+        what is fetched against what is free, the totals with a time estimate, then why each blocked model
+        cannot be fetched now (a similar file that is not the same bytes is named too)."""
+        lines = [
+            f"  {m.name}: {similar.evidence} is NOT the same file (other SHA256); not offered."
+            for m in self.models
+            for similar in m.similar
+        ]
+        for fs in self.filesystems:
+            verdict = "fits" if fs.fits else "DOES NOT FIT"
+            lines.append(
+                f"Disk of {fs.path}: {human_size(fs.bytes_to_fetch)} to fetch, {human_size(fs.free)} free: {verdict}."
+            )
+        eta = self.seconds_estimate
+        speed = (
+            f", about {duration(eta)} at the {human_size(int(self.speed_bps or 0))}/s of the last downloads"
+            if eta
+            else ""
+        )
+        lines.append(
+            f"{len(self.fetchable)} to fetch ({human_size(self.bytes_to_fetch)}){speed}; "
+            f"{self.files_reused} reused from disk; {len(self.blocked)} cannot be fetched now."
+        )
+        lines.extend(f"  {m.name}: {m.why_not or m.reason}" for m in self.blocked)
+        return lines
+
     def counts(self) -> dict[str, int]:
         counts = {status.value: 0 for status in PlanStatus}
         for model in self.models:
@@ -176,3 +204,12 @@ class InstallPlan:
 
 
 __all__ = ["FilesystemTotal", "InstallPlan", "PlanStatus", "PlannedModel", "PlannedSource"]
+
+
+def duration(seconds: float) -> str:
+    """A time estimate as people say it: seconds, minutes, then hours."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

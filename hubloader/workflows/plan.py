@@ -68,6 +68,11 @@ class Planner:
         else:
             report = self.resolver.resolve(file)
             optional = set()
+        return self.plan_of(report, optional)
+
+    def plan_of(self, report: ResolutionReport, optional: set[str] | frozenset[str] = frozenset()) -> InstallPlan:
+        """The plan of a report already resolved (a face that shows the report too resolves only once);
+        ``optional``: names a lockfile marks as not required."""
         plan = InstallPlan(source=report.source, speed_bps=recent_speed())
         # Each model asks its source once (a HEAD or an un-followed GET): a few at a time, as the resolver fetches.
         with ThreadPoolExecutor(max_workers=self.resolver.max_workers, thread_name_prefix="hubloader-plan") as pool:

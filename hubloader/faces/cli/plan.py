@@ -80,28 +80,5 @@ def print_plan(plan: InstallPlan, out: Output) -> None:
         for m in plan.models
     ]
     out.table(("STATUS", "KIND", "MODEL", "SIZE", "FETCH", "DETAIL"), rows, widths={2: 40, 5: 110})
-    for model in plan.models:
-        for similar in model.similar:
-            out.line(f"  {model.name}: {similar.evidence} is NOT the same file (other SHA256); not offered.")
-    data = plan.to_dict()["totals"]
-    for fs in plan.filesystems:
-        verdict = "fits" if fs.fits else "DOES NOT FIT"
-        out.line(f"Disk of {fs.path}: {human_size(fs.bytes_to_fetch)} to fetch, {human_size(fs.free)} free: {verdict}.")
-    eta = plan.seconds_estimate
-    speed = (
-        f", about {_duration(eta)} at the {human_size(int(plan.speed_bps or 0))}/s of the last downloads" if eta else ""
-    )
-    out.line(
-        f"{data['files_to_fetch']} to fetch ({human_size(plan.bytes_to_fetch)}){speed}; "
-        f"{data['files_reused']} reused from disk; {data['blocked']} cannot be fetched now."
-    )
-    for model in plan.blocked:
-        out.line(f"  {model.name}: {model.why_not or model.reason}")
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+    for line in plan.summary_lines():
+        out.line(line)
