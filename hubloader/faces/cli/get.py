@@ -7,12 +7,14 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hubloader.core.errors import Cancelled
 from hubloader.core.units import human_size
 from hubloader.faces.cli.options import (
     Commands,
     add_command,
     add_host_options,
     add_shared_cache_option,
+    cancel_on_sigint,
     host_folders,
     model_type,
     open_registry,
@@ -137,20 +139,29 @@ def _fetch(
     own = bars is None and not (out.quiet or out.json)
     if own:
         bars = Progress()
-    try:
-        return fetch(
-            what,
-            folders,
-            kind=args.type,
-            save_as=args.filename,
-            revision=args.revision,
-            allow_pickle=True if args.allow_pickle else None,  # else the allow_pickle setting
-            progress=bars.file(name) if bars is not None else None,
-            shared_cache=args.shared_cache,
-        )
-    finally:
-        if own:
-            bars.close()
+    # Ctrl-C as a cancel request the engine polls (it keeps the .part), not an exception thrown into whatever
+    # runs at that instant: an asyncio cancellation landing inside a library's cleanup can be lost, and the
+    # download would then run on and exit 0.
+    with cancel_on_sigint() as cancel:
+        try:
+            return fetch(
+                what,
+                folders,
+                kind=args.type,
+                save_as=args.filename,
+                revision=args.revision,
+                allow_pickle=True if args.allow_pickle else None,  # else the allow_pickle setting
+                progress=bars.file(name) if bars is not None else None,
+                cancel=cancel,
+                shared_cache=args.shared_cache,
+            )
+        except Cancelled:
+            if cancel.is_set():
+                raise KeyboardInterrupt from None
+            raise
+        finally:
+            if own:
+                bars.close()
 
 
 def _fetch_all(
