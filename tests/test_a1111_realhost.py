@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from hubloader.core.settings import SETTINGS_FILE
+from hubloader.core.settings import DEFAULTS, SETTINGS_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 A1111_DIR = os.environ.get("A1111_DIR", "")
@@ -145,7 +145,8 @@ def test_the_model_hub_tab_settings_and_route_exist(a1111: Host) -> None:
     assert any(p.get("label") == "Model Hub" and p.get("elem_id") == "tab_hubloader" for p in props)
     assert requests.get(f"{a1111.base}/hubloader/downloads", timeout=10).json() == {"downloads": []}
     options = requests.get(f"{a1111.base}/sdapi/v1/options", timeout=10)
-    assert options.json()["hubloader_max_connections"] == 8  # our Settings section is registered
+    # Our Settings section is registered, at the engine's default (the settings file sets only tokens).
+    assert options.json()["hubloader_max_connections"] == DEFAULTS["max_connections"]
     # The tokens in our settings file reach neither A1111's options API, nor its page config, nor its config.json.
     for text in (options.text, json.dumps(config), _read(a1111.data / "config.json"), a1111.log.read_text()):
         assert HF_TOKEN not in text and CIVITAI_TOKEN not in text
