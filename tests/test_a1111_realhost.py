@@ -172,7 +172,7 @@ def test_a_lora_downloads_into_models_lora_with_its_sidecar(a1111: Host, fakehub
         page.locator("#hubloader_query textarea, #hubloader_query input").first.fill("pixel")
         page.locator("#hubloader_search").click()
         page.wait_for_function(
-            "document.querySelector('#hubloader_search_status')?.innerText.includes('results')", timeout=60_000
+            "document.querySelector('#hubloader_search_status')?.innerText.includes(' result')", timeout=60_000
         )
         cards = page.locator("#hubloader_results .hl-card")  # the result cards (faces/cards.py)
         cards.first.wait_for(timeout=30_000)

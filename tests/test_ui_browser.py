@@ -244,7 +244,7 @@ def test_a_download_is_cancelled_and_resumed_from_its_row(hub_env, tmp_path):
     with _app(tmp_path, models) as url, _browser() as page:
         page.goto(url)
         _search(page, "big pixel")
-        _text_of(page, "hubloader_search_status", "1 results", 60_000)
+        _text_of(page, "hubloader_search_status", "1 result", 60_000)
         page.locator("#hubloader_results .hl-card").first.click()
         _text_of(page, "hubloader_details", "Big Pixel")
         page.locator("#hubloader_download").click()

@@ -153,7 +153,7 @@ def _search_tab(hub: ModelHub, results_state: Any, selected_state: Any) -> None:
         @_guarded(3, 2)
         def run_search(q: str, src: str, kind: str, bm: str, order: str, adult: bool) -> tuple[Any, Any, str]:
             results, warnings = hub.search(q, src, kind, bm, order, adult)
-            text = f"{len(results)} results" + "".join(f"\n\n⚠️ {w}" for w in warnings)
+            text = f"{len(results)} result{'' if len(results) == 1 else 's'}" + "".join(f"\n\n⚠️ {w}" for w in warnings)
             return cards.results_html(results), results, text
 
         inputs = [query, source, model_type, base, sort, nsfw]
