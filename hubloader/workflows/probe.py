@@ -127,6 +127,8 @@ def _probe_hf(requests: Any, url: str, request: FileRequest) -> Probe:
         token_need = Need("token", "huggingface", "a HuggingFace token", met=has_token)
         if status == 307 and match and _HF_RESOLVE.match(urlsplit(urljoin(url, h.get("Location", ""))).path):
             url = urljoin(url, h["Location"])
+            if not policy.host_allowed(url):  # every hop is checked, as the gate checks a download's
+                return Probe(reason=f"the Hub redirected {repo} to {policy.host_of(url)}, not a known model host")
             found.moved_to = _HF_RESOLVE.match(urlsplit(url).path).group("repo")  # type: ignore[union-attr]  # matched above
             continue
         code = h.get("X-Error-Code", "")
